@@ -1,0 +1,189 @@
+"""The ``omniport`` command line: small click commands that parse options and delegate.
+
+Commands build a request, call one function in ``planner`` (imported lazily so that
+``omniport --help`` stays fast), render the result and return an exit code. Errors are mapped
+to exit codes in one place, :func:`main`, because click's own usage errors exit 2, which
+``plan --detailed-exitcode`` reserves for "changes present".
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from planner import __version__
+from planner.errors import NotYetAvailable, OmniportError
+
+
+def _not_yet(what: str, issue: str) -> NoReturn:
+    raise NotYetAvailable(f"`omniport {what}` is not available yet", f"it lands with {issue}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="omniport")
+@click.option("--no-color", is_flag=True, help="Disable colored output (also: NO_COLOR=1).")
+@click.pass_context
+def cli(ctx: click.Context, no_color: bool) -> None:
+    """Import running Talos Linux clusters into Sidero Omni with plan, apply and rollback."""
+    ctx.ensure_object(dict)
+    ctx.obj["color"] = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+def validate(spec: str) -> None:
+    """Check an import spec against its schema and semantics, without network."""
+    _not_yet("validate", "the plan issue")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Plan file to write.")
+@click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool) -> None:
+    """Read the live cluster and Omni, change nothing, and write a reviewable plan."""
+    _not_yet("plan", "the plan issue")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the file as JSON.")
+def show(path: str, as_json: bool) -> None:
+    """Render a saved plan or rollback file."""
+    _not_yet("show", "the plan issue")
+
+
+@cli.command()
+@click.argument("plan_file", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option("--parallelism", type=click.IntRange(1, 1000), default=None)
+@click.option("--no-rollback", is_flag=True, help="Keep completed steps when a step fails.")
+@click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+def apply(
+    plan_file: str, auto_approve: bool, parallelism: int | None, no_rollback: bool, as_json: bool
+) -> None:
+    """Execute exactly a saved plan, as a transaction that rolls back on failure."""
+    _not_yet("apply", "the apply issue")
+
+
+@cli.command()
+@click.argument("rollback_file", metavar="ROLLBACK", type=click.Path(dir_okay=False))
+@click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+def rollback(rollback_file: str, auto_approve: bool, as_json: bool) -> None:
+    """Put nodes and Omni back as they were before an apply (idempotent)."""
+    _not_yet("rollback", "the apply issue")
+
+
+@cli.command()
+@click.argument("cluster_name", metavar="CLUSTER")
+def abort(cluster_name: str) -> None:
+    """Abort an import in Omni and remove the join documents from the nodes."""
+    _not_yet("abort", "the apply issue")
+
+
+@cli.command()
+@click.argument("cluster_name", metavar="CLUSTER")
+def unlock(cluster_name: str) -> None:
+    """Unlock an imported cluster so that Omni starts managing it."""
+    _not_yet("unlock", "the apply issue")
+
+
+@cli.group()
+def config() -> None:
+    """The machine-config engine on files, like talosctl."""
+
+
+@config.command("gen")
+def config_gen() -> None:
+    """Generate a default machine config for a version contract."""
+    _not_yet("config gen", "the config-engine issue")
+
+
+@config.command("patch")
+def config_patch() -> None:
+    """Apply strategic-merge or JSON6902 patches to a machine config."""
+    _not_yet("config patch", "the config-engine issue")
+
+
+@config.command("diff")
+def config_diff() -> None:
+    """Compute the strategic patches that turn one machine config into another."""
+    _not_yet("config diff", "the config-engine issue")
+
+
+@config.command("secrets")
+def config_secrets() -> None:
+    """Rebuild a secrets bundle from a control-plane machine config."""
+    _not_yet("config secrets", "the config-engine issue")
+
+
+@cli.group()
+def lab() -> None:
+    """The embedded lab: simulated Talos nodes, Omni and Image Factory on loopback."""
+
+
+@lab.command("up")
+def lab_up() -> None:
+    """Start a lab in the background."""
+    _not_yet("lab up", "the lab issue")
+
+
+@lab.command("down")
+def lab_down() -> None:
+    """Stop a lab by its pid."""
+    _not_yet("lab down", "the lab issue")
+
+
+@lab.command("status")
+def lab_status() -> None:
+    """Print the lab's nodes and Omni resources."""
+    _not_yet("lab status", "the lab issue")
+
+
+@lab.command("fault")
+def lab_fault() -> None:
+    """Inject or clear faults."""
+    _not_yet("lab fault", "the lab issue")
+
+
+@cli.command()
+def demo() -> None:
+    """Run plan, apply and rollback against a temporary lab, in one command."""
+    _not_yet("demo", "the demo issue")
+
+
+def run(args: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the process exit code (0 ok, 1 error, 2 changes/not built)."""
+    try:
+        result = cli.main(args=args, prog_name="omniport", standalone_mode=False)
+    except OmniportError as err:
+        click.echo(f"Error: {err}", err=True)
+        return err.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.ClickException as err:
+        # Usage errors are user mistakes: exit 1, like Terraform's flag errors, so that 2 keeps
+        # meaning "changes present" for plan --detailed-exitcode.
+        err.show()
+        return 1
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def main() -> NoReturn:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()
