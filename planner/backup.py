@@ -7,8 +7,7 @@ written to a temporary name, fsynced and renamed: a backup either exists whole o
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import io
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from planner.errors import OmniportError
+from planner.sealed import write_private
 
 
 class BackupError(OmniportError):
@@ -43,35 +43,21 @@ def backup_name(cluster: str, when: datetime) -> str:
 
 def write_backup(path: Path, entries: Iterable[BackupEntry]) -> Path:
     path = Path(path)
-    directory = path.resolve().parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for entry in entries:
+            info = zipfile.ZipInfo(entry.name, date_time=(2000, 1, 1, 0, 0, 0))
+            info.external_attr = 0o600 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, entry.config)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+        path.resolve().parent.mkdir(parents=True, exist_ok=True)
+        write_private(path, buffer.getvalue(), mode=0o600)
     except OSError as err:
         raise BackupError(
-            f"cannot write the backup in {directory}: {err.strerror}",
+            f"cannot write the backup {path}: {err.strerror}",
             "set backup.directory in the spec to a writable directory",
         ) from None
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for entry in entries:
-                    info = zipfile.ZipInfo(entry.name, date_time=(2000, 1, 1, 0, 0, 0))
-                    info.external_attr = 0o600 << 16
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    archive.writestr(info, entry.config)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
     return path
 
 
