@@ -215,7 +215,7 @@ def test_wrong_key_is_rejected(keys: dict[str, siderov1.PublicKey]) -> None:
     # Claiming a registered fingerprint does not help: the registered key does not verify it.
     registered = next(iter(keys))
     header = dict(md)["x-sidero-signature"].replace(intruder.fingerprint, registered)
-    with pytest.raises(siderov1.SignatureRejected, match="does not verify"):
+    with pytest.raises(siderov1.SignatureRejected, match="not made by key"):
         siderov1.verify(_replace(md, "x-sidero-signature", header), METHOD, keys, NOW)
 
 
@@ -365,3 +365,31 @@ def test_gnupg_accepts_our_signature(tmp_path: Path) -> None:
     (tmp_path / "payload").write_text(md["x-sidero-payload"] + " ")
     bad = subprocess.run([*cmd, "sig", "payload"], cwd=tmp_path, capture_output=True, timeout=30)
     assert bad.returncode != 0
+
+
+def test_every_bit_of_the_signed_data_and_signature_values_matters(signing_key, keys) -> None:
+    """Flip each bit of the signature packet: only bits outside what OpenPGP protects may pass
+    (the unhashed subpacket area and MPI bit counts, which Go's parser ignores as well)."""
+    md = _signed(signing_key)
+    head, sig = dict(md)["x-sidero-signature"].rsplit(" ", 1)
+    raw = base64.b64decode(sig)
+    assert raw[0] == 0xC2 and raw[1] == len(raw) - 2  # new-format header, one-byte length
+    body_at = 2
+    hashed_end = body_at + 6 + int.from_bytes(raw[body_at + 4 : body_at + 6], "big")
+    unhashed_end = hashed_end + 2 + int.from_bytes(raw[hashed_end : hashed_end + 2], "big")
+    r_at = unhashed_end + 2
+    s_at = r_at + 2 + (int.from_bytes(raw[r_at : r_at + 2], "big") + 7) // 8
+    tolerated = set(range(hashed_end + 2, unhashed_end)) | {r_at + 1, s_at + 1}
+    accepted = []
+    for index in range(len(raw)):
+        for bit in range(8):
+            flipped = bytearray(raw)
+            flipped[index] ^= 1 << bit
+            header = f"{head} {base64.b64encode(bytes(flipped)).decode()}"
+            try:
+                siderov1.verify(_replace(md, "x-sidero-signature", header), METHOD, keys, NOW)
+            except siderov1.SignatureRejected:
+                continue
+            accepted.append(index)
+    assert set(accepted) <= tolerated
+    assert len(accepted) < 20, accepted

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import re
 import warnings
@@ -37,6 +38,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 SIGNATURE_VERSION = "siderov1"
 TIMESTAMP_HEADER = "x-sidero-timestamp"
@@ -272,6 +277,174 @@ def _short(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Detached signatures, parsed strictly
+
+
+_HASHES = {8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224", 12: "sha3_256", 14: "sha3_512"}
+# Subpacket types a verifier may understand; an unknown one marked critical voids the signature.
+_KNOWN_SUBPACKETS = {2, 3, 4, 5, 6, 7, 9, 11, 12, 16, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31}
+_KNOWN_SUBPACKETS |= {32, 33, 35, 39}
+
+
+@dataclass(frozen=True)
+class _Signature:
+    """The fields of a v4 signature packet that verification needs, read from the exact bytes."""
+
+    sig_type: int
+    pk_alg: int
+    hash_alg: int
+    hashed: bytes  # version .. end of the hashed subpackets: what the signature covers
+    created: int
+    lifetime: int | None  # signature expiration, seconds after creation
+    issuer: str | None  # key ID, 16 upper-case hex digits; the last issuer subpacket wins (Go)
+    hash_tag: bytes
+    mpis: tuple[bytes, ...]
+
+
+def _subpackets(area: bytes, hashed: bool, found: dict[str, Any]) -> None:
+    pos = 0
+    while pos < len(area):
+        length, body_at = _read_new_length(area, pos)
+        end = body_at + length
+        if length == 0 or end > len(area):
+            raise ValueError("subpacket overruns its area")
+        kind, critical, body = (
+            area[body_at] & 0x7F,
+            bool(area[body_at] & 0x80),
+            area[body_at + 1 : end],
+        )
+        if critical and (kind not in _KNOWN_SUBPACKETS):
+            raise ValueError(f"unknown critical subpacket {kind}")
+        if kind == 2 and hashed:
+            if len(body) != 4:
+                raise ValueError("bad creation time")
+            found["created"] = int.from_bytes(body, "big")
+        elif kind == 3 and hashed:
+            if len(body) != 4:
+                raise ValueError("bad signature expiration")
+            found["lifetime"] = int.from_bytes(body, "big") or None
+        elif kind == 16:
+            if len(body) != 8:
+                raise ValueError("bad issuer")
+            found["issuer"] = body.hex().upper()
+        elif kind == 33:
+            if len(body) != 21 or body[0] != 4:
+                raise ValueError("bad issuer fingerprint")
+            found["issuer"] = body[-8:].hex().upper()
+        pos = end
+
+
+def _parse_signature(data: bytes) -> _Signature:
+    """One binary v4 signature packet and nothing else; every length must add up (as Go's
+    parser demands), so that no byte can change without changing what is verified."""
+    if len(data) < 2 or not data[0] & 0x80:
+        raise ValueError("not an OpenPGP packet")
+    ctb = data[0]
+    if ctb & 0x40:
+        tag = ctb & 0x3F
+        length, pos = _read_new_length(data, 1)
+    else:
+        tag, kind = (ctb >> 2) & 0x0F, ctb & 0x03
+        if kind == 3:
+            raise ValueError("indeterminate length")
+        size = 1 << kind
+        length, pos = int.from_bytes(data[1 : 1 + size], "big"), 1 + size
+    if tag != 2:
+        raise ValueError("not a signature packet")
+    body = data[pos:]
+    if len(body) != length:
+        raise ValueError("packet length does not match")
+    if len(body) < 6 or body[0] != 4:
+        raise ValueError("not a version 4 signature")
+    sig_type, pk_alg, hash_alg = body[1], body[2], body[3]
+    hashed_end = 6 + int.from_bytes(body[4:6], "big")
+    if hashed_end + 2 > len(body):
+        raise ValueError("hashed area overruns the packet")
+    unhashed_end = hashed_end + 2 + int.from_bytes(body[hashed_end : hashed_end + 2], "big")
+    if unhashed_end + 2 > len(body):
+        raise ValueError("unhashed area overruns the packet")
+    found: dict[str, Any] = {"created": None, "lifetime": None, "issuer": None}
+    _subpackets(body[6:hashed_end], True, found)
+    _subpackets(body[hashed_end + 2 : unhashed_end], False, found)
+    if found["created"] is None:
+        raise ValueError("no creation time in the hashed area")
+    mpis = []
+    pos = unhashed_end + 2
+    while pos < len(body):
+        if pos + 2 > len(body):
+            raise ValueError("truncated MPI")
+        size = (int.from_bytes(body[pos : pos + 2], "big") + 7) // 8
+        if pos + 2 + size > len(body):
+            raise ValueError("truncated MPI")
+        mpis.append(body[pos + 2 : pos + 2 + size])
+        pos += 2 + size
+    return _Signature(
+        sig_type=sig_type,
+        pk_alg=pk_alg,
+        hash_alg=hash_alg,
+        hashed=body[:hashed_end],
+        created=found["created"],
+        lifetime=found["lifetime"],
+        issuer=found["issuer"],
+        hash_tag=body[unhashed_end : unhashed_end + 2],
+        mpis=tuple(mpis),
+    )
+
+
+def _digest(sig: _Signature, data: bytes) -> tuple[bytes, Any]:
+    name = _HASHES.get(sig.hash_alg)
+    if name is None:
+        raise SignatureRejected(f"signature uses unsupported hash algorithm {sig.hash_alg}")
+    if sig.sig_type == 0x01:  # canonical text: CRLF line endings
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    h = hashlib.new(name)
+    h.update(data)
+    h.update(sig.hashed)
+    h.update(b"\x04\xff" + len(sig.hashed).to_bytes(4, "big"))
+    algorithm = {
+        "sha256": hashes.SHA256(),
+        "sha384": hashes.SHA384(),
+        "sha512": hashes.SHA512(),
+        "sha224": hashes.SHA224(),
+        "sha3_256": hashes.SHA3_256(),
+        "sha3_512": hashes.SHA3_512(),
+    }[name]
+    return h.digest(), algorithm
+
+
+def _check_primitive(sig: _Signature, material: Any, digest: bytes, algorithm: Any) -> bool:
+    """The public-key operation over ``digest``, with ``cryptography``."""
+    public = material.__pubkey__()
+    try:
+        if sig.pk_alg == 22:  # EdDSA (legacy Ed25519): r || s, each 32 bytes
+            if len(sig.mpis) != 2 or any(len(m) > 32 for m in sig.mpis):
+                return False
+            r, s_ = (m.rjust(32, b"\0") for m in sig.mpis)
+            public.verify(r + s_, digest)
+        elif sig.pk_alg == 19:  # ECDSA
+            if len(sig.mpis) != 2:
+                return False
+            r, s_ = (int.from_bytes(m, "big") for m in sig.mpis)
+            encoded = utils.encode_dss_signature(r, s_)
+            public.verify(encoded, digest, ec.ECDSA(utils.Prehashed(algorithm)))
+        elif sig.pk_alg in (1, 3):  # RSA
+            if len(sig.mpis) != 1:
+                return False
+            size = (public.key_size + 7) // 8
+            public.verify(
+                sig.mpis[0].rjust(size, b"\0"),
+                digest,
+                padding.PKCS1v15(),
+                utils.Prehashed(algorithm),
+            )
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
 # Keys
 
 
@@ -352,43 +525,60 @@ class PublicKey:
             return str(self._key)
 
     def verify(self, data: bytes, signature: bytes, *, now: float | datetime) -> None:
-        """Check a detached signature the way Omni's key verifier does, or raise.
+        """Check a detached signature the way Omni's key verifier (go-crypto) does, or raise.
 
-        Refused: an expired key; a signature that does not parse, is not over a document, uses a
-        weak hash, predates the key, or claims a creation time beyond ``now`` plus the allowed
-        skew (capped at half the key lifetime, as Omni retries); and, of course, a bad signature.
-        """
-        pgpy = _pgpy()
+        The packet is parsed strictly and the digest computed over the exact bytes received
+        (pgpy's own verify re-serializes what it parsed and ignores the hash tag, so it accepts
+        some altered packets Go refuses). Refused as well: an expired key; a signature that is
+        not over a document, uses a weak hash, comes from a key without the sign flag, predates
+        the key, has expired, or claims a creation time beyond ``now`` plus the allowed skew
+        (capped at half the key lifetime, as Omni retries)."""
         at = _epoch(now)
         if self.expires_at is not None and at > self.expires_at.timestamp():
             raise SignatureRejected(f"key {self.fingerprint} expired at {self.expires_at}")
-        with _quiet():
-            try:
-                sig = pgpy.PGPSignature.from_blob(bytes(signature))
-            except Exception:
-                raise SignatureRejected("signature is not an OpenPGP signature packet") from None
-            kinds = {pgpy.constants.SignatureType.BinaryDocument}
-            kinds.add(pgpy.constants.SignatureType.CanonicalDocument)
-            if sig.type not in kinds:
-                raise SignatureRejected(f"signature type {sig.type!s} is not a document signature")
-            if int(sig.hash_algorithm) in _WEAK_HASHES:
-                raise SignatureRejected(f"signature uses weak hash {sig.hash_algorithm.name}")
-            created = _utc(sig.created)
-            if created is not None:
-                window = ALLOWED_SKEW.total_seconds()
-                if self.expires_at is not None:
-                    lifetime = (self.expires_at - self.created).total_seconds()
-                    window = min(window, lifetime / 2)
-                if created.timestamp() > at + window:
-                    raise SignatureRejected("signature was made in the future")
-                if created < self.created:
-                    raise SignatureRejected("signature is older than the key")
-            try:
-                good = bool(self._key.verify(bytes(data), sig))
-            except Exception:
-                good = False
-        if not good:
+        try:
+            sig = _parse_signature(bytes(signature))
+        except (ValueError, IndexError) as exc:
+            raise SignatureRejected(f"signature packet is malformed: {exc}") from None
+        if sig.sig_type not in (0x00, 0x01):
+            raise SignatureRejected(f"signature type {sig.sig_type:#04x} is not over a document")
+        if sig.hash_alg in _WEAK_HASHES:
+            raise SignatureRejected(f"signature uses weak hash algorithm {sig.hash_alg}")
+        window = ALLOWED_SKEW.total_seconds()
+        if self.expires_at is not None:
+            window = min(window, (self.expires_at - self.created).total_seconds() / 2)
+        if sig.created > at + window:
+            raise SignatureRejected("signature was made in the future")
+        if sig.created < self.created.timestamp():
+            raise SignatureRejected("signature is older than the key")
+        if sig.lifetime is not None and at > sig.created + sig.lifetime:
+            raise SignatureRejected("signature has expired")
+        signer = self._signer(sig.issuer)
+        if signer is None:
+            raise SignatureRejected(f"signature was not made by key {self.fingerprint}")
+        digest, algorithm = _digest(sig, bytes(data))
+        if digest[:2] != sig.hash_tag:
             raise SignatureRejected(f"signature does not verify with key {self.fingerprint}")
+        material, algorithm_id = signer
+        if algorithm_id != sig.pk_alg or not _check_primitive(sig, material, digest, algorithm):
+            raise SignatureRejected(f"signature does not verify with key {self.fingerprint}")
+
+    def _signer(self, issuer: str | None) -> tuple[Any, int] | None:
+        """Key material and algorithm of the (sub)key that ``issuer`` names, if it may sign."""
+        pgpy = _pgpy()
+        with _quiet():
+            candidates = [self._key, *self._key.subkeys.values()]
+            for key in candidates:
+                if key.fingerprint.keyid.upper() != issuer:
+                    continue
+                try:
+                    flags = key._get_key_flags()
+                except Exception:
+                    flags = set()
+                if pgpy.constants.KeyFlags.Sign not in flags:
+                    return None
+                return key._key.keymaterial, int(key.key_algorithm)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
