@@ -509,7 +509,7 @@ class OmniClient:
                 await self._channel.__connect__()
         except TimeoutError:
             raise Timeout(
-                f"no connection within {self.timeouts.connect:g}s",
+                f"no connection within {_seconds(self.timeouts.connect)}",
                 target=self.endpoint.url,
                 method=method,
             ) from None
@@ -524,7 +524,7 @@ class OmniClient:
         if isinstance(exc, TimeoutError | asyncio.TimeoutError):
             what = f"{where}: " if where else ""
             return Timeout(
-                f"{what}no answer within {self.timeouts.call:g}s",
+                f"{what}no answer within {_seconds(self.timeouts.call)}",
                 target=self.endpoint.url,
                 method=method,
             )
@@ -752,7 +752,7 @@ class OmniClient:
         except TimeoutError:
             raise Timeout(
                 f"{ref(type_, namespace or namespace_of(type_), id_)} still exists after "
-                f"{timeout:g}s",
+                f"{_seconds(timeout)}",
                 target=self.endpoint.url,
                 method=f"{SERVICE}/Watch",
             ) from None
@@ -761,6 +761,10 @@ class OmniClient:
             target=self.endpoint.url,
             method=f"{SERVICE}/Watch",
         )
+
+
+def _seconds(value: float | None) -> str:
+    return "the time limit" if value is None else f"{value:g}s"
 
 
 def _unchanged(current: Resource, wanted: Resource) -> bool:

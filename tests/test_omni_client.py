@@ -26,7 +26,7 @@ from providers.errors import (
     Unreachable,
 )
 from providers.omni import OmniClient, Resource, TLSOptions
-from providers.omniconfig import parse_endpoint
+from providers.omniconfig import parse_endpoint, resolve
 from providers.timeouts import Timeouts
 from providers.wire.omni.specs import omni_pb2, system_pb2
 from providers.wire.v1alpha1 import resource_pb2, state_pb2
@@ -126,6 +126,9 @@ def test_unregistered_key_is_unauthenticated(tls_files, account) -> None:
         assert "check the service account key" in text and "(cosi.resource.State/Get)" in text
         assert "\n" not in text
         assert server.rejections == [f"unknown key {stranger_key.fingerprint!r}"]
+        with pytest.raises(Unauthenticated, match=r"Clusters.omni.sidero.dev\(default/\*\)"):
+            async with client.watch(omni.CLUSTERS):
+                pass
 
     run(tls_files, account, stranger_key, body)
 
@@ -188,6 +191,31 @@ def test_server_rejects_bad_signatures(tls_files, account, key, case, reason) ->
         assert reply.resource.metadata.id == "c1"
 
     run(tls_files, account, key, body)
+
+
+def test_settings_from_environment_to_a_signed_call(tls_files, account) -> None:
+    """OMNI_SERVICE_ACCOUNT_KEY + OMNI_ENDPOINT -> resolve -> OmniClient -> accepted call."""
+
+    async def main() -> StateServer:
+        server = StateServer()
+        server.register_key(account.public_key())
+        port = await server.start(cert=tls_files.server_cert, key=tls_files.server_key)
+        env = {
+            "OMNI_SERVICE_ACCOUNT_KEY": account.env_value,
+            "OMNI_ENDPOINT": f"https://127.0.0.1:{port}",
+        }
+        try:
+            settings = resolve(environ=env)
+            tls = TLSOptions(ca_file=tls_files.ca_cert)
+            async with OmniClient.from_settings(settings, tls=tls, timeouts=FAST) as client:
+                await client.connect()
+                assert await client.list(omni.CLUSTERS) == []
+        finally:
+            await server.stop()
+        return server
+
+    server = asyncio.run(main())
+    assert server.calls == [("/cosi.resource.State/List", "omniport-test")]
 
 
 # -- CRUD ----------------------------------------------------------------------------------------

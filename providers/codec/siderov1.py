@@ -9,18 +9,21 @@ Every call to Omni carries three metadata headers (go-api-signature ``pkg/messag
   signature being a binary detached OpenPGP signature over the exact payload bytes.
 
 The client side is :func:`signed_metadata`; the server side (the lab's Omni) is :func:`verify`,
-which applies the checks Omni's interceptor applies. Keys are OpenPGP keys handled by pgpy;
+which applies the checks Omni's interceptor applies. Keys are OpenPGP keys read by pgpy;
 service-account keys travel as ``base64({"name": ..., "pgp_key": <armored private key>})``
 (:func:`decode_service_account`, :func:`generate_service_account`).
 
-pgpy 0.6 signs and verifies EdDSA fine with current ``cryptography``, with three quirks handled
-here: it imports the deprecated ``imghdr`` module (gone in Python 3.13, so ``standard-imghdr`` is
-a dependency there) and warns on every key operation, so all pgpy calls run with those warnings
-silenced; and it refuses keys whose preference lists name algorithms it does not know (keys made
-by newer Go OpenPGP libraries advertise SHA-3), so such keys are parsed again with the unknown
-algorithm IDs dropped from their preference subpackets (:func:`_drop_unknown_preferences`). That
-edit only touches the key's advertised preferences: the key material, the fingerprint and every
-signature made with the key are unchanged.
+pgpy 0.6 parses keys and makes EdDSA signatures fine with current ``cryptography``, with quirks
+handled here. It imports the deprecated ``imghdr`` module (gone in Python 3.13, so
+``standard-imghdr`` is a dependency there) and warns on every key operation, so pgpy calls run
+with those warnings silenced. It refuses keys whose preference lists name algorithms it does not
+know (keys made by newer Go OpenPGP libraries advertise SHA-3), so such keys are parsed again
+with the unknown IDs dropped from their preference subpackets (:func:`_drop_unknown_preferences`);
+key material, fingerprint and signatures are unchanged, but such a key must not be re-exported
+(its self-signature no longer matches). And its ``verify`` re-serializes what it parsed and skips
+the hash tag, so it accepts some altered packets Go refuses: verification is therefore done here
+(:func:`_parse_signature`, then ``cryptography``) over the exact bytes received, using pgpy only
+for the key.
 
 Nothing here reads files, the environment or the clock: times are parameters.
 """
