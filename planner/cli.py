@@ -17,6 +17,7 @@ import click
 
 from planner import __version__
 from planner.errors import NotYetAvailable, OmniportError
+from providers.errors import ProviderError
 
 
 def _not_yet(what: str, issue: str) -> NoReturn:
@@ -171,6 +172,10 @@ def run(args: Sequence[str] | None = None) -> int:
     except OmniportError as err:
         click.echo(f"Error: {err}", err=True)
         return err.exit_code
+    except ProviderError as err:
+        fix = getattr(err, "fix", None)
+        click.echo(f"Error: {err}" + (f"; {fix}" if fix else ""), err=True)
+        return 1
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
