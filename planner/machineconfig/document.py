@@ -275,8 +275,16 @@ def load_yaml_stream(raw: bytes | str, source: str = "config") -> list[Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = err.problem or err.context or "malformed YAML"
         raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
+    except yaml.reader.ReaderError as err:
+        raise ConfigError(
+            f"{source} holds a character YAML does not allow "
+            f"(U+{int(err.character) if isinstance(err.character, int) else 0:04X} "
+            f"at character {err.position + 1})",
+            "remove it, or write it as an escape in a double-quoted string",
+        ) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{source} is not valid YAML: {err}") from None
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "malformed YAML"
+        raise ConfigError(f"{source} is not valid YAML: {first_line}") from None
     except RecursionError:
         raise ConfigError(f"{source} is nested too deeply to be a machine config") from None
     except (ValueError, OverflowError) as err:
@@ -473,7 +481,7 @@ def _scalar(value: Any) -> str:
 _PLAIN_FIRST_BAD = set("?:,[]{}#&*!|>'\"%@`")
 _YAML11_RESOLVER = yaml.SafeLoader  # strings YAML 1.1 readers would take as non-strings
 _NON_PRINTABLE = re.compile(
-    "[^\t\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+    "[^\t\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 )
 
 
