@@ -134,6 +134,11 @@ def test_yaml_12_scalars_like_go():
             "cfg is not UTF-8 text (byte 21 is invalid); save it as UTF-8",
         ),
         ("a: &x [*x]\n", None),
+        (
+            "machine: {hostname: \x01}\n",
+            "cfg holds a character YAML does not allow (U+0001 at character 21); remove it, or "
+            "write it as an escape in a double-quoted string",
+        ),
     ],
     ids=[
         "unknown-field",
@@ -148,6 +153,7 @@ def test_yaml_12_scalars_like_go():
         "patch-in-config",
         "not-utf8",
         "recursive-alias",
+        "control-character",
     ],
 )
 def test_bad_input_is_one_clear_error(text, message):
