@@ -505,10 +505,10 @@ def _service_account(
 
 def _secretbox_from_encryption_config(config: object) -> str:
     """The first secretbox key of the first provider of the first block covering secrets."""
-    if not isinstance(config, Mapping):
-        return ""
-    for block in config.get("resources") or ():
-        if not isinstance(block, Mapping) or "secrets" not in (block.get("resources") or ()):
+    blocks = config.get("resources") if isinstance(config, Mapping) else None
+    for block in blocks if isinstance(blocks, list) else ():
+        covered = block.get("resources") if isinstance(block, Mapping) else None
+        if not isinstance(covered, list) or "secrets" not in covered:
             continue
         providers = block.get("providers") or ()
         first = providers[0] if isinstance(providers, list) and providers else None
@@ -566,7 +566,7 @@ class _Getter:
 
 
 def new_bundle(
-    contract: Contract,
+    contract: Contract | str,
     now: dt.datetime,
     *,
     random_bytes: RandomBytes = os.urandom,
