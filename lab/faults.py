@@ -1,0 +1,95 @@
+"""Faults the lab can inject, shared by its Talos, Omni and Image Factory sides.
+
+One mutable ``Faults`` value lives in the lab process; ``omniport lab fault`` changes it through
+the lab's admin endpoint, and every simulated server consults it on each call, so a fault takes
+effect on the next request without a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ApplyFailure:
+    """Make ApplyConfiguration fail on ``node`` (or every node when None)."""
+
+    node: str | None = None
+    after_calls: int = 0
+    """Succeed this many times first (counted per node, or globally when node is None)."""
+    calls: int = 0
+    message: str = "injected failure: ApplyConfiguration"
+
+    def should_fail(self, node: str) -> bool:
+        if self.node is not None and self.node != node:
+            return False
+        self.calls += 1
+        return self.calls > self.after_calls
+
+
+@dataclass
+class OmniFailure:
+    """Make an Omni COSI method fail, for one resource type or for all (type None)."""
+
+    method: str  # "Create", "Update", "Destroy", "Teardown", "Get", "List", "Watch"
+    resource_type: str | None = None
+    code: int = 14  # gRPC UNAVAILABLE unless said otherwise
+    message: str = "injected failure"
+
+    def matches(self, method: str, resource_type: str) -> bool:
+        return self.method == method and self.resource_type in (None, resource_type)
+
+
+@dataclass
+class Faults:
+    unreachable: set[str] = field(default_factory=set)
+    """Node addresses whose calls fail as if the node were down (UNAVAILABLE)."""
+    latency_ms: float = 0.0
+    """Added to every Talos and Omni call (asyncio sleep: calls are not serialized)."""
+    node_latency_ms: dict[str, float] = field(default_factory=dict)
+    apply_failures: list[ApplyFailure] = field(default_factory=list)
+    omni_failures: list[OmniFailure] = field(default_factory=list)
+    factory_down: bool = False
+    never_connect: bool = False
+    """Nodes accept the join documents but never register with Omni (to test wait timeouts)."""
+
+    def delay(self, node: str | None = None) -> float:
+        """Seconds to wait before answering a call for ``node``."""
+        extra = self.node_latency_ms.get(node, 0.0) if node else 0.0
+        return (self.latency_ms + extra) / 1000.0
+
+    def apply_should_fail(self, node: str) -> ApplyFailure | None:
+        for failure in self.apply_failures:
+            if failure.should_fail(node):
+                return failure
+        return None
+
+    def omni_failure(self, method: str, resource_type: str) -> OmniFailure | None:
+        return next((f for f in self.omni_failures if f.matches(method, resource_type)), None)
+
+    def clear(self) -> None:
+        self.unreachable.clear()
+        self.latency_ms = 0.0
+        self.node_latency_ms.clear()
+        self.apply_failures.clear()
+        self.omni_failures.clear()
+        self.factory_down = False
+        self.never_connect = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unreachable": sorted(self.unreachable),
+            "latency_ms": self.latency_ms,
+            "node_latency_ms": dict(sorted(self.node_latency_ms.items())),
+            "apply_failures": [
+                {"node": f.node, "after_calls": f.after_calls, "calls": f.calls}
+                for f in self.apply_failures
+            ],
+            "omni_failures": [
+                {"method": f.method, "resource_type": f.resource_type, "code": f.code}
+                for f in self.omni_failures
+            ],
+            "factory_down": self.factory_down,
+            "never_connect": self.never_connect,
+        }

@@ -1,0 +1,479 @@
+"""Checks: facts + spec -> findings. Pure; every code is stable and documented here.
+
+Each code has a severity, whether a user may accept it (by code in ``findings.accept`` or with
+``force``), and the fix we suggest. Codes that describe a state no import can proceed from (a
+node we could not read, a cluster already in Omni) cannot be accepted: accepting them would not
+make apply possible, only fail later and less clearly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from planner.facts import ClusterFacts, NodeFacts
+from planner.plan import Finding, Severity
+from planner.spec import Spec, version_tuple
+
+MIN_TALOS_VERSION = "1.9.0"
+"""Omni's importer requires a Talos version strictly greater than this."""
+
+
+@dataclass(frozen=True)
+class Check:
+    severity: Severity
+    acceptable: bool
+    fix: str
+
+
+E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO  # noqa: E741
+
+CHECKS: dict[str, Check] = {
+    "NODE_UNREACHABLE": Check(E, False, "make the node reachable through the talos endpoints"),
+    "TALOS_ROLE_INSUFFICIENT": Check(
+        E, False, "use a talosconfig with the os:admin role (reading machine configs needs it)"
+    ),
+    "NODE_READ_FAILED": Check(E, False, "check the node's apid and retry"),
+    "NO_CONTROL_PLANE": Check(E, False, "list at least one control-plane node in talos.nodes"),
+    "MEMBERS_MISMATCH": Check(
+        E, False, "list every cluster member in talos.nodes (and only members)"
+    ),
+    "DISCOVERY_DISABLED": Check(
+        W, True, "make sure talos.nodes lists every node: discovery cannot confirm it"
+    ),
+    "TALOS_VERSIONS_DIFFER": Check(E, True, "upgrade all nodes to one Talos version first"),
+    "KUBERNETES_VERSIONS_DIFFER": Check(
+        E, True, "finish the Kubernetes upgrade so every component runs one version"
+    ),
+    "IMAGE_VERSION_UNPARSEABLE": Check(E, True, "use images tagged with a version (vX.Y.Z)"),
+    "TALOS_VERSION_ASSERTION": Check(
+        E, False, "update versions.talos in the spec, or point it at the right cluster"
+    ),
+    "KUBERNETES_VERSION_ASSERTION": Check(
+        E, False, "update versions.kubernetes in the spec, or point it at the right cluster"
+    ),
+    "INITIAL_VERSION_NEWER": Check(
+        E, False, "set versions.initialTalos/initialKubernetes to the versions first installed"
+    ),
+    "TALOS_BELOW_MINIMUM": Check(
+        E, False, f"upgrade Talos past {MIN_TALOS_VERSION} before importing"
+    ),
+    "TALOS_VERSION_UNKNOWN_TO_OMNI": Check(
+        E, False, "upgrade Omni or Talos so that Omni supports this Talos version"
+    ),
+    "KUBERNETES_INCOMPATIBLE": Check(
+        E, False, "upgrade Kubernetes to a version Omni pairs with this Talos version"
+    ),
+    "SCHEMATIC_MISSING": Check(
+        E,
+        True,
+        "install from an Image Factory image, or accept: Omni will use the default installer",
+    ),
+    "SCHEMATIC_UNVERIFIABLE": Check(
+        E, True, "upgrade to an Image Factory image that embeds its schematic, or accept"
+    ),
+    "SCHEMATIC_MISMATCH": Check(
+        E, True, "the factory derives another ID from the node's schematic; investigate, or accept"
+    ),
+    "SCHEMATIC_UNKNOWN_TO_FACTORY": Check(
+        W, True, "register the schematic with the factory Omni uses before upgrading"
+    ),
+    "FACTORY_UNREACHABLE": Check(E, True, "check imageFactory.url, or accept to skip the check"),
+    "OMNI_UNREACHABLE": Check(E, False, "check omni.url and the service account key"),
+    "CLUSTER_EXISTS": Check(E, False, "pick another cluster, or delete the one in Omni"),
+    "CLUSTER_IMPORT_IN_PROGRESS": Check(
+        E, False, "run `omniport abort <cluster>` (or roll back the earlier apply) first"
+    ),
+    "NODE_ALREADY_CONNECTED": Check(
+        E, False, "remove the node's SideroLinkConfig, or abort its earlier import first"
+    ),
+    "MACHINE_KNOWN_TO_OMNI": Check(
+        W, True, "the machine is already registered in Omni; make sure it is not in use there"
+    ),
+    "ETCD_MEMBERS_MISMATCH": Check(
+        E, True, "make etcd membership equal the control-plane nodes (remove stale members)"
+    ),
+    "ETCD_LEARNER": Check(W, True, "wait until the etcd learner is promoted"),
+    "SERVICE_UNHEALTHY": Check(E, True, "fix the service (talosctl services) before importing"),
+    "HEALTH_CHECK_FAILED": Check(
+        E, True, "fix the cluster's health, or disable healthCheck after review"
+    ),
+    "CONFIG_RESIDUE": Check(
+        E, True, "these fields would differ after import; review them, or accept"
+    ),
+    "DENYLISTED_VALUES": Check(
+        W, True, "Omni manages these fields itself; the live values stay on the node until unlock"
+    ),
+    "UNLOCK_PREVIEW": Check(
+        I, True, "after `omniport unlock`, Omni pushes this config; review the differences"
+    ),
+}
+
+
+def finding(
+    code: str,
+    message: str,
+    spec: Spec,
+    *,
+    node: str | None = None,
+    details: tuple[str, ...] = (),
+) -> Finding:
+    check = CHECKS[code]
+    accepted = (
+        check.severity is Severity.ERROR
+        and check.acceptable
+        and (code in spec.accepted_findings or spec.force)
+    )
+    return Finding(
+        code=code,
+        severity=check.severity,
+        message=message,
+        fix=check.fix,
+        node=node,
+        accepted=accepted,
+        details=details,
+    )
+
+
+_TAG = re.compile(r":v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)(?:@sha256:[0-9a-f]+)?$")
+
+
+def image_version(image: str | None) -> str | None:
+    """``ghcr.io/siderolabs/kubelet:v1.34.1`` -> ``1.34.1``; None when there is no version tag."""
+    if not image:
+        return None
+    match = _TAG.search(image)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class ResolvedVersions:
+    talos: str | None
+    kubernetes: str | None
+    initial_talos: str | None
+    initial_kubernetes: str | None
+
+
+def resolve_versions(facts: ClusterFacts, spec: Spec) -> ResolvedVersions:
+    """Current versions from the first control plane in spec order (as omnictl does)."""
+    first = next(iter(facts.control_planes), None)
+    talos = first.talos_version if first else None
+    kube = image_version(first.kubelet_image) if first else None
+    return ResolvedVersions(
+        talos=talos,
+        kubernetes=kube,
+        initial_talos=spec.versions.initial_talos or talos,
+        initial_kubernetes=spec.versions.initial_kubernetes or kube,
+    )
+
+
+def _node_findings(node: NodeFacts, spec: Spec) -> list[Finding]:
+    out: list[Finding] = []
+    if node.error is not None:
+        code = (
+            "NODE_UNREACHABLE"
+            if node.error.kind in ("Unreachable", "Timeout")
+            else (
+                "TALOS_ROLE_INSUFFICIENT"
+                if node.error.kind == "PermissionDenied"
+                else "NODE_READ_FAILED"
+            )
+        )
+        out.append(finding(code, node.error.message, spec, node=node.address))
+        return out
+    if node.config_error is not None:
+        code = (
+            "TALOS_ROLE_INSUFFICIENT"
+            if node.config_error.kind == "PermissionDenied"
+            else "NODE_READ_FAILED"
+        )
+        out.append(
+            finding(
+                code,
+                f"cannot read the machine config: {node.config_error.message}",
+                spec,
+                node=node.address,
+            )
+        )
+    for service in node.services:
+        if service.healthy is False or service.state in ("Failed",):
+            out.append(
+                finding(
+                    "SERVICE_UNHEALTHY",
+                    f"service {service.id} is {service.state}"
+                    + (" and unhealthy" if service.healthy is False else ""),
+                    spec,
+                    node=node.address,
+                )
+            )
+    if node.schematic_id is None:
+        out.append(
+            finding(
+                "SCHEMATIC_MISSING",
+                "no Image Factory schematic: Talos was not installed from an Image Factory image",
+                spec,
+                node=node.address,
+            )
+        )
+    elif not node.schematic_yaml:
+        out.append(
+            finding(
+                "SCHEMATIC_UNVERIFIABLE",
+                f"schematic {node.schematic_id[:12]}… is present but its content is not, so it "
+                "cannot be checked",
+                spec,
+                node=node.address,
+            )
+        )
+    return out
+
+
+def _differ(values: dict[str, str | None]) -> str:
+    return ", ".join(f"{v or '?'} ({k})" for k, v in values.items())
+
+
+def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
+    """All discovery findings for ``facts`` under ``spec`` (machine-config ones come later)."""
+    out: list[Finding] = []
+    readable = [n for n in facts.nodes if n.error is None]
+    for node in facts.nodes:
+        out += _node_findings(node, spec)
+
+    if readable and not facts.control_planes:
+        out.append(finding("NO_CONTROL_PLANE", "none of the given nodes is a control plane", spec))
+
+    # discovery membership versus the nodes given
+    if facts.members is not None:
+        if not facts.members:
+            out.append(
+                finding(
+                    "DISCOVERY_DISABLED",
+                    "Talos discovery lists no members, so the node list cannot be confirmed",
+                    spec,
+                )
+            )
+        else:
+            given = set(spec.talos.nodes)
+            known_addresses = {a for m in facts.members for a in m.addresses}
+            missing = [m for m in facts.members if not given & set(m.addresses)]
+            hostnames = {n.hostname for n in readable}
+            missing = [m for m in missing if m.hostname not in hostnames]
+            extra = [a for a in spec.talos.nodes if a not in known_addresses]
+            extra = [
+                a
+                for a in extra
+                if facts.node(a).hostname not in {m.hostname for m in facts.members}
+            ]
+            if missing or extra or len(facts.members) != len(spec.talos.nodes):
+                parts = [
+                    f"discovery has {len(facts.members)} member(s), the spec lists "
+                    f"{len(spec.talos.nodes)} node(s)"
+                ]
+                if missing:
+                    parts.append(
+                        "not in the spec: "
+                        + ", ".join(f"{m.hostname} ({', '.join(m.addresses)})" for m in missing)
+                    )
+                if extra:
+                    parts.append("not discovered: " + ", ".join(extra))
+                out.append(finding("MEMBERS_MISMATCH", "; ".join(parts), spec))
+
+    # one version across the cluster
+    talos_versions = {n.address: n.talos_version for n in readable}
+    if len(set(talos_versions.values())) > 1:
+        out.append(
+            finding(
+                "TALOS_VERSIONS_DIFFER",
+                "nodes run different Talos versions: " + _differ(talos_versions),
+                spec,
+            )
+        )
+    for label, attr, nodes in (
+        ("kubelet", "kubelet_image", readable),
+        ("kube-apiserver", "apiserver_image", facts.control_planes),
+        ("kube-scheduler", "scheduler_image", facts.control_planes),
+        ("kube-controller-manager", "controller_manager_image", facts.control_planes),
+    ):
+        images = {n.address: getattr(n, attr) for n in nodes if n.error is None}
+        versions = {a: image_version(i) for a, i in images.items()}
+        for address, image in images.items():
+            if image is not None and versions[address] is None:
+                out.append(
+                    finding(
+                        "IMAGE_VERSION_UNPARSEABLE",
+                        f"cannot read a version from the {label} image {image!r}",
+                        spec,
+                        node=address,
+                    )
+                )
+        present = {a: v for a, v in versions.items() if v}
+        if len(set(present.values())) > 1:
+            out.append(
+                finding(
+                    "KUBERNETES_VERSIONS_DIFFER",
+                    f"{label} runs different versions: " + _differ(present),
+                    spec,
+                )
+            )
+
+    resolved = resolve_versions(facts, spec)
+    out += _version_findings(facts, spec, resolved)
+    out += _etcd_findings(facts, spec)
+    out += _omni_findings(facts, spec)
+    out += _factory_findings(facts, spec)
+    if facts.health.ran and not facts.health.ok:
+        out.append(
+            finding(
+                "HEALTH_CHECK_FAILED",
+                f"the cluster health check failed: {facts.health.error or 'unknown error'}",
+                spec,
+                details=facts.health.messages[-5:],
+            )
+        )
+    return out
+
+
+def _version_findings(facts: ClusterFacts, spec: Spec, v: ResolvedVersions) -> list[Finding]:
+    out: list[Finding] = []
+    if v.talos and spec.versions.talos and v.talos != spec.versions.talos:
+        out.append(
+            finding(
+                "TALOS_VERSION_ASSERTION",
+                f"the spec expects Talos {spec.versions.talos}, the cluster runs {v.talos}",
+                spec,
+            )
+        )
+    if v.kubernetes and spec.versions.kubernetes and v.kubernetes != spec.versions.kubernetes:
+        out.append(
+            finding(
+                "KUBERNETES_VERSION_ASSERTION",
+                f"the spec expects Kubernetes {spec.versions.kubernetes}, the cluster runs "
+                f"{v.kubernetes}",
+                spec,
+            )
+        )
+    for name, initial, current in (
+        ("Talos", v.initial_talos, v.talos),
+        ("Kubernetes", v.initial_kubernetes, v.kubernetes),
+    ):
+        if initial and current and version_tuple(initial) > version_tuple(current):
+            out.append(
+                finding(
+                    "INITIAL_VERSION_NEWER",
+                    f"initial {name} version {initial} is newer than the running {current}",
+                    spec,
+                )
+            )
+    if v.talos and version_tuple(v.talos) <= version_tuple(MIN_TALOS_VERSION):
+        out.append(
+            finding(
+                "TALOS_BELOW_MINIMUM",
+                f"Talos {v.talos} is not newer than {MIN_TALOS_VERSION}, the minimum Omni imports",
+                spec,
+            )
+        )
+    if v.talos and facts.omni.error is None:
+        compatible = facts.omni.talos_versions.get(v.talos)
+        if compatible is None:
+            out.append(
+                finding(
+                    "TALOS_VERSION_UNKNOWN_TO_OMNI",
+                    f"Omni does not know Talos {v.talos}",
+                    spec,
+                )
+            )
+        elif v.kubernetes and v.kubernetes not in compatible:
+            out.append(
+                finding(
+                    "KUBERNETES_INCOMPATIBLE",
+                    f"Omni does not pair Talos {v.talos} with Kubernetes {v.kubernetes}",
+                    spec,
+                )
+            )
+    return out
+
+
+def _etcd_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
+    out: list[Finding] = []
+    cps = [n for n in facts.control_planes if n.error is None]
+    if not cps:
+        return out
+    members = {m.hostname: m for n in cps for m in n.etcd_members}
+    cp_hosts = {n.hostname for n in cps}
+    if members:
+        stale = sorted(set(members) - cp_hosts)
+        absent = sorted(cp_hosts - set(members))
+        if stale or absent:
+            parts = []
+            if stale:
+                parts.append("etcd members that are not given control planes: " + ", ".join(stale))
+            if absent:
+                parts.append("control planes without an etcd member: " + ", ".join(absent))
+            out.append(finding("ETCD_MEMBERS_MISMATCH", "; ".join(parts), spec))
+        for m in members.values():
+            if m.is_learner:
+                out.append(finding("ETCD_LEARNER", f"etcd member {m.hostname} is a learner", spec))
+    return out
+
+
+def _omni_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
+    omni = facts.omni
+    out: list[Finding] = []
+    if omni.error is not None:
+        out.append(finding("OMNI_UNREACHABLE", omni.error.message, spec))
+        return out
+    name = next((n.cluster_name for n in facts.control_planes if n.cluster_name), None)
+    if omni.cluster_exists:
+        if omni.cluster_import_in_progress:
+            out.append(
+                finding(
+                    "CLUSTER_IMPORT_IN_PROGRESS",
+                    f"Omni already has cluster {name!r} with an import in progress",
+                    spec,
+                )
+            )
+        else:
+            out.append(finding("CLUSTER_EXISTS", f"Omni already has a cluster {name!r}", spec))
+    for node in facts.nodes:
+        if node.machine_uuid and node.machine_uuid in omni.machines:
+            state = "connected" if omni.machines[node.machine_uuid] else "registered"
+            out.append(
+                finding(
+                    "MACHINE_KNOWN_TO_OMNI",
+                    f"machine {node.machine_uuid} is already {state} in Omni",
+                    spec,
+                    node=node.address,
+                )
+            )
+    return out
+
+
+def _factory_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
+    factory = facts.factory
+    out: list[Finding] = []
+    if factory.error is not None:
+        out.append(finding("FACTORY_UNREACHABLE", factory.error.message, spec))
+        return out
+    for c in factory.checks:
+        if c.error is not None:
+            out.append(finding("FACTORY_UNREACHABLE", c.error.message, spec, node=c.node))
+        elif c.offline_id is not None and c.offline_id != c.schematic_id:
+            out.append(
+                finding(
+                    "SCHEMATIC_MISMATCH",
+                    f"the node reports schematic {c.schematic_id[:12]}…, its content hashes to "
+                    f"{c.offline_id[:12]}…",
+                    spec,
+                    node=c.node,
+                )
+            )
+        elif c.known_to_factory is False:
+            out.append(
+                finding(
+                    "SCHEMATIC_UNKNOWN_TO_FACTORY",
+                    f"the factory at {factory.url} does not know schematic {c.schematic_id[:12]}…",
+                    spec,
+                    node=c.node,
+                )
+            )
+    return out

@@ -1,0 +1,227 @@
+"""Plan files on disk: canonical JSON, validated by a schema, sealed by a self-checksum.
+
+The file is meant to be committed and reviewed, so it is deterministic (sorted keys, two-space
+indent, stable order) and holds no secret: only hashes and redacted renderings. Reading checks,
+in order: the file is readable JSON; its checksum matches (one changed byte is "tampered"); its
+format and tool versions are ours (both named when they differ); it matches the schema.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+import schemas
+from planner import __version__
+from planner.errors import OmniportError
+from planner.plan import (
+    FORMAT_VERSION,
+    Action,
+    Change,
+    ClusterInfo,
+    Finding,
+    NodePlan,
+    Patch,
+    Plan,
+    Severity,
+)
+from planner.sealed import canonical, checksum, write_private
+
+
+class PlanFileError(OmniportError):
+    """A plan file that cannot be used: unreadable, tampered, foreign or malformed."""
+
+
+def to_dict(plan: Plan) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "format_version": plan.format_version,
+        "tool_version": plan.tool_version,
+        "created_at": plan.created_at,
+        "spec": plan.spec,
+        "spec_sha256": plan.spec_sha256,
+        "cluster": {
+            "name": plan.cluster.name,
+            "talos_version": plan.cluster.talos_version,
+            "kubernetes_version": plan.cluster.kubernetes_version,
+            "initial_talos_version": plan.cluster.initial_talos_version,
+            "initial_kubernetes_version": plan.cluster.initial_kubernetes_version,
+            "omni_url": plan.cluster.omni_url,
+            "factory_url": plan.cluster.factory_url,
+        },
+        "nodes": [
+            {
+                "address": n.address,
+                "hostname": n.hostname,
+                "machine_uuid": n.machine_uuid,
+                "role": n.role,
+                "talos_version": n.talos_version,
+                "schematic_id": n.schematic_id,
+                "config_sha256": n.config_sha256,
+                "patches": [
+                    {"id": p.id, "sha256": p.sha256, "redacted": p.redacted} for p in n.patches
+                ],
+                "removed": list(n.removed),
+            }
+            for n in plan.nodes
+        ],
+        "findings": [
+            {
+                "code": f.code,
+                "severity": f.severity.value,
+                "message": f.message,
+                "fix": f.fix,
+                "node": f.node,
+                "accepted": f.accepted,
+                "details": list(f.details),
+            }
+            for f in plan.findings
+        ],
+        "changes": [
+            {
+                "address": c.address,
+                "action": c.action.word,
+                "resource_type": c.resource_type,
+                "resource_id": c.resource_id,
+                "after": c.after,
+                "node": c.node,
+            }
+            for c in plan.changes
+        ],
+        "secrets_sha256": plan.secrets_sha256,
+        "fingerprint": plan.fingerprint,
+    }
+    data["checksum"] = checksum(data)
+    return data
+
+
+_ACTIONS = {a.word: a for a in Action}
+
+
+def from_dict(data: dict[str, Any]) -> Plan:
+    """A Plan from already-checked data (see :func:`read`)."""
+    c = data["cluster"]
+    return Plan(
+        format_version=data["format_version"],
+        tool_version=data["tool_version"],
+        created_at=data["created_at"],
+        spec=data["spec"],
+        spec_sha256=data["spec_sha256"],
+        cluster=ClusterInfo(
+            name=c["name"],
+            talos_version=c["talos_version"],
+            kubernetes_version=c["kubernetes_version"],
+            initial_talos_version=c["initial_talos_version"],
+            initial_kubernetes_version=c["initial_kubernetes_version"],
+            omni_url=c["omni_url"],
+            factory_url=c["factory_url"],
+        ),
+        nodes=tuple(
+            NodePlan(
+                address=n["address"],
+                hostname=n["hostname"],
+                machine_uuid=n["machine_uuid"],
+                role=n["role"],
+                talos_version=n["talos_version"],
+                schematic_id=n["schematic_id"],
+                config_sha256=n["config_sha256"],
+                patches=tuple(Patch(p["id"], p["sha256"], p["redacted"]) for p in n["patches"]),
+                removed=tuple(n["removed"]),
+            )
+            for n in data["nodes"]
+        ),
+        findings=tuple(
+            Finding(
+                code=f["code"],
+                severity=Severity(f["severity"]),
+                message=f["message"],
+                fix=f["fix"],
+                node=f["node"],
+                accepted=f["accepted"],
+                details=tuple(f["details"]),
+            )
+            for f in data["findings"]
+        ),
+        changes=tuple(
+            Change(
+                address=ch["address"],
+                action=_ACTIONS[ch["action"]],
+                resource_type=ch["resource_type"],
+                resource_id=ch["resource_id"],
+                after=ch["after"],
+                node=ch["node"],
+            )
+            for ch in data["changes"]
+        ),
+        secrets_sha256=data["secrets_sha256"],
+        fingerprint=data["fingerprint"],
+    )
+
+
+def dumps(plan: Plan) -> str:
+    return canonical(to_dict(plan))
+
+
+def write(plan: Plan, path: str | Path) -> None:
+    """Write the plan file (mode 0644: it holds no secret and is meant to be reviewed)."""
+    try:
+        write_private(Path(path), dumps(plan), mode=0o644)
+    except OSError as err:
+        raise PlanFileError(
+            f"cannot write the plan file {path}: {err.strerror}", "choose a writable path with -o"
+        ) from None
+
+
+def parse(text: str, source: str = "plan file") -> Plan:
+    """Check and load a plan file's text; every refusal is one sentence naming the fix."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise PlanFileError(
+            f"{source} is not a plan file (invalid JSON: {getattr(err, 'msg', err)})",
+            "run `omniport plan` again to produce one",
+        ) from None
+    if not isinstance(data, dict) or "checksum" not in data:
+        raise PlanFileError(
+            f"{source} is not an omniport plan file", "run `omniport plan` to produce one"
+        )
+    if data.get("checksum") != checksum(data):
+        raise PlanFileError(
+            f"{source} was modified after it was written (checksum mismatch)",
+            "a plan is the approval of exactly what was reviewed: run `omniport plan` again",
+        )
+    if data.get("format_version") != FORMAT_VERSION:
+        raise PlanFileError(
+            f"{source} has plan format {data.get('format_version')!r}, this omniport reads "
+            f"format {FORMAT_VERSION}",
+            "run `omniport plan` again with this version",
+        )
+    if data.get("tool_version") != __version__:
+        raise PlanFileError(
+            f"{source} was made by omniport {data.get('tool_version')}, this is omniport "
+            f"{__version__}; plan files cannot move between versions",
+            "run `omniport plan` again with this version",
+        )
+    validator = jsonschema.Draft202012Validator(schemas.load("plan"))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise PlanFileError(
+            f"{source} does not match the plan schema at {where}: {error.message}",
+            "run `omniport plan` again to produce a valid one",
+        )
+    return from_dict(data)
+
+
+def read(path: str | Path) -> Plan:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanFileError(f"no plan file at {path}", "check the path") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not UTF-8 text"
+        raise PlanFileError(f"cannot read the plan file {path}: {reason}", "check it") from None
+    return parse(text, source=str(path))

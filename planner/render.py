@@ -1,0 +1,201 @@
+"""Rendering: a plan (as the dict its file holds) to Terraform-style text or JSON Lines events.
+
+Computes nothing: both views read the same dict that ``show --json`` prints, so ``plan`` and
+``show`` cannot drift. Secrets never reach this layer; the plan holds redacted text only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from planner import __version__
+
+SYMBOLS = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
+VERBS = {
+    "create": "will be created",
+    "update": "will be updated in-place",
+    "delete": "will be destroyed",
+    "no-op": "is unchanged",
+}
+_COLORS = {"+": "32", "~": "33", "-": "31", "error": "31", "warning": "33", "info": "36"}
+
+
+class Style:
+    """ANSI styling that collapses to plain text when color is off (NO_COLOR, non-TTY)."""
+
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def paint(self, text: str, key: str) -> str:
+        code = _COLORS.get(key)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color and code else text
+
+    def bold(self, text: str) -> str:
+        return f"\x1b[1m{text}\x1b[0m" if self.color else text
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value == "(sensitive value)" else json.dumps(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def _after_lines(after: dict[str, Any], symbol: str, indent: str) -> Iterator[str]:
+    width = max((len(k) for k in after), default=0)
+    for key in sorted(after):
+        value = after[key]
+        if isinstance(value, str) and "\n" in value:
+            yield f"{indent}{symbol} {key.ljust(width)} = <<-EOT"
+            for line in value.rstrip("\n").split("\n"):
+                yield f"{indent}      {line}"
+            yield f"{indent}  {' ' * width}   EOT"
+        else:
+            yield f"{indent}{symbol} {key.ljust(width)} = {_value(value)}"
+
+
+def render_findings(findings: list[dict[str, Any]], style: Style) -> Iterator[str]:
+    order = {"error": 0, "warning": 1, "info": 2}
+    if not findings:
+        return
+    yield style.bold("Findings:")
+    for f in sorted(findings, key=lambda f: (order[f["severity"]], f["code"], f["node"] or "")):
+        label = f["severity"].capitalize()
+        accepted = " (accepted)" if f["accepted"] else ""
+        where = f" on {f['node']}" if f["node"] else ""
+        head = style.paint(f"{label}{accepted}", f["severity"])
+        yield f"  {head}: [{f['code']}]{where}: {f['message']}"
+        for line in f["details"]:
+            yield f"      {line}"
+        if f["fix"]:
+            yield f"      fix: {f['fix']}"
+    yield ""
+
+
+def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None = None) -> str:
+    """The human plan: header, findings by severity, changes, node patch summary, summary."""
+    style = Style(color)
+    c = data["cluster"]
+    lines = [
+        f"omniport will import cluster {c['name']!r} into {c['omni_url']}",
+        f"  Talos {c['talos_version']}, Kubernetes {c['kubernetes_version']}; baseline generated "
+        f"for Talos {c['initial_talos_version']}, Kubernetes {c['initial_kubernetes_version']}",
+        f"  {len(data['nodes'])} node(s): "
+        + ", ".join(f"{n['address']} ({n['role']})" for n in data["nodes"][:10])
+        + (f", … {len(data['nodes']) - 10} more" if len(data["nodes"]) > 10 else ""),
+        "",
+    ]
+    lines += render_findings(data["findings"], style)
+    changes = data["changes"]
+    if any(ch["action"] != "no-op" for ch in changes):
+        lines.append("omniport will perform the following actions:")
+        lines.append("")
+        for ch in changes:
+            symbol = SYMBOLS[ch["action"]]
+            lines.append(f"  # {ch['address']} {VERBS[ch['action']]}")
+            head = style.paint(symbol, symbol)
+            lines.append(f'  {head} {ch["resource_type"]} "{ch["resource_id"]}" {{')
+            lines += _after_lines(ch["after"], style.paint(symbol, symbol), "      ")
+            lines.append("    }")
+            lines.append("")
+    lines.append(style.bold("Per-node patches:"))
+    for n in data["nodes"]:
+        patches = ", ".join(
+            f"{p['id'].split('-', 1)[0]}: {len(p['redacted'].splitlines())} lines"
+            for p in n["patches"]
+        )
+        lines.append(
+            f"  {n['address']} {n['hostname']} ({n['role']}, {n['machine_uuid']}): "
+            f"{patches or 'no patch (the live config equals the baseline)'}"
+        )
+        if n["removed"]:
+            lines.append(f"      stripped by Omni's denylist: {', '.join(n['removed'])}")
+    lines.append("")
+    add, change, destroy = summary_counts(changes)
+    lines.append(
+        style.bold(f"Plan: {add} to add, {change} to change, {destroy} to destroy.")
+        if (add, change, destroy) != (0, 0, 0)
+        else "No changes. The cluster is already imported as planned."
+    )
+    blocking = [f for f in data["findings"] if f["severity"] == "error" and not f["accepted"]]
+    if blocking:
+        codes = ", ".join(sorted({f["code"] for f in blocking}))
+        lines.append(
+            style.paint(
+                f"Apply is blocked by {len(blocking)} error finding(s) ({codes}); fix them, or "
+                "accept them by code under findings.accept in the spec after review.",
+                "error",
+            )
+        )
+    if path:
+        lines += ["", f"Saved the plan to: {path}", "To perform exactly these actions, run:"]
+        lines.append(f"    omniport apply {path}")
+    return "\n".join(lines) + "\n"
+
+
+def summary_counts(changes: Iterable[dict[str, Any]]) -> tuple[int, int, int]:
+    actions = [ch["action"] for ch in changes]
+    return actions.count("create"), actions.count("update"), actions.count("delete")
+
+
+def event(kind: str, message: str, level: str = "info", **fields: Any) -> dict[str, Any]:
+    """One JSON Lines event in Terraform's machine-readable UI shape."""
+    return {
+        "@level": level,
+        "@message": message,
+        "@module": "omniport.ui",
+        "@timestamp": datetime.now(UTC).isoformat(timespec="microseconds"),
+        "type": kind,
+        **fields,
+    }
+
+
+def version_event() -> dict[str, Any]:
+    return event("version", f"omniport {__version__}", omniport=__version__, ui="1.0")
+
+
+def plan_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The ``plan --json`` stream: version, diagnostics, planned changes, change summary."""
+    yield version_event()
+    levels = {"error": "error", "warning": "warn", "info": "info"}
+    for f in data["findings"]:
+        yield event(
+            "diagnostic",
+            f"{f['severity'].capitalize()}: {f['message']}",
+            level=levels[f["severity"]],
+            diagnostic={
+                "severity": f["severity"],
+                "code": f["code"],
+                "summary": f["message"],
+                "detail": "\n".join(f["details"]),
+                "fix": f["fix"],
+                "node": f["node"],
+                "accepted": f["accepted"],
+            },
+        )
+    for ch in data["changes"]:
+        yield event(
+            "planned_change",
+            f"{ch['address']}: Plan to {ch['action']}",
+            change={
+                "resource": {
+                    "addr": ch["address"],
+                    "resource_type": ch["resource_type"],
+                    "resource_name": ch["resource_id"],
+                },
+                "action": ch["action"],
+                "node": ch["node"],
+            },
+        )
+    add, change, destroy = summary_counts(data["changes"])
+    yield event(
+        "change_summary",
+        f"Plan: {add} to add, {change} to change, {destroy} to destroy.",
+        changes={"add": add, "change": change, "remove": destroy, "operation": "plan"},
+    )
+
+
+def json_line(ev: dict[str, Any]) -> str:
+    return json.dumps(ev, sort_keys=False, ensure_ascii=False)

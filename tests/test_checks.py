@@ -1,0 +1,194 @@
+"""Checks on hand-made facts: each code fires on its situation, and acceptance rules hold."""
+
+import pytest
+
+from planner.checks import CHECKS, check, image_version, resolve_versions
+from planner.facts import (
+    ClusterFacts,
+    EtcdMember,
+    FactoryFacts,
+    HealthFacts,
+    Member,
+    NodeFacts,
+    OmniFacts,
+    ReadError,
+    SchematicCheck,
+    Service,
+)
+from planner.plan import Severity
+from planner.spec import parse_spec
+
+SPEC = """\
+version: 1
+talos: {nodes: [10.0.0.1, 10.0.0.2]}
+omni: {url: "https://omni.example.com"}
+"""
+
+
+def spec(extra: str = ""):
+    return parse_spec(SPEC + extra)
+
+
+def node(address, role="controlplane", **kw):
+    base = dict(
+        address=address,
+        role=role,
+        talos_version="1.11.5",
+        hostname=f"h-{address}",
+        machine_uuid=f"uuid-{address}",
+        config=b"version: v1alpha1\n",
+        schematic_id="a" * 64,
+        schematic_yaml="customization: {}\n",
+        kubelet_image="ghcr.io/siderolabs/kubelet:v1.34.1",
+    )
+    if role == "controlplane":
+        base.update(
+            apiserver_image="registry.k8s.io/kube-apiserver:v1.34.1",
+            scheduler_image="registry.k8s.io/kube-scheduler:v1.34.1",
+            controller_manager_image="registry.k8s.io/kube-controller-manager:v1.34.1",
+            cluster_name="prod",
+            etcd_members=(EtcdMember(1, f"h-{address}", (), False),),
+        )
+    base.update(kw)
+    return NodeFacts(**base)
+
+
+def facts(nodes=None, members=None, omni=None, factory=None, health=None):
+    nodes = nodes or (node("10.0.0.1"), node("10.0.0.2", "worker"))
+    if members is None:
+        members = tuple(Member(n.hostname, n.hostname, (n.address,), n.role) for n in nodes)
+    return ClusterFacts(
+        nodes=tuple(nodes),
+        members=members,
+        omni=omni or OmniFacts(url="https://omni", talos_versions={"1.11.5": ("1.34.1",)}),
+        factory=factory or FactoryFacts(url="https://factory"),
+        health=health or HealthFacts(ran=True),
+    )
+
+
+def codes(findings):
+    return sorted(f.code for f in findings)
+
+
+def test_healthy_cluster_has_no_findings():
+    assert check(facts(), spec()) == []
+
+
+def test_versions_resolved_from_first_control_plane():
+    v = resolve_versions(facts(), spec("versions: {initialTalos: 1.9.5}\n"))
+    assert (v.talos, v.kubernetes, v.initial_talos, v.initial_kubernetes) == (
+        "1.11.5",
+        "1.34.1",
+        "1.9.5",
+        "1.34.1",
+    )
+
+
+@pytest.mark.parametrize(
+    "image,version",
+    [
+        ("ghcr.io/siderolabs/kubelet:v1.34.1", "1.34.1"),
+        ("registry.k8s.io/kube-apiserver:v1.35.0-rc.1@sha256:" + "0" * 64, "1.35.0-rc.1"),
+        ("localhost:5000/kubelet:latest", None),
+        (None, None),
+    ],
+)
+def test_image_version(image, version):
+    assert image_version(image) == version
+
+
+def test_mixed_talos_versions_and_acceptance():
+    f = facts(nodes=(node("10.0.0.1"), node("10.0.0.2", "worker", talos_version="1.10.3")))
+    found = check(f, spec())
+    assert codes(found) == ["TALOS_VERSIONS_DIFFER"]
+    assert found[0].blocking
+    accepted = check(f, spec("findings: {accept: [TALOS_VERSIONS_DIFFER]}\n"))
+    assert accepted[0].accepted and not accepted[0].blocking
+
+
+def test_force_never_accepts_unacceptable_codes():
+    f = facts(omni=OmniFacts(url="u", cluster_exists=True, talos_versions={"1.11.5": ("1.34.1",)}))
+    found = check(f, spec("findings: {force: true}\n"))
+    assert codes(found) == ["CLUSTER_EXISTS"]
+    assert found[0].blocking
+
+
+def test_unreachable_and_reader_only_nodes():
+    f = facts(
+        nodes=(
+            node(
+                "10.0.0.1",
+                config=None,
+                config_error=ReadError("PermissionDenied", "not authorized"),
+            ),
+            NodeFacts("10.0.0.2", error=ReadError("Unreachable", "connection refused")),
+        ),
+        members=(),
+    )
+    found = check(f, spec())
+    assert "NODE_UNREACHABLE" in codes(found)
+    assert "TALOS_ROLE_INSUFFICIENT" in codes(found)
+
+
+def test_schematic_findings():
+    f = facts(
+        nodes=(
+            node("10.0.0.1", schematic_id=None, schematic_yaml=None),
+            node("10.0.0.2", "worker", schematic_yaml=None),
+        )
+    )
+    assert codes(check(f, spec())) == ["SCHEMATIC_MISSING", "SCHEMATIC_UNVERIFIABLE"]
+    mismatch = FactoryFacts(
+        url="https://f", checks=(SchematicCheck("10.0.0.1", "a" * 64, "b" * 64, True),)
+    )
+    assert codes(check(facts(factory=mismatch), spec())) == ["SCHEMATIC_MISMATCH"]
+
+
+def test_below_minimum_and_unknown_to_omni():
+    old = facts(
+        nodes=(
+            node("10.0.0.1", talos_version="1.9.0"),
+            node("10.0.0.2", "worker", talos_version="1.9.0"),
+        )
+    )
+    assert codes(check(old, spec())) == ["TALOS_BELOW_MINIMUM", "TALOS_VERSION_UNKNOWN_TO_OMNI"]
+
+
+def test_members_mismatch_and_etcd():
+    f = facts(
+        members=(
+            Member("a", "h-10.0.0.1", ("10.0.0.1",), "controlplane"),
+            Member("b", "h-10.0.0.2", ("10.0.0.2",), "worker"),
+            Member("c", "h-10.0.0.3", ("10.0.0.3",), "worker"),
+        ),
+        nodes=(
+            node(
+                "10.0.0.1",
+                etcd_members=(
+                    EtcdMember(1, "h-10.0.0.1", (), False),
+                    EtcdMember(2, "old-cp", (), False),
+                ),
+            ),
+            node("10.0.0.2", "worker"),
+        ),
+    )
+    found = check(f, spec())
+    assert codes(found) == ["ETCD_MEMBERS_MISMATCH", "MEMBERS_MISMATCH"]
+    assert "h-10.0.0.3 (10.0.0.3)" in next(x for x in found if x.code == "MEMBERS_MISMATCH").message
+
+
+def test_unhealthy_service_and_health_check():
+    f = facts(
+        nodes=(
+            node("10.0.0.1", services=(Service("etcd", "Running", False),)),
+            node("10.0.0.2", "worker"),
+        ),
+        health=HealthFacts(ran=True, ok=False, error="etcd is not healthy"),
+    )
+    assert codes(check(f, spec())) == ["HEALTH_CHECK_FAILED", "SERVICE_UNHEALTHY"]
+
+
+def test_every_code_has_a_fix():
+    for code, c in CHECKS.items():
+        assert c.fix, code
+        assert isinstance(c.severity, Severity)
