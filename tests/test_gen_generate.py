@@ -18,7 +18,7 @@ from planner.machineconfig.generate import (
     generate,
     import_baseline,
 )
-from planner.machineconfig.secrets import Certs, SecretsBundle
+from planner.machineconfig.secrets import CertAndKey, Certs, SecretsBundle
 from tests.test_gen_helpers import (
     MACHINE_TYPES,
     fixture,
@@ -361,7 +361,9 @@ def test_bundle_without_ca_keys_cannot_make_a_controlplane(bundle):
         cluster=bundle.cluster,
         secrets=bundle.secrets,
         trustd_info=bundle.trustd_info,
-        certs=Certs(os=type(certs.os)(crt=certs.os.crt), k8s=type(certs.k8s)(crt=certs.k8s.crt)),
+        certs=Certs(
+            os=CertAndKey(crt=certs.os.crt, key=b""), k8s=CertAndKey(crt=certs.k8s.crt, key=b"")
+        ),
     )
     assert _call(keyless, machine_type="worker")  # a worker needs no keys
     with pytest.raises(GenerateError) as caught:

@@ -124,7 +124,7 @@ def test_a_garbled_pem_is_named(bundle):
     )
     assert garbled.problems() == [
         "certs.etcd.key is invalid: no PEM block found",
-        "certs.etcd.crt is invalid: the CERTIFICATE block is not a readable X.509 certificate",
+        "certs.etcd.crt is invalid: the certificate is not a readable PEM certificate",
     ]
 
 
@@ -440,8 +440,12 @@ def test_new_bundle_randomness_is_a_parameter():
     assert first.cluster == again.cluster
     assert first.secrets == again.secrets
     assert first.trustd_info == again.trustd_info
-    assert _cert(first.certs.os.crt).serial_number == _cert(again.certs.os.crt).serial_number
     assert first.certs.os.key != again.certs.os.key  # key pairs come from OpenSSL
+
+
+def test_new_bundle_takes_a_naive_now_as_utc():
+    naive = new_bundle(Contract(1, 6), NOW.replace(tzinfo=None))
+    assert _cert(naive.certs.etcd.crt).not_valid_before_utc == NOW
 
 
 def test_new_token_is_uniform_over_the_alphabet():
@@ -470,6 +474,6 @@ def test_fresh_bundle_survives_generate_then_rebuild(version):
 
 
 def test_certs_section_may_be_partial_in_memory():
-    partial = SecretsBundle(certs=Certs(os=CertAndKey(crt=b"x")))
+    partial = SecretsBundle(certs=Certs(os=CertAndKey(crt=b"x", key=b"")))
     assert "certs.etcd is missing" in partial.problems()
     assert partial.to_dict() == {"certs": {"os": {"crt": "eA==", "key": ""}}}

@@ -34,10 +34,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import yaml
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from planner.errors import OmniportError
-from planner.machineconfig import _ca
+from planner.machineconfig import pki
 from planner.machineconfig.contracts import Contract, features
+from planner.machineconfig.pki import CertAndKey
 
 SENSITIVE = "(sensitive value)"
 
@@ -74,14 +77,6 @@ class _Redacted:
         return _redacted(self)
 
     __str__ = __repr__
-
-
-@dataclass(frozen=True, repr=False)
-class CertAndKey(_Redacted):
-    """A CA: PEM certificate and PEM private key (``b""`` when a config carries no key)."""
-
-    crt: bytes = b""
-    key: bytes = b""
 
 
 @dataclass(frozen=True, repr=False)
@@ -299,36 +294,56 @@ class SecretsBundle(_Redacted):
         return self
 
 
+# PEM labels Talos's key parser accepts (the first block's label decides).
+_KEY_LABELS = ("RSA PRIVATE KEY", "EC PRIVATE KEY", pki.ED25519_KEY_LABEL, "PRIVATE KEY")
+
+
+def _load_key(pem: bytes, path: str) -> tuple[pki.PrivateKey | None, list[str]]:
+    labels = pki.pem_labels(pem)
+    if not labels:
+        return None, [f"{path} is invalid: no PEM block found"]
+    if labels[0] not in _KEY_LABELS:
+        return None, [f"{path} is invalid: unsupported key type {labels[0]!r}"]
+    try:
+        return pki.load_private_key(pem), []
+    except (pki.PKIError, UnsupportedAlgorithm) as err:
+        return None, [f"{path} is invalid: {err}"]
+
+
 def _key_problems(pem: bytes, path: str) -> list[str]:
     if not pem:
         return [f"{path}.key is missing"]
-    try:
-        _ca.load_key(pem)
-    except _ca.PEMProblem as err:
-        return [f"{path}.key is invalid: {err}"]
-    return []
+    return _load_key(pem, f"{path}.key")[1]
 
 
 def _ca_problems(value: CertAndKey, path: str) -> list[str]:
-    found = []
+    found: list[str] = []
     key = cert = None
     if not value.key:
         found.append(f"{path}.key is missing")
     else:
-        try:
-            key = _ca.load_key(value.key)
-        except _ca.PEMProblem as err:
-            found.append(f"{path}.key is invalid: {err}")
+        key, problems = _load_key(value.key, f"{path}.key")
+        found += problems
     if not value.crt:
         found.append(f"{path}.crt is missing")
+    elif "CERTIFICATE" not in pki.pem_labels(value.crt):
+        found.append(f"{path}.crt is invalid: no CERTIFICATE block found")
     else:
         try:
-            cert = _ca.load_certificate(value.crt)
-        except _ca.PEMProblem as err:
+            cert = pki.load_certificate(value.crt)
+        except (pki.PKIError, UnsupportedAlgorithm) as err:
             found.append(f"{path}.crt is invalid: {err}")
-    if key is not None and cert is not None and not _ca.same_public_key(cert, key):
+    if key is not None and cert is not None and not _same_public_key(cert, key):
         found.append(f"{path}.key does not belong to {path}.crt")
     return found
+
+
+def _same_public_key(cert: Any, key: pki.PrivateKey) -> bool:
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        return cert.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
+    except (ValueError, UnsupportedAlgorithm):
+        return False
 
 
 class _Reader:
@@ -574,37 +589,31 @@ def new_bundle(
 ) -> SecretsBundle:
     """A fresh bundle like ``talosctl gen secrets`` for ``contract``.
 
-    ECDSA P-256 etcd, Kubernetes and aggregator CAs; an Ed25519 OS CA; an RSA (contract 1.7+)
-    or ECDSA service-account key; Talos-format tokens; 32-byte secrets. ``now`` starts the CA
-    validity (a naive datetime is taken as UTC); ``random_bytes`` supplies tokens, secrets,
-    serials and key IDs, while key pairs come from OpenSSL's generator.
+    ECDSA P-256 etcd, Kubernetes and aggregator CAs and an Ed25519 OS CA (issued by
+    :mod:`planner.machineconfig.pki`); an RSA (contract 1.7+) or ECDSA service-account key;
+    Talos-format tokens; 32-byte secrets. ``now`` starts the CA validity (a naive datetime is
+    taken as UTC). ``random_bytes`` supplies the tokens, secrets and cluster ID; key pairs and
+    serials come from OpenSSL's generator.
     """
-    if rsa_key_size < 2048:
+    if isinstance(rsa_key_size, bool) or not isinstance(rsa_key_size, int) or rsa_key_size < 2048:
         raise SecretsError(
-            f"RSA key size {rsa_key_size} is too small", "use 2048 bits or more (Talos uses 4096)"
+            f"RSA key size {rsa_key_size!r} is too small",
+            "use 2048 bits or more (Talos uses 4096)",
         )
+    if not isinstance(now, dt.datetime):
+        raise SecretsError("now must be a datetime", "pass datetime.now(timezone.utc)")
     feats = features(contract)
-    algo = _ca.Algorithm
-
-    def ca(organizations: tuple[str, ...], algorithm: _ca.Algorithm) -> CertAndKey:
-        crt, key = _ca.new_ca(
-            now, organizations=organizations, algorithm=algorithm, random_bytes=random_bytes
-        )
-        return CertAndKey(crt=crt, key=key)
-
+    start = now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
     if feats.rsa_service_account_key:
-        account = _ca.new_key(algo.RSA, rsa_bits=rsa_key_size)
+        account = pki.generate_key(pki.KeyAlgorithm.RSA, rsa_bits=rsa_key_size)
     else:
-        account = _ca.new_key(algo.ECDSA_P256)
-    cluster_id_bytes = random_bytes(_SECRET_SIZE)
+        account = pki.generate_key(pki.KeyAlgorithm.ECDSA_P256)
+    cluster_id = random_bytes(_SECRET_SIZE)
     encryption = base64.b64encode(random_bytes(_SECRET_SIZE)).decode()
+    encode_id = base64.b64encode if feats.std_base64_cluster_id else base64.urlsafe_b64encode
     return SecretsBundle(
         cluster=ClusterIdentity(
-            id=(
-                base64.b64encode(cluster_id_bytes)
-                if feats.std_base64_cluster_id
-                else base64.urlsafe_b64encode(cluster_id_bytes)
-            ).decode(),
+            id=encode_id(cluster_id).decode(),
             secret=base64.b64encode(random_bytes(_SECRET_SIZE)).decode(),
         ),
         secrets=KubernetesSecrets(
@@ -614,12 +623,11 @@ def new_bundle(
         ),
         trustd_info=TrustdInfo(token=new_token(random_bytes)),
         certs=Certs(
-            etcd=ca(("etcd",), algo.ECDSA_P256),
-            k8s=ca(("kubernetes",), algo.ECDSA_P256),
-            # Talos asks for CN=front-proxy, but its CA builder keeps only O=: empty subject.
-            k8s_aggregator=ca((), algo.ECDSA_P256),
-            k8s_service_account=KeyOnly(key=_ca.key_pem(account)),
-            os=ca(("talos",), algo.ED25519),
+            etcd=pki.etcd_ca(start),
+            k8s=pki.kubernetes_ca(start),
+            k8s_aggregator=pki.aggregator_ca(start),
+            k8s_service_account=KeyOnly(key=pki.private_key_pem(account)),
+            os=pki.talos_os_ca(start),
         ),
     )
 
