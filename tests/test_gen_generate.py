@@ -4,6 +4,7 @@ own stability fixtures, plus the options, the Omni import baseline and bad input
 from __future__ import annotations
 
 import copy
+import dataclasses
 import string
 
 import pytest
@@ -444,3 +445,25 @@ def test_endpoint_host_becomes_the_api_server_san_like_go(endpoint, san, bundle)
     assert docs[0]["cluster"]["apiServer"]["certSANs"] == [san]
     # Talos keeps the IPv4 defaults for any endpoint URL, IPv6 hosts included.
     assert docs[0]["cluster"]["network"]["podSubnets"] == ["10.244.0.0/16"]
+
+
+_any = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_OPTION_NAMES = [f.name for f in dataclasses.fields(GenerateOptions)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_OPTION_NAMES), _any, max_size=4))
+def test_options_never_raise_a_bare_exception(bundle, options):
+    try:
+        built = GenerateOptions(**options)
+        for machine_type in ("controlplane", "worker"):
+            for version in ("1.11", "1.12", "1.14"):
+                base(version, machine_type, bundle, options=built)
+    except OmniportError as err:
+        assert "\n" not in str(err)

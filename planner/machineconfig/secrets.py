@@ -10,7 +10,8 @@ Kubernetes, aggregator and Talos OS CAs plus the service-account key. Omni store
     trustdinfo: {token}
     certs: {etcd, k8s, k8saggregator, os: {crt, key}, k8sserviceaccount: {key}}
 
-where ``crt``/``key`` are base64 of PEM. In memory they are PEM bytes.
+where ``crt``/``key`` are base64 of PEM. In memory they are PEM bytes, and each CA is a
+:class:`planner.machineconfig.pki.CertAndKey`, so leaves can be issued from it directly.
 
 Three ways in: :meth:`SecretsBundle.from_yaml` (a file), :func:`bundle_from_config` (rebuilt
 from a control-plane machine config, both the pre-1.14 v1alpha1 fields and the 1.14+
@@ -112,6 +113,8 @@ class TrustdInfo(_Redacted):
 
 @dataclass(frozen=True, repr=False)
 class Certs(_Redacted):
+    """The CAs (``pki.CertAndKey``, PEM) and the service-account key of a cluster."""
+
     etcd: CertAndKey | None = None
     k8s: CertAndKey | None = None
     k8s_aggregator: CertAndKey | None = None
