@@ -136,6 +136,14 @@ def test_loading_follows_talosctl():
     assert len(joined) == 1 and len(joined[0].operations) == 2
 
 
+def test_patch_onto_an_empty_config():
+    patch = load_patch(fixture(f"{CP}/multidoc/strategic2.yaml").read_bytes())
+    assert [str(d.key) for d in apply_patches((), [patch])] == [
+        "v1alpha1/SideroLinkConfig",
+        "v1alpha1/ExtensionServiceConfig/foo",
+    ]
+
+
 def merged(config: str, *patches: str):
     docs = parse(config).documents
     for text in patches:
@@ -292,6 +300,12 @@ def test_inputs_are_never_mutated():
             "p is neither a config patch nor a JSON patch (JSON error: Expecting ',' delimiter "
             "at line 1, column 14)",
         ),
+        (
+            "machine: {}\n",
+            "{}",
+            "p: document 1 has no kind; add apiVersion and kind, or machine/cluster for the "
+            "v1alpha1 document",
+        ),
     ],
     ids=[
         "delete-legacy",
@@ -305,6 +319,7 @@ def test_inputs_are_never_mutated():
         "json-bad-op",
         "invalid-yaml",
         "invalid-json",
+        "empty-mapping",
     ],
 )
 def test_errors_are_pinned(config, patch, message):

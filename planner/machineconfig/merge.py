@@ -80,7 +80,9 @@ def load_patch(raw: bytes | str, source: str = "patch") -> Patch:
             f"line {err.lineno}, column {err.colno})"
         )
     else:
-        return JsonPatch(check_operations(operations, source), source)
+        if isinstance(operations, list):
+            return JsonPatch(check_operations(operations, source), source)
+        raise strategic_error
     try:
         data = load_yaml_stream(text, source)
     except ConfigError:
