@@ -52,17 +52,32 @@ def validate(spec: str) -> None:
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Plan file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool) -> None:
+@click.pass_context
+def plan(
+    ctx: click.Context, spec: str, out: str | None, as_json: bool, detailed_exitcode: bool
+) -> int:
     """Read the live cluster and Omni, change nothing, and write a reviewable plan."""
-    _not_yet("plan", "the plan issue")
+    from planner.plan_command import run_plan
+
+    return run_plan(
+        spec,
+        out,
+        as_json=as_json,
+        detailed_exitcode=detailed_exitcode,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the file as JSON.")
-def show(path: str, as_json: bool) -> None:
+@click.pass_context
+def show(ctx: click.Context, path: str, as_json: bool) -> int:
     """Render a saved plan or rollback file."""
-    _not_yet("show", "the plan issue")
+    from planner.plan_command import run_show
+
+    return run_show(path, as_json=as_json, color=ctx.obj["color"], echo=click.echo)
 
 
 @cli.command()
@@ -107,9 +122,86 @@ def config() -> None:
 
 
 @config.command("gen")
-def config_gen() -> None:
+@click.option(
+    "--talos-version", required=True, help="Talos version; its major.minor is the contract."
+)
+@click.option("--kubernetes-version", required=True, help="Kubernetes version, e.g. 1.28.0.")
+@click.option("--cluster-name", required=True)
+@click.option(
+    "--endpoint", required=True, help='Kubernetes API URL, e.g. https://host:6443 ("" allowed).'
+)
+@click.option(
+    "--secrets",
+    "secrets_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Secrets bundle (talosctl gen secrets layout).",
+)
+@click.option(
+    "--type", "machine_type", required=True, type=click.Choice(["controlplane", "worker", "init"])
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="File to write (mode 0600); stdout when omitted.",
+)
+@click.option("--additional-sans", multiple=True, help="Extra certificate SAN (repeatable).")
+@click.option("--install-disk", default="", help="Install disk, e.g. /dev/sda.")
+@click.option("--install-image", default="", help="Installer image reference.")
+@click.option("--dns-domain", default="cluster.local", show_default=True)
+@click.option("--allow-scheduling-on-control-planes", is_flag=True)
+@click.option(
+    "--kubeprism-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="KubePrism port (0 disables; default: the contract's).",
+)
+@click.option("--local-api-server-port", type=click.IntRange(0, 65535), default=0)
+def config_gen(
+    talos_version: str,
+    kubernetes_version: str,
+    cluster_name: str,
+    endpoint: str,
+    secrets_file: str,
+    machine_type: str,
+    output: str | None,
+    additional_sans: tuple[str, ...],
+    install_disk: str,
+    install_image: str,
+    dns_domain: str,
+    allow_scheduling_on_control_planes: bool,
+    kubeprism_port: int | None,
+    local_api_server_port: int,
+) -> None:
     """Generate a default machine config for a version contract."""
-    _not_yet("config gen", "the config-engine issue")
+    from planner.config_generation import GenRequest, write_private_file
+    from planner.config_generation import config_gen as generate_config
+    from planner.machineconfig.generate import GenerateOptions
+
+    request = GenRequest(
+        talos_version=talos_version,
+        kubernetes_version=kubernetes_version,
+        cluster_name=cluster_name,
+        endpoint=endpoint,
+        secrets_path=secrets_file,
+        machine_type=machine_type,
+        options=GenerateOptions(
+            additional_sans=additional_sans,
+            install_disk=install_disk,
+            install_image=install_image,
+            dns_domain=dns_domain,
+            allow_scheduling_on_control_planes=allow_scheduling_on_control_planes,
+            kube_prism_port=kubeprism_port,
+            local_api_server_port=local_api_server_port,
+        ),
+    )
+    text = generate_config(request)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_private_file(output, text)
+    click.echo(f"Wrote the {machine_type} config for Talos {talos_version} to {output}.", err=True)
 
 
 @config.command("patch")
@@ -177,9 +269,30 @@ def config_diff(original: str, modified: str, output_dir: str | None) -> None:
 
 
 @config.command("secrets")
-def config_secrets() -> None:
+@click.option(
+    "--from-controlplane-config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A control-plane machine config.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="File to write (mode 0600); stdout when omitted.",
+)
+def config_secrets(config_file: str, output: str | None) -> None:
     """Rebuild a secrets bundle from a control-plane machine config."""
-    _not_yet("config secrets", "the config-engine issue")
+    from planner.config_generation import config_secrets as rebuild_secrets
+    from planner.config_generation import write_private_file
+
+    text = rebuild_secrets(config_file)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_private_file(output, text)
+    click.echo(f"Wrote the secrets bundle of {config_file} to {output}.", err=True)
 
 
 @cli.group()
