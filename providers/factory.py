@@ -19,6 +19,7 @@ calls to asyncio code, each run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import http.client
 import json
 import ssl
@@ -215,19 +216,28 @@ class FactoryClient:
     ) -> SchematicCheck:
         """Whether a node's schematic can be ensured, without registering anything.
 
-        ``extra_info_yaml`` is the ``extraInfo`` of the node's ``schematic`` extension (the
-        canonical YAML); its offline ID must equal ``node_schematic_id``, and the factory must
-        know that ID (GET). Unreachable factories raise; everything else is a result.
+        ``extra_info_yaml`` is the ``extraInfo`` of the node's ``schematic`` extension: the
+        factory's canonical YAML. Its ID must equal ``node_schematic_id`` (the text's own
+        SHA-256 when it arrives byte for byte, else the ID of its re-emitted canonical form)
+        and the factory must know that ID (GET). Unreachable factories raise; everything else
+        is a result.
         """
         parsed: Schematic | None = None
         computed: str | None = None
         problem = ""
         if extra_info_yaml:
+            raw = (
+                extra_info_yaml.encode("utf-8")
+                if isinstance(extra_info_yaml, str)
+                else extra_info_yaml
+            )
             try:
-                parsed = parse_schematic(extra_info_yaml)
+                parsed = parse_schematic(raw)
                 computed = schematic_id(parsed)
             except InvalidSchematic as exc:
                 problem = f"the node's schematic extraInfo cannot be read ({exc})"
+            if hashlib.sha256(raw).hexdigest() == node_schematic_id:
+                computed, problem = node_schematic_id, ""
 
         if not is_schematic_id(node_schematic_id):
             return self._check(

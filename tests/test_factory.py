@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime
+import hashlib
 import http.client
 import ipaddress
 import json
@@ -427,3 +428,14 @@ def test_lab_stops_and_frees_its_port(tls):
     with socket.socket() as sock:
         with pytest.raises(ConnectionRefusedError):
             sock.connect(("127.0.0.1", port))
+
+
+def test_check_trusts_extra_info_that_hashes_to_the_node_id_byte_for_byte(client):
+    # A schematic text whose own SHA-256 is the node's ID is consistent, even if omniport's
+    # re-emission of it differed (e.g. a factory on another go-yaml version quoting 'yes').
+    text = 'customization:\n    extraKernelArgs:\n        - "yes"\n'  # yaml.v3 style quoting
+    node_id = hashlib.sha256(text.encode()).hexdigest()
+    assert Schematic(customization=Customization(extra_kernel_args=("yes",))).id != node_id
+    result = client.check_schematic(node_id, text)
+    assert result.computed_id == node_id
+    assert result.status is SchematicStatus.UNKNOWN_TO_FACTORY

@@ -24,6 +24,7 @@ pre-check and the factory's answer as authoritative.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -1171,8 +1172,6 @@ def _natural_less(a: str, b: str) -> bool:
 
 
 def _sorted_keys(keys: Iterable[Any]) -> list[Any]:
-    import functools
-
     def compare(a: Any, b: Any) -> int:
         return -1 if _key_less(a, b) else (1 if _key_less(b, a) else 0)
 
