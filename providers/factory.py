@@ -19,6 +19,7 @@ calls to asyncio code, each run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import http.client
 import json
@@ -179,7 +180,7 @@ class FactoryClient:
         if not isinstance(new_id, str) or not is_schematic_id(new_id):
             raise self._protocol("answered without a schematic ID", "POST", "/schematics")
         canonical = data.get("schematic")
-        if isinstance(canonical, str) and schematic_id(parse_schematic(canonical)) != new_id:
+        if isinstance(canonical, str) and hashlib.sha256(canonical.encode()).hexdigest() != new_id:
             raise self._protocol(
                 f"answered schematic ID {new_id} for a text that hashes differently",
                 "POST",
@@ -321,23 +322,22 @@ class FactoryClient:
         except ValueError:
             raise self._protocol("answered something that is not JSON", method, path) from None
 
-    def _connection(self) -> http.client.HTTPConnection:
-        proxy = _proxy_for(self._scheme, self._host)
+    def _connection(self, proxy: _Proxy | None) -> http.client.HTTPConnection:
         timeout = self.timeouts.connect
         conn: http.client.HTTPConnection
-        if self._scheme == "https":
-            if proxy:
-                conn = http.client.HTTPSConnection(
-                    proxy[0], proxy[1], timeout=timeout, context=self._ssl
-                )
-                conn.set_tunnel(self._host, self._port)
-            else:
-                conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout, context=self._ssl
-                )
+        if self._scheme == "https" and proxy:
+            conn = http.client.HTTPSConnection(
+                proxy.host, proxy.port, timeout=timeout, context=self._ssl
+            )
+            conn.set_tunnel(self._host, self._port, headers=proxy.headers)
+        elif self._scheme == "https":
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=self._ssl
+            )
+        elif proxy:
+            conn = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
         else:
-            host, port = proxy or (self._host, self._port)
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         return conn
 
     def _call(
@@ -357,9 +357,11 @@ class FactoryClient:
         if content_type:
             headers["Content-Type"] = content_type
         target = self._prefix + path
-        if self._scheme == "http" and _proxy_for(self._scheme, self._host):
-            target = url
-        conn = self._connection()
+        proxy = _proxy_for(self._scheme, self._host)
+        if self._scheme == "http" and proxy:
+            target = url  # absolute form through a plain HTTP proxy
+            headers.update(proxy.headers)
+        conn = self._connection(proxy)
         phase = "connect"
         try:
             conn.connect()
@@ -437,7 +439,14 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
+@dataclass(frozen=True)
+class _Proxy:
+    host: str
+    port: int
+    headers: dict[str, str]
+
+
+def _proxy_for(scheme: str, host: str) -> _Proxy | None:
     """The proxy the environment asks for, honouring no_proxy (loopback is never proxied)."""
     if host in ("localhost", "127.0.0.1", "::1") or host.startswith("127."):
         return None
@@ -447,7 +456,13 @@ def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
     parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     if not parsed.hostname:
         return None
-    return parsed.hostname, parsed.port or 80
+    headers = {}
+    if parsed.username is not None:
+        user = urllib.parse.unquote(parsed.username)
+        password = urllib.parse.unquote(parsed.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Proxy-Authorization"] = f"Basic {token}"
+    return _Proxy(parsed.hostname, parsed.port or 80, headers)
 
 
 def _map_failure(exc: BaseException, phase: str, url: str, method: str) -> errors.ProviderError:

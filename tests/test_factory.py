@@ -8,6 +8,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -28,7 +29,7 @@ from providers.codec.schematic import (
     canonical_yaml,
     schematic_id,
 )
-from providers.factory import AsyncFactoryClient, FactoryClient, SchematicStatus
+from providers.factory import AsyncFactoryClient, FactoryClient, SchematicStatus, _proxy_for
 from providers.timeouts import Timeouts
 
 RPI = Schematic(overlay=Overlay(image="siderolabs/sbc-raspberrypi", name="rpi_generic"))
@@ -41,6 +42,7 @@ ISCSI = ExtensionInfo(
     description="iSCSI tools",
 )
 FAST = Timeouts(connect=2.0, call=5.0)
+PROXIED_HOST = "factory.lab.test"  # resolvable only by the test proxy
 
 
 def _name(common_name: str) -> x509.Name:
@@ -88,7 +90,11 @@ def make_tls() -> tuple[bytes, bytes, bytes]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                    x509.DNSName(PROXIED_HOST),
+                ]
             ),
             critical=False,
         )
@@ -439,3 +445,81 @@ def test_check_trusts_extra_info_that_hashes_to_the_node_id_byte_for_byte(client
     result = client.check_schematic(node_id, text)
     assert result.computed_id == node_id
     assert result.status is SchematicStatus.UNKNOWN_TO_FACTORY
+
+
+class ConnectProxy:
+    """A CONNECT-only HTTP proxy on loopback that sends every tunnel to one port."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.seen: list[tuple[str, str | None]] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.decode().split("\r\n")
+            auth = next(
+                (
+                    ln.split(":", 1)[1].strip()
+                    for ln in lines
+                    if ln.lower().startswith("proxy-auth")
+                ),
+                None,
+            )
+            self.seen.append((lines[0], auth))
+            with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+                pump.start()
+                _pump(client, upstream)
+                pump.join(timeout=5)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def test_https_proxy_from_the_environment_with_credentials(lab, tls, monkeypatch):
+    proxy = ConnectProxy(lab.port)
+    try:
+        for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://user:s%40cret@127.0.0.1:{proxy.port}")
+        client = FactoryClient(
+            f"https://{PROXIED_HOST}:{lab.port}", timeouts=FAST, ca_data=tls[0].decode()
+        )
+        assert client.get_schematic(RPI_ID) == RPI
+        line, auth = proxy.seen[0]
+        assert line == f"CONNECT {PROXIED_HOST}:{lab.port} HTTP/1.0"
+        assert auth == "Basic dXNlcjpzQGNyZXQ="  # user:s@cret
+
+        monkeypatch.setenv("NO_PROXY", PROXIED_HOST)
+        assert _proxy_for("https", PROXIED_HOST) is None
+        assert _proxy_for("https", "127.0.0.1") is None
+    finally:
+        proxy.close()
