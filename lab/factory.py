@@ -108,8 +108,8 @@ class LabFactory:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> LabFactory:
-        if self._server is None:
-            self._stopping.clear()
+        self._stopping.clear()
+        if self._server is None and not self._refused:
             self._bind()
         return self
 
@@ -164,7 +164,7 @@ class LabFactory:
         """``"503"``: answer everything 503; ``"refuse"``: stop listening; ``None``: recover."""
         if mode not in (None, "503", "refuse"):
             raise ValueError(f"unknown factory fault {mode!r}; use '503', 'refuse' or None")
-        if mode == "refuse" and self._server is not None:
+        if mode == "refuse" and not self._refused:
             self._unbind()
             self._refused = True
         elif mode != "refuse" and self._refused:

@@ -523,3 +523,21 @@ def test_https_proxy_from_the_environment_with_credentials(lab, tls, monkeypatch
         assert _proxy_for("https", "127.0.0.1") is None
     finally:
         proxy.close()
+
+
+def test_lab_factory_imports_only_what_the_lab_may_import():
+    import ast
+    import pathlib
+
+    import lab.factory
+
+    tree = ast.parse(pathlib.Path(lab.factory.__file__).read_text())
+    ours = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            ours.add(node.module)
+        elif isinstance(node, ast.Import):
+            ours.update(alias.name for alias in node.names)
+    project = {m for m in ours if m.split(".")[0] in ("providers", "planner", "lab")}
+    allowed = ("providers.wire", "providers.codec", "planner.machineconfig")
+    assert project and all(m.startswith(allowed) for m in project), project
