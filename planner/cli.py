@@ -17,6 +17,7 @@ import click
 
 from planner import __version__
 from planner.errors import NotYetAvailable, OmniportError
+from providers.errors import ProviderError
 
 
 def _not_yet(what: str, issue: str) -> NoReturn:
@@ -189,15 +190,67 @@ def config_gen(
 
 
 @config.command("patch")
-def config_patch() -> None:
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option(
+    "-p",
+    "--patch",
+    "patches",
+    multiple=True,
+    required=True,
+    help="A patch: @FILE, a file name, or inline YAML/JSON (strategic merge or JSON6902). "
+    "Repeat to apply several in order.",
+)
+@click.option(
+    "-o", "--output", "output", type=click.Path(dir_okay=False), help="Write here, not stdout."
+)
+def config_patch(config_file: str, patches: tuple[str, ...], output: str | None) -> None:
     """Apply strategic-merge or JSON6902 patches to a machine config."""
-    _not_yet("config patch", "the config-engine issue")
+    from planner.config_files import load_patch_arguments, read_config, write_text
+    from planner.machineconfig.document import emit
+    from planner.machineconfig.merge import apply_patches
+
+    result = emit(apply_patches(read_config(config_file), load_patch_arguments(patches)))
+    if output:
+        write_text(output, result)
+    else:
+        click.echo(result, nl=False)
 
 
 @config.command("diff")
-def config_diff() -> None:
-    """Compute the strategic patches that turn one machine config into another."""
-    _not_yet("config diff", "the config-engine issue")
+@click.argument("original", type=click.Path(dir_okay=False))
+@click.argument("modified", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output-dir",
+    "output_dir",
+    type=click.Path(file_okay=False),
+    help="Write 10-patch.yaml and 20-patch.yaml here, not to stdout.",
+)
+def config_diff(original: str, modified: str, output_dir: str | None) -> None:
+    """Compute the strategic patches that turn one machine config into another.
+
+    Applying them in order to ORIGINAL (omniport config patch ORIGINAL -p @10-patch.yaml
+    -p @20-patch.yaml) gives MODIFIED.
+    """
+    from planner.config_files import PATCH_FILE_NAMES, read_config, write_patches
+    from planner.machineconfig.diff import diff
+    from planner.machineconfig.document import emit
+
+    patches = diff(read_config(original), read_config(modified))
+    if output_dir:
+        for path in write_patches(output_dir, patches):
+            click.echo(f"wrote {path}", err=True)
+        if not patches:
+            click.echo("The configs are the same; no patch written.", err=True)
+        return
+    if not patches:
+        click.echo("The configs are the same; no patch needed.", err=True)
+        return
+    for name, patch in zip(PATCH_FILE_NAMES, patches, strict=False):
+        click.echo(f"# {name}")
+        click.echo(emit(patch), nl=False)
+        if name != PATCH_FILE_NAMES[len(patches) - 1]:
+            click.echo("---")
 
 
 @config.command("secrets")
@@ -269,6 +322,10 @@ def run(args: Sequence[str] | None = None) -> int:
     except OmniportError as err:
         click.echo(f"Error: {err}", err=True)
         return err.exit_code
+    except ProviderError as err:
+        fix = getattr(err, "fix", None)
+        click.echo(f"Error: {err}" + (f"; {fix}" if fix else ""), err=True)
+        return 1
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1

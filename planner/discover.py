@@ -17,6 +17,7 @@ from planner.facts import (
     HealthFacts,
     Member,
     NodeFacts,
+    OmniFacts,
     ReadError,
     Service,
 )
@@ -144,3 +145,68 @@ async def run_health_check(
     except ProviderError as exc:
         return HealthFacts(ran=True, ok=False, messages=tuple(messages), error=exc.message)
     return HealthFacts(ran=True, ok=True, messages=tuple(messages))
+
+
+# --- Omni ------------------------------------------------------------------------------------
+
+CLUSTERS = "Clusters.omni.sidero.dev"
+LINKS = "Links.omni.sidero.dev"
+DEFAULT_JOIN_TOKENS = "DefaultJoinTokens.omni.sidero.dev"
+SIDEROLINK_API_CONFIGS = "SiderolinkAPIConfigs.omni.sidero.dev"
+TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
+FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
+ANNOTATION_LOCKED = "omni.sidero.dev/cluster-locked"
+ANNOTATION_IMPORTING = "omni.sidero.dev/cluster-import-is-in-progress"
+
+
+async def read_omni(omni: Any, url: str, cluster_name: str | None) -> OmniFacts:
+    """Everything the import needs from Omni, read concurrently (Get/List only)."""
+    calls: dict[str, Awaitable[Any]] = {
+        "token": omni.get(DEFAULT_JOIN_TOKENS, "default"),
+        "siderolink": omni.get(SIDEROLINK_API_CONFIGS, "siderolink-config"),
+        "features": omni.get(FEATURES_CONFIGS, "features-config"),
+        "versions": omni.list(TALOS_VERSIONS),
+        "links": omni.list(LINKS),
+    }
+    if cluster_name:
+        calls["cluster"] = omni.find(CLUSTERS, cluster_name)
+    values = dict(
+        zip(calls, await asyncio.gather(*(_settle(c) for c in calls.values())), strict=True)
+    )
+    for key in ("token", "siderolink", "versions"):
+        if isinstance(values[key], ProviderError):
+            return OmniFacts(url=url, error=read_error(values[key]))
+    features = values["features"]
+    cluster = values.get("cluster")
+    if isinstance(cluster, ProviderError):
+        return OmniFacts(url=url, error=read_error(cluster))
+    links = values["links"] if not isinstance(values["links"], ProviderError) else []
+    siderolink = values["siderolink"].spec
+    versions = {
+        r.spec.version or r.id: tuple(r.spec.compatible_kubernetes_versions)
+        for r in values["versions"]
+    }
+    resource_versions = {
+        f"{DEFAULT_JOIN_TOKENS}/default": values["token"].version,
+        f"{SIDEROLINK_API_CONFIGS}/siderolink-config": values["siderolink"].version,
+    }
+    if cluster is not None:
+        resource_versions[f"{CLUSTERS}/{cluster.id}"] = cluster.version
+    return OmniFacts(
+        url=url,
+        cluster_exists=cluster is not None,
+        cluster_import_in_progress=bool(cluster and ANNOTATION_IMPORTING in cluster.annotations),
+        cluster_locked=bool(cluster and ANNOTATION_LOCKED in cluster.annotations),
+        talos_versions=versions,
+        machine_api_url=siderolink.machine_api_advertised_url,
+        events_port=int(siderolink.events_port),
+        logs_port=int(siderolink.logs_port),
+        join_token=values["token"].spec.token_id,
+        factory_url=(
+            features.spec.image_factory_base_url or None
+            if not isinstance(features, ProviderError)
+            else None
+        ),
+        machines={link.id: bool(link.spec.connected) for link in links},
+        resource_versions=resource_versions,
+    )
