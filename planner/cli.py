@@ -52,17 +52,32 @@ def validate(spec: str) -> None:
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Plan file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool) -> None:
+@click.pass_context
+def plan(
+    ctx: click.Context, spec: str, out: str | None, as_json: bool, detailed_exitcode: bool
+) -> int:
     """Read the live cluster and Omni, change nothing, and write a reviewable plan."""
-    _not_yet("plan", "the plan issue")
+    from planner.plan_command import run_plan
+
+    return run_plan(
+        spec,
+        out,
+        as_json=as_json,
+        detailed_exitcode=detailed_exitcode,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the file as JSON.")
-def show(path: str, as_json: bool) -> None:
+@click.pass_context
+def show(ctx: click.Context, path: str, as_json: bool) -> int:
     """Render a saved plan or rollback file."""
-    _not_yet("show", "the plan issue")
+    from planner.plan_command import run_show
+
+    return run_show(path, as_json=as_json, color=ctx.obj["color"], echo=click.echo)
 
 
 @cli.command()
