@@ -203,7 +203,8 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             faults.omni_failures[:] = [
                 f
                 for f in faults.omni_failures
-                if method is not None and (f.method != method or rtype not in (None, f.resource_type))
+                if method is not None
+                and (f.method != method or rtype not in (None, f.resource_type))
             ]
         else:
             if method not in _OMNI_METHODS:
