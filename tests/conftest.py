@@ -8,6 +8,7 @@ by its pid, and teardown checks that the process is gone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -101,6 +102,35 @@ def start_lab(directory: Path, *args: str) -> LabHandle:
     assert code == 0, f"lab up failed with exit code {code}: see {directory / 'lab.log'}"
     info = json.loads((directory / "lab.json").read_text())
     return LabHandle(directory, info)
+
+
+class LoopRunner:
+    """Runs coroutines on one event loop kept for the whole session.
+
+    ``asyncio.run`` closes its loop at once, before TLS connections that were just closed
+    have finished their shutdown handshake, and the half-closed sockets then warn as
+    unclosed (an error under ``filterwarnings = error``). One long-lived loop lets those
+    closes finish during later calls, and teardown gives the last ones time to complete.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def __call__(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(asyncio.sleep(0.3))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+@pytest.fixture(scope="session")
+def aio() -> Iterator[LoopRunner]:
+    """``aio(coro)`` runs ``coro`` on the session's event loop and returns its result."""
+    runner = LoopRunner()
+    yield runner
+    runner.close()
 
 
 @pytest.fixture(scope="session")
