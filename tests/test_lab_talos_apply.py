@@ -216,7 +216,8 @@ def test_join_documents_apply_without_reboot(aio, tlab):
     joined = before + (
         b"---\napiVersion: v1alpha1\nkind: SideroLinkConfig\n"
         b"apiUrl: https://127.0.0.1:8099?jointoken=abc\n"
-        b"---\napiVersion: v1alpha1\nkind: EventSinkConfig\nendpoint: '[fdae:41e4:649b:9303::1]:8090'\n"
+        b"---\napiVersion: v1alpha1\nkind: EventSinkConfig\n"
+        b"endpoint: '[fdae:41e4:649b:9303::1]:8090'\n"
         b"---\napiVersion: v1alpha1\nkind: KmsgLogConfig\nname: omni-kmsg\n"
         b"url: tcp://[fdae:41e4:649b:9303::1]:8092\n"
     )
