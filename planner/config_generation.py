@@ -14,16 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from planner.errors import OmniportError, UsageProblem
+from planner.errors import UsageProblem
 from planner.machineconfig.contracts import parse_contract
+from planner.machineconfig.document import MachineConfig, emit, parse
 from planner.machineconfig.generate import GenerateOptions, generate
 from planner.machineconfig.secrets import SecretsBundle, bundle_from_config
-
-
-class ConfigFileError(OmniportError):
-    """A machine-config file that cannot be read as YAML documents."""
 
 
 @dataclass(frozen=True)
@@ -67,28 +62,9 @@ def read_secrets_file(path: str) -> SecretsBundle:
     return SecretsBundle.from_yaml(text, source=path).validate(source=path)
 
 
-def read_config_file(path: str) -> list[dict[str, Any]]:
-    """The YAML documents of a machine-config file (empty documents dropped)."""
-    text = _read_text(path, "machine config")
-    try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "malformed YAML"
-        raise ConfigFileError(
-            f"{path}{where} is not valid YAML: {problem}", "pass a Talos machine config file"
-        ) from None
-    except (ValueError, RecursionError) as err:
-        raise ConfigFileError(
-            f"{path} is not valid YAML ({type(err).__name__})", "pass a Talos machine config file"
-        ) from None
-    for index, doc in enumerate(documents, 1):
-        if not isinstance(doc, dict):
-            raise ConfigFileError(
-                f"{path}: document {index} is not a mapping", "pass a Talos machine config file"
-            )
-    return documents
+def read_config_file(path: str) -> MachineConfig:
+    """A machine-config file, parsed by :func:`planner.machineconfig.document.parse`."""
+    return parse(_read_text(path, "machine config"), source=path)
 
 
 def write_private_file(path: str, text: str) -> None:
@@ -115,33 +91,9 @@ def write_private_file(path: str, text: str) -> None:
         ) from None
 
 
-class _TalosDumper(yaml.SafeDumper):
-    """YAML close to Talos's: 4-space indent, lists indented under their key, PEM as ``|``."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    # PyYAML falls back to a quoted style by itself when a block scalar cannot hold the text.
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_TalosDumper.add_representer(str, _represent_str)
-
-
 def dump_documents(documents: list[dict[str, Any]]) -> str:
-    """Multi-document YAML in Talos's layout, keeping each document's key order."""
-    return yaml.dump_all(
-        documents,
-        Dumper=_TalosDumper,
-        sort_keys=False,
-        indent=4,
-        width=1 << 30,
-        default_flow_style=False,
-        allow_unicode=True,
-    )
+    """Multi-document YAML in Talos's layout (see :func:`planner.machineconfig.document.emit`)."""
+    return emit(documents)
 
 
 def _read_text(path: str, what: str) -> str:

@@ -3,7 +3,6 @@ own stability fixtures, plus the options, the Omni import baseline and bad input
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import string
 
@@ -19,6 +18,7 @@ from planner.machineconfig.generate import (
     generate,
     import_baseline,
 )
+from planner.machineconfig.merge import apply_patches, load_patch
 from planner.machineconfig.secrets import CertAndKey, Certs, SecretsBundle
 from tests.test_gen_helpers import (
     MACHINE_TYPES,
@@ -72,36 +72,14 @@ def test_base_config_equals_talos_fixture(version, machine_type, bundle):
     assert key_order(got) == key_order(expected)
 
 
-def _strategic_merge(documents: list[dict], patch: list[dict]) -> list[dict]:
-    """Just enough strategic merge for the stability patches (maps merge, lists append);
-    the full merge engine is tested on its own."""
-
-    def ident(doc):
-        return (doc.get("apiVersion"), doc.get("kind"), doc.get("name"))
-
-    def merge(left, right):
-        for key, value in right.items():
-            if isinstance(value, dict) and isinstance(left.get(key), dict):
-                merge(left[key], value)
-            elif isinstance(value, list) and isinstance(left.get(key), list):
-                left[key] = left[key] + value
-            else:
-                left[key] = value
-
-    out = copy.deepcopy(documents)
-    for part in patch:
-        target = next(d for d in out if ident(d) == ident(part))
-        merge(target, {k: v for k, v in part.items() if k not in ("apiVersion", "kind")})
-    return out
-
-
 @pytest.mark.parametrize(("version", "machine_type"), CASES, ids=IDS)
 def test_overrides_config_equals_talos_fixture(version, machine_type, bundle):
     expected = load_documents(stability(version, f"overrides-{machine_type}"))
     major, minor = map(int, version.split("."))
     patch_name = "patch.yaml" if Contract(major, minor) >= Contract(1, 14) else "patch-pre14.yaml"
-    patch = load_documents(fixture("v1alpha1", "stability", patch_name))
-    got = _strategic_merge(base(version, machine_type, bundle, options=OVERRIDES), patch)
+    patch = load_patch(fixture("v1alpha1", "stability", patch_name).read_text(), patch_name)
+    generated = base(version, machine_type, bundle, options=OVERRIDES)
+    got = [doc.data for doc in apply_patches(generated, [patch])]
     assert got == expected
 
 

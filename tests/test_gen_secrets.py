@@ -58,6 +58,10 @@ def test_fixture_bundles_round_trip_and_validate(parts):
     assert loaded.problems() == []
     assert loaded.validate() is loaded
     assert loaded.to_dict() == yaml.safe_load(text)
+    # talosctl's own bytes, apart from the fixture's leading comment line.
+    assert loaded.to_yaml() == "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith("#")
+    )
     assert SecretsBundle.from_yaml(loaded.to_yaml()) == loaded
     assert loaded.sha256() == SecretsBundle.from_yaml(loaded.to_yaml()).sha256()
 

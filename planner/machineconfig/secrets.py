@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from planner.errors import OmniportError
 from planner.machineconfig import pki
 from planner.machineconfig.contracts import Contract, features
+from planner.machineconfig.document import Document, MachineConfig
 from planner.machineconfig.pki import CertAndKey
 
 SENSITIVE = "(sensitive value)"
@@ -407,7 +408,8 @@ def _b64(pem: bytes) -> str:
 
 
 def bundle_from_config(
-    documents: Iterable[Mapping[str, Any]], source: str = "machine config"
+    documents: MachineConfig | Iterable[Document | Mapping[str, Any]],
+    source: str = "machine config",
 ) -> SecretsBundle:
     """Rebuild the bundle a control-plane (or init) config was generated from.
 
@@ -416,11 +418,14 @@ def bundle_from_config(
     ``secrets`` is taken (as Talos does); other providers and keys are not part of a bundle.
     A worker config carries no CA keys, so it raises :class:`SecretsError`.
     """
+    if isinstance(documents, MachineConfig):
+        documents = documents.documents
     legacy: Mapping[str, Any] | None = None
     by_kind: dict[str, Mapping[str, Any]] = {}
     count = 0
-    for index, doc in enumerate(documents):
+    for index, item in enumerate(documents):
         count += 1
+        doc = item.data if isinstance(item, Document) else item
         if not isinstance(doc, Mapping):
             raise SecretsError(
                 f"{source}: document {index + 1} is not a mapping", "pass a Talos machine config"
