@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 
 from planner.facts import (
     EtcdMember,
+    FactoryFacts,
     HealthFacts,
     Member,
     NodeFacts,
     OmniFacts,
     ReadError,
+    SchematicCheck,
     Service,
 )
 from providers.errors import PermissionDenied, ProviderError, Unsupported
@@ -210,3 +212,50 @@ async def read_omni(omni: Any, url: str, cluster_name: str | None) -> OmniFacts:
         machines={link.id: bool(link.spec.connected) for link in links},
         resource_versions=resource_versions,
     )
+
+
+# --- Image Factory ---------------------------------------------------------------------------
+
+
+async def read_factory(
+    url: str | None, nodes: tuple[NodeFacts, ...], *, ca_file: Any = None, timeouts: Any = None
+) -> FactoryFacts:
+    """Check every node's schematic against the factory: offline ID + GET, never POST."""
+    from providers.factory import AsyncFactoryClient, SchematicStatus
+
+    if not url:
+        return FactoryFacts(url=None)
+    to_check = [n for n in nodes if n.error is None and n.schematic_id and n.schematic_yaml]
+    if not to_check:
+        return FactoryFacts(url=url)
+    kwargs: dict[str, Any] = {"base_url": url}
+    if ca_file is not None:
+        kwargs["ca_file"] = str(ca_file)
+    if timeouts is not None:
+        kwargs["timeouts"] = timeouts
+    try:
+        client = AsyncFactoryClient(**kwargs)
+    except (ProviderError, ValueError, OSError) as exc:
+        return FactoryFacts(url=url, error=ReadError(type(exc).__name__, str(exc)))
+    checks: list[SchematicCheck] = []
+    seen: dict[tuple[str, str], Any] = {}
+    for node in to_check:
+        key = (node.schematic_id or "", node.schematic_yaml or "")
+        if key not in seen:
+            try:
+                seen[key] = await client.check_schematic(*key)
+            except ProviderError as exc:
+                return FactoryFacts(url=url, error=read_error(exc))
+        result = seen[key]
+        checks.append(
+            SchematicCheck(
+                node=node.address,
+                schematic_id=node.schematic_id or "",
+                # an unreadable extraInfo counts as a mismatch ("" never equals an ID)
+                offline_id=result.computed_id
+                if result.status is not SchematicStatus.MISMATCH
+                else (result.computed_id or ""),
+                known_to_factory=result.known_to_factory,
+            )
+        )
+    return FactoryFacts(url=url, checks=tuple(checks))

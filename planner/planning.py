@@ -20,9 +20,15 @@ from typing import Any
 from planner import __version__
 from planner.changes import NodeImport, plan_changes
 from planner.checks import check, finding, resolve_versions
-from planner.discover import read_members, read_nodes, read_omni, run_health_check
+from planner.discover import (
+    read_factory,
+    read_members,
+    read_nodes,
+    read_omni,
+    run_health_check,
+)
 from planner.errors import OmniportError
-from planner.facts import ClusterFacts, FactoryFacts, HealthFacts, NodeFacts
+from planner.facts import ClusterFacts, HealthFacts, NodeFacts
 from planner.join import JoinOptions
 from planner.machineconfig import document as mcdoc
 from planner.machineconfig.diff import diff
@@ -129,7 +135,12 @@ async def discover(
             if run_health and cps
             else HealthFacts(ran=False)
         )
-    factory = FactoryFacts(url=spec.image_factory.url or omni_facts.factory_url)
+    factory = await read_factory(
+        spec.image_factory.url or omni_facts.factory_url,
+        nodes,
+        ca_file=spec.image_factory.ca_file,
+        timeouts=timeouts,
+    )
     return ClusterFacts(
         nodes=nodes, members=members, omni=omni_facts, factory=factory, health=health
     )
