@@ -126,6 +126,7 @@ class Apid:
     def __init__(self, lab: Lab, *, endpoint_hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
         self.lab = lab
         self.versions = tr.Versions()
+        self.renderer = tr.Renderer(lab)
         self.endpoint_hosts = endpoint_hosts
         self._server: Server | None = None
         self.calls = 0
@@ -596,7 +597,7 @@ class Apid:
     def _items(self, node: SimNode, rtype: tr.ResourceType, namespace: str) -> list[tr.Item]:
         if namespace != rtype.namespace:
             return []
-        return tr.render(self.lab, node, rtype)
+        return self.renderer.render(node, rtype)
 
     async def cosi_Get(self, stream: Stream) -> None:
         self.calls += 1

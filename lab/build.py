@@ -23,11 +23,9 @@ are refused as the running Talos would refuse them) and ``talosctl patch`` seman
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import random
 import string
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +41,7 @@ from lab.world import (
 )
 from planner.machineconfig import document, generate, merge, secrets
 from planner.machineconfig.contracts import features, parse_contract
+from providers.codec.schematic import canonical_yaml, parse_schematic, schematic_id
 
 DEFAULT_TALOS_VERSION = "v1.11.5"
 DEFAULT_INITIAL_TALOS_VERSION = "v1.9.5"
@@ -315,12 +314,7 @@ def schematic_yaml(extensions: list[str]) -> str:
     """The schematic a factory image was built from, in the factory's canonical YAML."""
     lines = ["customization:", "    systemExtensions:", "        officialExtensions:"]
     lines += [f"            - {name}" for name in extensions]
-    return "\n".join(lines) + "\n"
-
-
-def schematic_id(text: str) -> str:
-    """Image Factory's schematic ID: the SHA-256 of the canonical schematic YAML."""
-    return hashlib.sha256(text.encode()).hexdigest()
+    return canonical_yaml(parse_schematic("\n".join(lines) + "\n"))
 
 
 _HOST_ALPHABET = string.ascii_lowercase + string.digits
@@ -336,7 +330,6 @@ def build_world(
     options: BuildOptions,
     *,
     now: dt.datetime | None = None,
-    schematic_id_of: Callable[[str], str] = schematic_id,
 ) -> World:
     """Build every node of a lab; raises ValueError for unusable options."""
     import time
@@ -357,7 +350,7 @@ def build_world(
     picked = [name for name, _, _ in OFFICIAL_EXTENSIONS[: 1 + opts.seed % 3]]
     if opts.factory_schematic:
         schematic = schematic_yaml(picked)
-        sid = schematic_id_of(schematic)
+        sid = schematic_id(schematic)
         host = opts.factory_url.split("://", 1)[-1]
         factory_image = f"{host}/metal-installer/{sid}:{opts.initial_talos_version}"
 

@@ -43,11 +43,14 @@ from lab import build
 from lab.admin import AdminError, AdminServer, Request, change_faults
 from lab.apid import ADMIN, OPERATOR, READER, Apid, server_tls
 from lab.control import LAB_ERROR, LAB_JSON, LAB_LOG
+from lab.factory import LabFactory
 from lab.faults import Faults
 from lab.world import Lab, Mode, NodeError
 from planner.machineconfig import pki
+from providers.codec.schematic import ExtensionInfo
 
 LOCK_FILE = ".lab.lock"
+LAB_CA = "lab-ca.pem"
 HOST = "127.0.0.1"
 
 
@@ -139,6 +142,36 @@ def import_spec(
     return header + yaml.safe_dump(spec, sort_keys=False)
 
 
+def _factory_versions(*current: str) -> list[str]:
+    """Talos releases the lab factory lists: a recent spread plus the lab's own versions."""
+    spread = [f"v1.{minor}.{patch}" for minor in range(8, 14) for patch in (0, 1, 2, 3, 4, 5)]
+    wanted = {v if v.startswith("v") else "v" + v for v in current}
+    return sorted(set(spread) | wanted, key=build.version_tuple)
+
+
+def _official_extensions() -> list[ExtensionInfo]:
+    out = []
+    for name, version, description in build.OFFICIAL_EXTENSIONS:
+        digest = hashlib.sha256(f"{name}:{version}".encode()).hexdigest()
+        out.append(
+            ExtensionInfo(
+                name=name,
+                ref=f"ghcr.io/{name}:{version}",
+                digest=f"sha256:{digest}",
+                author="Sidero Labs",
+                description=description,
+            )
+        )
+    return out
+
+
+def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, fn)
+
+    return run
+
+
 # ---- the running lab ----
 
 
@@ -153,10 +186,37 @@ class LabProcess:
         self.apid: Apid | None = None
         self.admin: AdminServer | None = None
         self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.factory: LabFactory | None = None
         self.started = time.monotonic()
 
     async def start(self) -> dict[str, Any]:
         args = self.args
+        now = dt.datetime.now(dt.UTC)
+        # One CA for the lab's HTTPS services (Image Factory, Omni); clients get lab-ca.pem.
+        self.web_ca = pki.new_ca(
+            now, organizations=["omniport lab"], algorithm=pki.KeyAlgorithm.ECDSA_P256
+        )
+        web = pki.issue(
+            self.web_ca,
+            now,
+            validity=dt.timedelta(days=30),
+            common_name="omniport lab",
+            ip_addresses=[HOST],
+            dns_names=["localhost"],
+            server_auth=True,
+        )
+        _write(self.dir / LAB_CA, self.web_ca.crt, 0o644)
+        factory = LabFactory(
+            web.crt,
+            web.key,
+            host=HOST,
+            versions=_factory_versions(args.talos_version, args.initial_talos_version),
+            extensions={
+                v: _official_extensions() for v in (args.talos_version, args.initial_talos_version)
+            },
+        ).start()
+        self.factory = factory
+        self.closers.append(_async(factory.stop))
         options = build.BuildOptions(
             nodes=args.nodes,
             controlplanes=args.controlplanes,
@@ -166,12 +226,14 @@ class LabProcess:
             initial_kubernetes_version=args.initial_kubernetes_version,
             seed=args.seed,
             factory_schematic=not args.no_factory_schematic,
+            factory_url=factory.url,
         )
         try:
-            world = build.build_world(options)
+            world = build.build_world(options, now=now)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        now = dt.datetime.now(dt.UTC)
+        if world.schematic is not None:
+            factory.register(world.schematic)
         faults = Faults(latency_ms=max(0.0, args.latency_ms))
         lab = Lab(
             world.nodes,
@@ -192,8 +254,8 @@ class LabProcess:
         endpoint = f"{HOST}:{apid_port}"
 
         omni_spec: dict[str, Any] = {}
-        factory_spec: dict[str, Any] = {}
-        ports: dict[str, int] = {"apid": apid_port}
+        factory_spec: dict[str, Any] = {"url": factory.url, "caFile": f"./{LAB_CA}"}
+        ports: dict[str, int] = {"apid": apid_port, "factory": factory.port}
 
         admin = AdminServer(self.token, self._routes())
         ports["admin"] = await admin.start(HOST, 0)
@@ -260,6 +322,8 @@ class LabProcess:
             assert self.lab is not None
             known = set(self.lab.by_address)
             change_faults(self.lab.faults, req.body, known)
+            assert self.factory is not None
+            self.factory.set_down("503" if self.lab.faults.factory_down else None)
             await self.lab.sync_all()
             return self.lab.faults.to_dict()
 

@@ -74,6 +74,8 @@ class ResourceType:
     since_minor: int = 0
     """First Talos 1.x minor that has the type (0: all we simulate)."""
     controlplane_only: bool = False
+    cluster_wide: bool = False
+    """Rendered from every node (discovery), so cached and versioned once for the cluster."""
 
     def present_on(self, node: SimNode) -> bool:
         return minor_at_least(node.talos_version, self.since_minor)
@@ -338,7 +340,7 @@ CATALOG: tuple[ResourceType, ...] = (
         "MachineStatuses.runtime.talos.dev", "runtime", "MachineStatus", _machine_statuses
     ),
     ResourceType("SecurityStates.runtime.talos.dev", "runtime", "SecurityState", _security_states),
-    ResourceType("Members.cluster.talos.dev", "cluster", "Member", _members),
+    ResourceType("Members.cluster.talos.dev", "cluster", "Member", _members, cluster_wide=True),
     ResourceType("Identities.cluster.talos.dev", "cluster", "Identity", _identities),
     ResourceType("Infos.cluster.talos.dev", "cluster", "Info", _infos),
     ResourceType("Nodenames.kubernetes.talos.dev", "k8s", "Nodename", _nodenames),
@@ -406,10 +408,32 @@ def definition(node: SimNode, rtype: str) -> ResourceType | None:
     return found if found is not None and found.present_on(node) else None
 
 
-def render(lab: Lab, node: SimNode, rtype: ResourceType) -> list[Item]:
-    if rtype.controlplane_only and node.role != CONTROLPLANE:
-        return []
-    return rtype.render(lab, node)
+class Renderer:
+    """Renders resources, caching each (node, type) until the node changes.
+
+    Cluster-wide types (discovery ``Members``) are cached once for the lab until any node
+    changes, so listing members on 1000 nodes does not render 1000 x 1000 specs.
+    """
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self._node_cache: dict[tuple[str, str], tuple[int, list[Item]]] = {}
+        self._lab_cache: dict[str, tuple[int, list[Item]]] = {}
+
+    def render(self, node: SimNode, rtype: ResourceType) -> list[Item]:
+        if rtype.controlplane_only and node.role != CONTROLPLANE:
+            return []
+        if rtype.cluster_wide:
+            stamp = sum(n.generation for n in self.lab.nodes)
+            cached = self._lab_cache.get(rtype.type)
+            if cached is None or cached[0] != stamp:
+                cached = self._lab_cache[rtype.type] = (stamp, rtype.render(self.lab, node))
+            return cached[1]
+        key = (node.address, rtype.type)
+        found = self._node_cache.get(key)
+        if found is None or found[0] != node.generation:
+            found = self._node_cache[key] = (node.generation, rtype.render(self.lab, node))
+        return found[1]
 
 
 # ---- versions and the wire form ----
@@ -430,7 +454,8 @@ class Versions:
         self._book: dict[tuple[str, str, str, str], _Entry] = {}
 
     def stamp(self, node: SimNode, rtype: ResourceType, item: Item) -> _Entry:
-        key = (node.address, rtype.type, item.id, rtype.namespace)
+        scope = "" if rtype.cluster_wide else node.address
+        key = (scope, rtype.type, item.id, rtype.namespace)
         digest = hashlib.blake2b(
             item.yaml_spec.encode() + b"\0" + item.proto_spec + repr(item.annotations).encode(),
             digest_size=16,
