@@ -33,7 +33,9 @@ import secrets as pysecrets
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -192,6 +194,19 @@ class LabProcess:
     async def start(self) -> dict[str, Any]:
         args = self.args
         now = dt.datetime.now(dt.UTC)
+        try:
+            options = build.BuildOptions(
+                nodes=args.nodes,
+                controlplanes=args.controlplanes,
+                talos_version=args.talos_version,
+                initial_talos_version=args.initial_talos_version,
+                kubernetes_version=args.kubernetes_version,
+                initial_kubernetes_version=args.initial_kubernetes_version,
+                seed=args.seed,
+                factory_schematic=not args.no_factory_schematic,
+            ).resolved()
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         # One CA for the lab's HTTPS services (Image Factory, Omni); clients get lab-ca.pem.
         self.web_ca = pki.new_ca(
             now, organizations=["omniport lab"], algorithm=pki.KeyAlgorithm.ECDSA_P256
@@ -210,26 +225,16 @@ class LabProcess:
             web.crt,
             web.key,
             host=HOST,
-            versions=_factory_versions(args.talos_version, args.initial_talos_version),
+            versions=_factory_versions(options.talos_version, options.initial_talos_version),
             extensions={
-                v: _official_extensions() for v in (args.talos_version, args.initial_talos_version)
+                v: _official_extensions()
+                for v in (options.talos_version, options.initial_talos_version)
             },
         ).start()
         self.factory = factory
         self.closers.append(_async(factory.stop))
-        options = build.BuildOptions(
-            nodes=args.nodes,
-            controlplanes=args.controlplanes,
-            talos_version=args.talos_version,
-            initial_talos_version=args.initial_talos_version,
-            kubernetes_version=args.kubernetes_version,
-            initial_kubernetes_version=args.initial_kubernetes_version,
-            seed=args.seed,
-            factory_schematic=not args.no_factory_schematic,
-            factory_url=factory.url,
-        )
         try:
-            world = build.build_world(options, now=now)
+            world = build.build_world(replace(options, factory_url=factory.url), now=now)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         if world.schematic is not None:
@@ -434,9 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             lock.close()
     except StartupError as err:
-        message = f"lab: {err}"
-        print(message, file=sys.stderr, flush=True)
-        _write(directory / LAB_ERROR, message.removeprefix("lab: ") + "\n")
+        print(f"lab: {err}", file=sys.stderr, flush=True)
+        _write(directory / LAB_ERROR, f"{err}\n")
+        return 1
+    except Exception as exc:
+        traceback.print_exc()
+        _write(directory / LAB_ERROR, f"the lab failed: {type(exc).__name__}: {exc}\n")
         return 1
     return 0
 
