@@ -8,10 +8,7 @@ format and tool versions are ours (both named when they differ); it matches the 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +28,11 @@ from planner.plan import (
     Plan,
     Severity,
 )
+from planner.sealed import canonical, checksum, write_private
 
 
 class PlanFileError(OmniportError):
     """A plan file that cannot be used: unreadable, tampered, foreign or malformed."""
-
-
-def canonical(data: Any) -> str:
-    """The one text form of ``data``: what is written, hashed and compared."""
-    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-
-def checksum(data: dict[str, Any]) -> str:
-    body = {k: v for k, v in data.items() if k != "checksum"}
-    return hashlib.sha256(canonical(body).encode()).hexdigest()
 
 
 def to_dict(plan: Plan) -> dict[str, Any]:
@@ -174,28 +162,6 @@ def from_dict(data: dict[str, Any]) -> Plan:
 
 def dumps(plan: Plan) -> str:
     return canonical(to_dict(plan))
-
-
-def write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write ``text`` atomically (temp file, fsync, rename) with ``mode``; the dir is fsynced."""
-    path = Path(path)
-    directory = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def write(plan: Plan, path: str | Path) -> None:

@@ -1,0 +1,131 @@
+"""Operations: spec + facts + per-node patches -> the ordered changes of an import.
+
+Order is the apply order of DESIGN.md: ImportedClusterSecrets, Cluster, MachineSets,
+MachineSetNodes, ConfigPatches, then connecting each node. Every after-state is redacted: the
+plan shows *that* secrets are sent, never what they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from planner.join import SENSITIVE, JoinOptions, join_documents
+from planner.plan import Action, Change
+
+NS = "omni.sidero.dev/"
+OWNER_ANNOTATION = "omniport.dev/import"
+"""Marks every Omni resource an import created, so rollback deletes only those."""
+
+PATCH_NAME = "User defined patch"
+PATCH_DESCRIPTION = "Config patch imported from existing Talos node"
+
+
+@dataclass(frozen=True)
+class NodeImport:
+    """What the changes need to know about one node."""
+
+    address: str
+    machine_uuid: str
+    role: str  # controlplane | worker
+    patches: tuple[tuple[str, str], ...]  # (patch id, redacted text), at most two
+
+
+def machine_set_id(cluster: str, role: str) -> str:
+    return f"{cluster}-control-planes" if role == "controlplane" else f"{cluster}-workers"
+
+
+def role_label(role: str) -> str:
+    return NS + ("role-controlplane" if role == "controlplane" else "role-worker")
+
+
+def plan_changes(
+    cluster: str,
+    talos_version: str,
+    kubernetes_version: str,
+    nodes: Sequence[NodeImport],
+    join: JoinOptions,
+) -> list[Change]:
+    changes: list[Change] = [
+        Change(
+            address=f"omni_imported_cluster_secrets.{cluster}",
+            action=Action.CREATE,
+            resource_type="ImportedClusterSecrets.omni.sidero.dev",
+            resource_id=cluster,
+            after={"data": SENSITIVE},
+        ),
+        Change(
+            address=f"omni_cluster.{cluster}",
+            action=Action.CREATE,
+            resource_type="Clusters.omni.sidero.dev",
+            resource_id=cluster,
+            after={
+                "talos_version": talos_version,
+                "kubernetes_version": kubernetes_version,
+                "annotations": [NS + "cluster-locked", NS + "cluster-import-is-in-progress"],
+            },
+        ),
+    ]
+    for role in ("controlplane", "worker"):
+        changes.append(
+            Change(
+                address=f"omni_machine_set.{machine_set_id(cluster, role)}",
+                action=Action.CREATE,
+                resource_type="MachineSets.omni.sidero.dev",
+                resource_id=machine_set_id(cluster, role),
+                after={"labels": {NS + "cluster": cluster, role_label(role): ""}},
+            )
+        )
+    for node in nodes:
+        changes.append(
+            Change(
+                address=f"omni_machine_set_node.{node.machine_uuid}",
+                action=Action.CREATE,
+                resource_type="MachineSetNodes.omni.sidero.dev",
+                resource_id=node.machine_uuid,
+                after={
+                    "labels": {
+                        NS + "cluster": cluster,
+                        role_label(node.role): "",
+                        NS + "machine-set": machine_set_id(cluster, node.role),
+                    }
+                },
+                node=node.address,
+            )
+        )
+    for node in nodes:
+        for patch_id, redacted in node.patches:
+            changes.append(
+                Change(
+                    address=f"omni_config_patch.{patch_id}",
+                    action=Action.CREATE,
+                    resource_type="ConfigPatches.omni.sidero.dev",
+                    resource_id=patch_id,
+                    after={
+                        "labels": {
+                            NS + "cluster": cluster,
+                            NS + "cluster-machine": node.machine_uuid,
+                        },
+                        "data": redacted,
+                    },
+                    node=node.address,
+                )
+            )
+    shown = join_documents(join, redact=True)
+    summary = "\n".join(
+        f"{d['kind']}: "
+        + ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("apiVersion", "kind"))
+        for d in shown
+    )
+    for node in nodes:
+        changes.append(
+            Change(
+                address=f"talos_join.{node.address}",
+                action=Action.UPDATE,
+                resource_type="MachineConfigs.config.talos.dev",
+                resource_id=node.address,
+                after={"documents_added": summary + "\n"},
+                node=node.address,
+            )
+        )
+    return changes

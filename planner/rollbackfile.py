@@ -1,0 +1,172 @@
+"""Rollback plans on disk: written before apply's first change, sealed, mode 0600.
+
+The rollback plan is what ``omniport rollback`` executes; it names the backup zip (which holds
+the secrets) and records hashes only, so it is safe to print. Reading refuses a tampered or
+foreign file with one sentence, like plan files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+import schemas
+from planner import __version__
+from planner.errors import OmniportError
+from planner.sealed import canonical, checksum, write_private
+
+FORMAT_VERSION = 1
+
+
+class RollbackFileError(OmniportError):
+    pass
+
+
+@dataclass(frozen=True)
+class RollbackNode:
+    address: str
+    hostname: str
+    machine_uuid: str
+    backup_entry: str
+    config_sha256: str
+    """sha256 of the backup bytes: rollback restores exactly these and verifies the hash."""
+
+
+@dataclass(frozen=True)
+class OmniRef:
+    type: str
+    id: str
+    namespace: str = "default"
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    created_at: str
+    import_id: str
+    plan_checksum: str
+    spec: dict[str, Any]
+    cluster_name: str
+    omni_url: str
+    os_ca_sha256: str
+    k8s_ca_sha256: str | None
+    backup_path: str
+    backup_sha256: str
+    journal: str
+    nodes: tuple[RollbackNode, ...]
+    omni_resources: tuple[OmniRef, ...]
+    tool_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+
+def to_dict(plan: RollbackPlan) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "format_version": plan.format_version,
+        "tool_version": plan.tool_version,
+        "created_at": plan.created_at,
+        "import_id": plan.import_id,
+        "plan_checksum": plan.plan_checksum,
+        "spec": plan.spec,
+        "cluster": {
+            "name": plan.cluster_name,
+            "omni_url": plan.omni_url,
+            "os_ca_sha256": plan.os_ca_sha256,
+            "k8s_ca_sha256": plan.k8s_ca_sha256,
+        },
+        "backup": {"path": plan.backup_path, "sha256": plan.backup_sha256},
+        "journal": plan.journal,
+        "nodes": [
+            {
+                "address": n.address,
+                "hostname": n.hostname,
+                "machine_uuid": n.machine_uuid,
+                "backup_entry": n.backup_entry,
+                "config_sha256": n.config_sha256,
+            }
+            for n in plan.nodes
+        ],
+        "omni_resources": [
+            {"type": r.type, "id": r.id, "namespace": r.namespace} for r in plan.omni_resources
+        ],
+    }
+    data["checksum"] = checksum(data)
+    return data
+
+
+def from_dict(data: dict[str, Any]) -> RollbackPlan:
+    c = data["cluster"]
+    return RollbackPlan(
+        format_version=data["format_version"],
+        tool_version=data["tool_version"],
+        created_at=data["created_at"],
+        import_id=data["import_id"],
+        plan_checksum=data["plan_checksum"],
+        spec=data["spec"],
+        cluster_name=c["name"],
+        omni_url=c["omni_url"],
+        os_ca_sha256=c["os_ca_sha256"],
+        k8s_ca_sha256=c["k8s_ca_sha256"],
+        backup_path=data["backup"]["path"],
+        backup_sha256=data["backup"]["sha256"],
+        journal=data["journal"],
+        nodes=tuple(RollbackNode(**n) for n in data["nodes"]),
+        omni_resources=tuple(OmniRef(**r) for r in data["omni_resources"]),
+    )
+
+
+def write(plan: RollbackPlan, path: Path) -> None:
+    try:
+        write_private(Path(path), canonical(to_dict(plan)), mode=0o600)
+    except OSError as err:
+        raise RollbackFileError(
+            f"cannot write the rollback plan {path}: {err.strerror}",
+            "make the plan's directory writable",
+        ) from None
+
+
+def parse(text: str, source: str = "rollback file") -> RollbackPlan:
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise RollbackFileError(
+            f"{source} is not a rollback plan (invalid JSON)", "pass the .rollback.json apply wrote"
+        ) from None
+    if not isinstance(data, dict) or "checksum" not in data or "import_id" not in data:
+        raise RollbackFileError(
+            f"{source} is not an omniport rollback plan", "pass the .rollback.json apply wrote"
+        )
+    if data["checksum"] != checksum(data):
+        raise RollbackFileError(
+            f"{source} was modified after apply wrote it (checksum mismatch)",
+            "use the original file; rollback acts only on what apply recorded",
+        )
+    if data.get("format_version") != FORMAT_VERSION:
+        raise RollbackFileError(
+            f"{source} has rollback format {data.get('format_version')!r}, this omniport reads "
+            f"format {FORMAT_VERSION}",
+            f"use omniport {data.get('tool_version')} to roll it back",
+        )
+    validator = jsonschema.Draft202012Validator(schemas.load("rollback"))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise RollbackFileError(
+            f"{source} does not match the rollback schema at {where}: {error.message}",
+            "use the original file apply wrote",
+        )
+    return from_dict(data)
+
+
+def read(path: Path) -> RollbackPlan:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RollbackFileError(f"no rollback plan at {path}", "check the path") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not UTF-8 text"
+        raise RollbackFileError(f"cannot read {path}: {reason}", "check the file") from None
+    return parse(text, source=str(path))

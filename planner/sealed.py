@@ -1,0 +1,50 @@
+"""Sealed JSON files: one canonical text form, a self-checksum, and atomic private writes.
+
+Plan files and rollback plans are both reviewed by people and trusted by apply/rollback, so
+both are written deterministically and carry the sha256 of their own canonical body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def canonical(data: Any) -> str:
+    """The one text form of ``data``: what is written, hashed and compared."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def checksum(data: dict[str, Any]) -> str:
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+def write_private(path: Path, text: str | bytes, mode: int = 0o600) -> None:
+    """Write ``text`` atomically (temp file, fsync, rename) with ``mode``; the dir is fsynced.
+
+    The file exists whole or not at all, and never with a wider mode than asked for.
+    """
+    path = Path(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    directory = path.resolve().parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
