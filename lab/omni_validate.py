@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from grpclib.const import Status
+
 from lab.omni_store import PHASE_TEARING_DOWN, Resource, StateError, Store, render_ref
 from lab.omni_types import (
     ANNOTATION_CLUSTER_LOCKED,
@@ -385,8 +387,6 @@ def wrap(problems: list[Problem]) -> StateError:
 
     The status code is that of the first problem that carries one, else INVALID_ARGUMENT.
     """
-    from grpclib.const import Status
-
     texts: list[str] = []
     status = None
     for p in problems:
