@@ -67,6 +67,7 @@ from lab.omni_store import (
     Store,
     matches_queries,
     not_found,
+    q,
 )
 from lab.omni_types import (
     CLUSTER_SECRETS,
@@ -168,7 +169,9 @@ def _from_proto(msg: resource_pb2.Resource) -> Resource:
         try:
             spec = info.spec.FromString(msg.spec.proto_spec)
         except DecodeError as exc:
-            raise StateError(Status.UNKNOWN, f"failed to decode the spec of {md.type}: {exc}")
+            raise StateError(
+                Status.UNKNOWN, f"failed to decode the spec of {md.type}: {exc}"
+            ) from None
     return Resource(
         namespace=md.namespace,
         type=md.type,
@@ -235,9 +238,11 @@ def _queries(msgs: Any) -> list[LabelQuery]:
             try:
                 op = LabelOp(term.op)
             except ValueError:
-                raise StateError(Status.UNKNOWN, f"unsupported label query operator: {term.op}")
+                raise StateError(
+                    Status.UNKNOWN, f"unsupported label query operator: {term.op}"
+                ) from None
             if op not in (LabelOp.EXISTS, LabelOp.NOT_EXISTS) and not term.value:
-                raise StateError(Status.UNKNOWN, f"label query term {term.key!r} has no value")
+                raise StateError(Status.UNKNOWN, f"label query term {q(term.key)} has no value")
             terms.append(LabelTerm(term.key, op, tuple(term.value), term.invert))
         out.append(tuple(terms))
     return out
@@ -334,7 +339,9 @@ class _StateService(state_grpc.StateBase):
             if req.options.HasField("expected_phase"):
                 expected = _parse_phase(req.options.expected_phase)
             old = self.store.peek(new.namespace, new.type, new.id)
-            self._check([authorize(caller, new.type, "update"), *self.sim.validator.on_update(old, new)])
+            self._check(
+                [authorize(caller, new.type, "update"), *self.sim.validator.on_update(old, new)]
+            )
             updated = self.store.update(new, owner=req.options.owner, expected_phase=expected)
             await stream.send_message(state_pb2.UpdateResponse(resource=_to_proto(updated)))
 
@@ -583,7 +590,7 @@ class OmniSim:
     # ---- authentication --------------------------------------------------------------------
 
     def register_public_key(self, armored_public_key: str, role: Role | str, identity: str) -> str:
-        """Register a confirmed public key for ``identity`` with ``role``; returns its fingerprint."""
+        """Register a confirmed key for ``identity`` with ``role``; returns its fingerprint."""
         key = siderov1.PublicKey.from_armored(armored_public_key)
         role = role if isinstance(role, Role) else Role.parse(role)
         self._keys[key.fingerprint] = _Key(key, role, identity)
@@ -749,7 +756,9 @@ class OmniSim:
             )
         return out
 
-    def mark_ca_rotated(self, cluster_id: str, *, talos: bool = True, kubernetes: bool = True) -> None:
+    def mark_ca_rotated(
+        self, cluster_id: str, *, talos: bool = True, kubernetes: bool = True
+    ) -> None:
         """Record CA rotations on the cluster's secrets (Omni's ``secret rotate`` outcome)."""
         secrets_res = self.store.get(NS_DEFAULT, CLUSTER_SECRETS, cluster_id)
         if secrets_res is None:
@@ -767,7 +776,9 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
 
 
-def _link_spec(machine_uuid: str, address: str, *, connected: bool) -> siderolink_pb2.SiderolinkSpec:
+def _link_spec(
+    machine_uuid: str, address: str, *, connected: bool
+) -> siderolink_pb2.SiderolinkSpec:
     """A Link for a node: a stable SideroLink address and WireGuard key derived from its UUID."""
     digest = hashlib.sha256(machine_uuid.encode()).digest()
     groups = [f"{int.from_bytes(digest[i : i + 2], 'big'):x}" for i in range(0, 8, 2)]

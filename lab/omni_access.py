@@ -11,7 +11,7 @@ from enum import IntEnum
 
 from grpclib.const import Status
 
-from lab.omni_store import StateError
+from lab.omni_store import StateError, q
 from lab.omni_types import TYPES, Access
 
 
@@ -35,7 +35,7 @@ class Role(IntEnum):
             if name.lower() == text.strip().lower():
                 return role
         names = ", ".join(_ROLE_NAMES[r] for r in cls if r is not cls.NONE)
-        raise ValueError(f"unknown Omni role {text!r}; use one of {names}")
+        raise ValueError(f"unknown Omni role {q(text)}; use one of {names}")
 
 
 _ROLE_NAMES = {
@@ -80,7 +80,7 @@ def _need(caller: Caller, role: Role) -> StateError | None:
             _status_text(Status.UNAUTHENTICATED, "unauthenticated: missing valid signature"),
         )
     if caller.role < role:
-        return _denied(f"unauthorized: access denied: insufficient role: {caller.role.label!r}")
+        return _denied(f"unauthorized: access denied: insufficient role: {q(caller.role.label)}")
     return None
 
 

@@ -330,7 +330,9 @@ class ClusterMachineController(Controller):
             assert msn is not None and ms is not None and cluster is not None
             labels = {LABEL_CLUSTER: cluster.id, LABEL_MACHINE_SET: ms.id}
             role_label = (
-                LABEL_ROLE_CONTROLPLANE if LABEL_ROLE_CONTROLPLANE in ms.labels else LABEL_ROLE_WORKER
+                LABEL_ROLE_CONTROLPLANE
+                if LABEL_ROLE_CONTROLPLANE in ms.labels
+                else LABEL_ROLE_WORKER
             )
             labels[role_label] = ""
             spec = omni_pb2.ClusterMachineSpec(kubernetes_version=cluster.spec.kubernetes_version)
@@ -454,9 +456,7 @@ class LoadBalancerController(Controller):
             return
         if self.peek(LOAD_BALANCER_CONFIGS, key) is not None:
             return
-        taken = {
-            r.spec.bind_port for r in self.store.scan(NS_DEFAULT, LOAD_BALANCER_CONFIGS)
-        }
+        taken = {r.spec.bind_port for r in self.store.scan(NS_DEFAULT, LOAD_BALANCER_CONFIGS)}
         port = self.ctx.load_balancer_port_base
         while port in taken:
             port += 1
@@ -632,7 +632,11 @@ class ConfigApplyController(Controller):
             self._failed(key, status, labels, f"rendering the machine config failed: {exc}")
             return
         digest = hashlib.sha256(config).hexdigest()
-        if status is not None and status.spec.config_sha256 == digest and not status.spec.last_error:
+        if (
+            status is not None
+            and status.spec.config_sha256 == digest
+            and not status.spec.last_error
+        ):
             return
         try:
             await self.ctx.gateway.push_config(key, config)
@@ -794,4 +798,3 @@ class Runtime:
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until no reconcile is pending (timers for retries may still be armed)."""
         await asyncio.wait_for(self._idle.wait(), timeout)
-

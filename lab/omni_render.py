@@ -30,7 +30,7 @@ class JoinOptions:
     logs_port: int
 
     def documents(self) -> list[dict[str, Any]]:
-        """SideroLinkConfig, EventSinkConfig and KmsgLogConfig, as Omni's join options build them."""
+        """SideroLinkConfig, EventSinkConfig and KmsgLogConfig, as Omni's join options make them."""
         separator = "&" if "?" in self.api_url else "?"
         return [
             {

@@ -11,6 +11,7 @@ called synchronously after each change, in order, so watchers never miss or reor
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,11 @@ from grpclib.const import Status
 PHASE_RUNNING = "running"
 PHASE_TEARING_DOWN = "tearingDown"
 VERSION_UNDEFINED = 0
+
+
+def q(text: object) -> str:
+    """Go's ``%q`` for the strings in Omni's messages (double quotes, JSON-style escapes)."""
+    return json.dumps(str(text), ensure_ascii=False)
 
 
 class StateError(Exception):
@@ -137,7 +143,9 @@ class LabelTerm:
                 left, right = float(value), float(first)
             except ValueError:
                 return False if not self.invert else True
-            result = present and (left < right or (self.op == LabelOp.LTE_NUMERIC and left == right))
+            result = present and (
+                left < right or (self.op == LabelOp.LTE_NUMERIC and left == right)
+            )
         return result != self.invert
 
 
@@ -262,9 +270,7 @@ class Store:
         self._publish(Event(EVENT_CREATED, new))
         return new.copy()
 
-    def update(
-        self, res: Resource, owner: str = "", expected_phase: str | None = None
-    ) -> Resource:
+    def update(self, res: Resource, owner: str = "", expected_phase: str | None = None) -> Resource:
         """Replace a resource; ``res.version`` must be the stored version (COSI semantics)."""
         coll = self._collection(res.namespace, res.type)
         cur = coll.get(res.id)
@@ -272,7 +278,7 @@ class Store:
             raise not_found(res.namespace, res.type, res.id, res.version)
         if cur.owner != owner:
             raise StateError(
-                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {cur.owner!r}"
+                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {q(cur.owner)}"
             )
         if cur.version != res.version:
             raise StateError(
@@ -300,7 +306,7 @@ class Store:
             raise not_found(namespace, type_, id_)
         if cur.owner != owner:
             raise StateError(
-                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {cur.owner!r}"
+                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {q(cur.owner)}"
             )
         if cur.finalizers:
             raise StateError(
@@ -317,7 +323,7 @@ class Store:
             raise not_found(namespace, type_, id_)
         if cur.owner != owner:
             raise StateError(
-                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {cur.owner!r}"
+                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {q(cur.owner)}"
             )
         if cur.phase != PHASE_TEARING_DOWN:
             self._mutate(cur, lambda r: setattr(r, "phase", PHASE_TEARING_DOWN))

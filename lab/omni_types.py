@@ -92,7 +92,14 @@ TYPES: dict[str, TypeInfo] = {
         ),
         _T(CLUSTERS, NS_DEFAULT, omni_pb2.ClusterSpec, Access.USER_MANAGED, cluster_scoped=True),
         _T(MACHINE_SETS, NS_DEFAULT, omni_pb2.MachineSetSpec, Access.USER_MANAGED, "", True),
-        _T(MACHINE_SET_NODES, NS_DEFAULT, omni_pb2.MachineSetNodeSpec, Access.USER_MANAGED, "", True),
+        _T(
+            MACHINE_SET_NODES,
+            NS_DEFAULT,
+            omni_pb2.MachineSetNodeSpec,
+            Access.USER_MANAGED,
+            "",
+            True,
+        ),
         _T(CONFIG_PATCHES, NS_DEFAULT, omni_pb2.ConfigPatchSpec, Access.USER_MANAGED, "", True),
         _T(
             CLUSTER_STATUSES,
@@ -213,7 +220,9 @@ def spec_to_plain(msg: Message) -> dict[str, Any]:
         key = fd.name.replace("_", "").lower()
         value = getattr(msg, fd.name)
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-            out[key] = {k: _plain(fd.message_type.fields_by_name["value"], v) for k, v in value.items()} or None
+            out[key] = {
+                k: _plain(fd.message_type.fields_by_name["value"], v) for k, v in value.items()
+            } or None
         elif fd.is_repeated:
             out[key] = [_plain(fd, v) for v in value] or None
         elif fd.type == FieldDescriptor.TYPE_MESSAGE:

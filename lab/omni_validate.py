@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from grpclib.const import Status
 
-from lab.omni_store import PHASE_TEARING_DOWN, Resource, StateError, Store, render_ref
+from lab.omni_store import PHASE_TEARING_DOWN, Resource, StateError, Store, q, render_ref
 from lab.omni_types import (
     ANNOTATION_CLUSTER_LOCKED,
     ANNOTATION_IMPORT_IN_PROGRESS,
@@ -66,9 +66,9 @@ def _importing(cluster: Resource) -> bool:
 
 def _label_set(res: Resource, key: str) -> str | None:
     if key not in res.labels:
-        return f"label {key!r} does not exist"
+        return f"label {q(key)} does not exist"
     if res.labels[key] == "":
-        return f"label {key!r} has empty value"
+        return f"label {q(key)} has empty value"
     return None
 
 
@@ -77,7 +77,7 @@ def metadata_problems(res: Resource) -> list[Problem]:
     if len(res.id.encode()) > MAX_ID_BYTES:
         out.append(f"resource ID is {len(res.id.encode())} bytes, the limit is {MAX_ID_BYTES}")
     if _CONTROL.search(res.id):
-        out.append(f"resource ID {res.id!r} contains control characters")
+        out.append(f"resource ID {q(res.id)} contains control characters")
     if len(res.labels) > MAX_LABELS:
         out.append(f"resource has {len(res.labels)} labels, the limit is {MAX_LABELS}")
     if len(res.annotations) > MAX_LABELS:
@@ -145,11 +145,11 @@ class Validator:
         version = self._get(TALOS_VERSIONS, talos)
         if version is None:
             ref = render_ref(NS_DEFAULT, TALOS_VERSIONS, talos)
-            return [f"invalid talos version {talos!r}: resource {ref} doesn't exist"]
+            return [f"invalid talos version {q(talos)}: resource {ref} doesn't exist"]
         if not skip_k8s and k8s not in version.spec.compatible_kubernetes_versions:
             return [
-                f"invalid kubernetes version {k8s!r}: is not compatible with talos version "
-                f"{talos!r}"
+                f"invalid kubernetes version {q(k8s)}: is not compatible with talos version "
+                f"{q(talos)}"
             ]
         return []
 
@@ -157,7 +157,7 @@ class Validator:
         out: list[Problem] = []
         if not _CLUSTER_ID.match(res.id):
             out.append(
-                f"cluster name {res.id!r} is invalid: use only letters, digits, '-' and '_'"
+                f"cluster name {q(res.id)} is invalid: use only letters, digits, '-' and '_'"
             )
         return out + self._versions(res, None)
 
@@ -165,7 +165,9 @@ class Validator:
         if new.phase == PHASE_TEARING_DOWN:
             return []
         if _locked(old) and _locked(new) and not _importing(old) and not _importing(new):
-            return [f"updating cluster configuration is not allowed: the cluster {new.id!r} is locked"]
+            return [
+                f"updating cluster configuration is not allowed: the cluster {q(new.id)} is locked"
+            ]
         return self._versions(new, old)
 
     def _cluster_destroy(self, cluster: Resource) -> list[Problem]:
@@ -173,7 +175,7 @@ class Validator:
         if status is None:
             return []
         if _locked(cluster) and LABEL_TAINTED_BY_IMPORTING not in status.labels:
-            return [f"deletion is not allowed: the cluster {cluster.id!r} is locked"]
+            return [f"deletion is not allowed: the cluster {q(cluster.id)} is locked"]
         return []
 
     # ---- MachineSets -----------------------------------------------------------------------
@@ -185,44 +187,44 @@ class Validator:
         cluster_id = res.labels[LABEL_CLUSTER]
         if old is not None and old.labels.get(LABEL_CLUSTER, "") not in ("", cluster_id):
             return [
-                f"changing value of label {LABEL_CLUSTER!r} from "
-                f"{old.labels[LABEL_CLUSTER]!r} to {cluster_id!r}"
+                f"changing value of label {q(LABEL_CLUSTER)} from "
+                f"{q(old.labels[LABEL_CLUSTER])} to {q(cluster_id)}"
             ]
         cluster = self._get(CLUSTERS, cluster_id)
         if cluster is None:
             if res.phase == PHASE_TEARING_DOWN:
                 return []
-            return [f"the cluster {cluster_id!r} does not exist"]
+            return [f"the cluster {q(cluster_id)} does not exist"]
         locked, importing = _locked(cluster), _importing(cluster)
         if old is None:
             if cluster.phase == PHASE_TEARING_DOWN:
-                return [f"the cluster {cluster_id!r} is tearing down"]
+                return [f"the cluster {q(cluster_id)} is tearing down"]
             if locked and not importing:
                 return [
-                    f"adding machine set {res.id!r} to the cluster {cluster_id!r} is not "
+                    f"adding machine set {q(res.id)} to the cluster {q(cluster_id)} is not "
                     "allowed: the cluster is locked"
                 ]
         if locked and not importing and res.phase != PHASE_TEARING_DOWN:
             return [
-                f"updating machine set {res.id!r} on the cluster {cluster_id!r} is not allowed: "
+                f"updating machine set {q(res.id)} on the cluster {q(cluster_id)} is not allowed: "
                 "the cluster is locked"
             ]
         is_cp = LABEL_ROLE_CONTROLPLANE in res.labels
         if not is_cp and LABEL_ROLE_WORKER not in res.labels:
             return [
-                f"machine set must have either {LABEL_ROLE_CONTROLPLANE!r} or "
-                f"{LABEL_ROLE_WORKER!r} label"
+                f"machine set must have either {q(LABEL_ROLE_CONTROLPLANE)} or "
+                f"{q(LABEL_ROLE_WORKER)} label"
             ]
         if old is not None:
             return []
         prefix = cluster_id + "-"
         if not res.id.startswith(prefix):
-            return [f"machine set of cluster {cluster_id!r} ID must have {prefix!r} as prefix"]
+            return [f"machine set of cluster {q(cluster_id)} ID must have {q(prefix)} as prefix"]
         cp_id = f"{cluster_id}-control-planes"
         if is_cp and res.id != cp_id:
-            return [f"control plane machine set must have ID {cp_id!r}"]
+            return [f"control plane machine set must have ID {q(cp_id)}"]
         if not is_cp and res.id == cp_id:
-            return [f"worker machine set must not have ID {cp_id!r}"]
+            return [f"worker machine set must not have ID {q(cp_id)}"]
         return []
 
     def _machine_set_destroy(self, res: Resource) -> list[Problem]:
@@ -230,7 +232,7 @@ class Validator:
         cluster = self._get(CLUSTERS, cluster_id)
         if cluster is not None and _locked(cluster) and cluster.phase != PHASE_TEARING_DOWN:
             return [
-                f"removing machine set {res.id!r} from the cluster {cluster_id!r} is not "
+                f"removing machine set {q(res.id)} from the cluster {q(cluster_id)} is not "
                 "allowed: the cluster is locked"
             ]
         return []
@@ -238,23 +240,25 @@ class Validator:
     # ---- MachineSetNodes -------------------------------------------------------------------
 
     def _machine_set_node_create(self, res: Resource) -> list[Problem]:
-        missing = [p for p in (_label_set(res, LABEL_CLUSTER), _label_set(res, LABEL_MACHINE_SET)) if p]
+        missing = [
+            p for p in (_label_set(res, LABEL_CLUSTER), _label_set(res, LABEL_MACHINE_SET)) if p
+        ]
         if missing:
             return list(missing)
         ms_id, cluster_id = res.labels[LABEL_MACHINE_SET], res.labels[LABEL_CLUSTER]
         ms = self._get(MACHINE_SETS, ms_id)
-        where = f"adding machine set node to the machine set {ms_id!r} is not allowed"
+        where = f"adding machine set node to the machine set {q(ms_id)} is not allowed"
         if ms is None:
             return [f"{where}: the machine set does not exist"]
         if ms.phase == PHASE_TEARING_DOWN:
             return [f"{where}: the machine set is tearing down"]
         cluster = self._get(CLUSTERS, cluster_id)
         if cluster is None:
-            return [f"{where}: the cluster {cluster_id!r} does not exist"]
+            return [f"{where}: the cluster {q(cluster_id)} does not exist"]
         if cluster.phase == PHASE_TEARING_DOWN:
-            return [f"{where}: the cluster {cluster_id!r} is tearing down"]
+            return [f"{where}: the cluster {q(cluster_id)} is tearing down"]
         if _locked(cluster) and not _importing(cluster):
-            return [f"{where}: the cluster {cluster_id!r} is locked"]
+            return [f"{where}: the cluster {q(cluster_id)} is locked"]
         return self._not_locked_controlplane(ms, res)
 
     def _machine_set_node_update(self, old: Resource, new: Resource) -> list[Problem]:
@@ -266,12 +270,12 @@ class Validator:
         for key in (LABEL_CLUSTER, LABEL_MACHINE_SET):
             before, after = old.labels.get(key, ""), new.labels.get(key, "")
             if before and before != after:
-                problems.append(f"changing value of label {key!r} from {before!r} to {after!r}")
+                problems.append(f"changing value of label {q(key)} from {q(before)} to {q(after)}")
         if problems:
             return list(problems)
         ms_id = old.labels.get(LABEL_MACHINE_SET, "")
         cluster_id = old.labels.get(LABEL_CLUSTER, "")
-        where = f"updating machine set node on the machine set {ms_id!r} is not allowed"
+        where = f"updating machine set node on the machine set {q(ms_id)} is not allowed"
         ms = self._get(MACHINE_SETS, ms_id)
         if ms is None:
             return [f"{where}: the machine set does not exist"]
@@ -279,11 +283,11 @@ class Validator:
             return [f"{where}: the machine set is tearing down"]
         cluster = self._get(CLUSTERS, cluster_id)
         if cluster is None:
-            return [f"{where}: the cluster {cluster_id!r} does not exist"]
+            return [f"{where}: the cluster {q(cluster_id)} does not exist"]
         if cluster.phase == PHASE_TEARING_DOWN:
-            return [f"{where}: the cluster {cluster_id!r} is tearing down"]
+            return [f"{where}: the cluster {q(cluster_id)} is tearing down"]
         if _locked(cluster) and not _importing(cluster):
-            return [f"{where}: the cluster {cluster_id!r} is locked"]
+            return [f"{where}: the cluster {q(cluster_id)} is locked"]
         return self._not_locked_controlplane(ms, new)
 
     @staticmethod
@@ -301,11 +305,11 @@ class Validator:
             return []
         if cluster is None or cluster.phase == PHASE_TEARING_DOWN:
             return []
-        where = f"removing machine set node from the machine set {ms_id!r} is not allowed"
+        where = f"removing machine set node from the machine set {q(ms_id)} is not allowed"
         if ANNOTATION_MACHINE_LOCKED in res.annotations:
             return [f"{where}: machine set node is locked"]
         if _locked(cluster):
-            return [f"{where}: the cluster {cluster_id!r} is locked"]
+            return [f"{where}: the cluster {q(cluster_id)} is locked"]
         return []
 
     # ---- ConfigPatches ---------------------------------------------------------------------
@@ -316,15 +320,17 @@ class Validator:
         cluster_machine = LABEL_CLUSTER_MACHINE in res.labels
         if has[LABEL_MACHINE] and (has[LABEL_CLUSTER] or has[LABEL_MACHINE_SET] or cluster_machine):
             return [
-                f"label {LABEL_MACHINE!r} targets the machine in every cluster and cannot be "
+                f"label {q(LABEL_MACHINE)} targets the machine in every cluster and cannot be "
                 "combined with cluster, machine-set or cluster-machine labels"
             ]
         if has[LABEL_MACHINE_SET] and cluster_machine:
-            return [f"labels {LABEL_MACHINE_SET!r} and {LABEL_CLUSTER_MACHINE!r} exclude each other"]
+            return [
+                f"labels {q(LABEL_MACHINE_SET)} and {q(LABEL_CLUSTER_MACHINE)} exclude each other"
+            ]
         if (has[LABEL_MACHINE_SET] or cluster_machine) and not has[LABEL_CLUSTER]:
             return [
-                f"label {LABEL_CLUSTER!r} is required with {LABEL_MACHINE_SET!r} and "
-                f"{LABEL_CLUSTER_MACHINE!r}"
+                f"label {q(LABEL_CLUSTER)} is required with {q(LABEL_MACHINE_SET)} and "
+                f"{q(LABEL_CLUSTER_MACHINE)}"
             ]
         return []
 
@@ -344,12 +350,12 @@ class Validator:
         if cluster_id is not None:
             cluster = self._get(CLUSTERS, cluster_id)
             if cluster is not None and cluster.phase == PHASE_TEARING_DOWN:
-                return [f"cluster {cluster_id!r} is tearing down"]
+                return [f"cluster {q(cluster_id)} is tearing down"]
         ms_id = res.labels.get(LABEL_MACHINE_SET)
         if ms_id is not None:
             ms = self._get(MACHINE_SETS, ms_id)
             if ms is not None and ms.phase == PHASE_TEARING_DOWN:
-                return [f"machine set {ms_id!r} is tearing down"]
+                return [f"machine set {q(ms_id)} is tearing down"]
         data, problems = self._patch_data(res)
         if problems or data is None:
             return problems
@@ -374,7 +380,7 @@ class Validator:
         if self._get(CLUSTERS, res.id) is not None:
             return [
                 "cannot create an ImportedClusterSecrets, as there is already an existing "
-                f"cluster with name: {res.id!r}"
+                f"cluster with name: {q(res.id)}"
             ]
         reason = self.checks.secrets_bundle(res.spec.data)
         if reason is not None:
