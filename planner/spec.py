@@ -61,6 +61,7 @@ class OmniAccess:
     omniconfig: Path | None
     context: str | None
     url: str | None
+    service_account_key_file: Path | None
     ca_file: Path | None
     insecure_skip_tls_verify: bool
 
@@ -341,6 +342,7 @@ def _semantic_problems(located: _Located, file: str, base: Path) -> list[SpecPro
     for path in (
         ("talos", "talosconfig"),
         ("omni", "omniconfig"),
+        ("omni", "serviceAccountKeyFile"),
         ("omni", "caFile"),
         ("imageFactory", "caFile"),
     ):
@@ -419,6 +421,7 @@ def _build(data: dict[str, Any], base: Path, path: Path) -> Spec:
             omniconfig=_opt_path(base, omni.get("omniconfig")),
             context=omni.get("context"),
             url=omni.get("url"),
+            service_account_key_file=_opt_path(base, omni.get("serviceAccountKeyFile")),
             ca_file=_opt_path(base, omni.get("caFile")),
             insecure_skip_tls_verify=bool(omni["insecureSkipTLSVerify"]),
         ),

@@ -142,3 +142,18 @@ def from_exception(
         reason = exc.strerror or str(exc) or type(exc).__name__
         return Unreachable(f"cannot connect: {reason}", target=target, method=method)
     return ProtocolError(f"{type(exc).__name__}: {exc}", target=target, method=method)
+
+
+class CredentialsError(ProviderError):
+    """A client configuration (talosconfig, omniconfig) is missing, unreadable or invalid.
+
+    ``target`` is the file; ``fix`` says what the user should do. Never carries key material.
+    """
+
+    def __init__(self, message: str, *, target: str | None = None, fix: str | None = None) -> None:
+        super().__init__(message, target=target)
+        self.fix = fix
+
+    def __str__(self) -> str:
+        where = f"{self.target}: " if self.target else ""
+        return f"{where}{self.message}" + (f"; {self.fix}" if self.fix else "")
