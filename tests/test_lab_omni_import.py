@@ -502,3 +502,122 @@ def test_validations(keys: Keys) -> None:
         )
 
     run(keys, scenario)
+
+
+# ---- content checks and unlock -------------------------------------------------------------
+
+
+def test_config_patch_denylist_and_bundle_validation(keys: Keys) -> None:
+    async def scenario(env: Env) -> None:
+        op = env.operator
+        inval = Status.INVALID_ARGUMENT
+
+        def patch(id_: str, data: str) -> Any:
+            return resource(PATCHES, id_, omni_pb2.ConfigPatchSpec(data=data))
+
+        await rejected(
+            op.create(patch("p1", "cluster:\n  clusterName: other\n")),
+            inval,
+            'overriding "v1alpha1: cluster.clusterName" is not allowed',
+        )
+        two = await rejected(
+            op.create(patch("p2", "machine:\n  token: abc\n  ca:\n    crt: x\n")), inval
+        )
+        assert two.startswith("failed to validate: 2 errors occurred:")
+        await rejected(
+            op.create(
+                patch("p3", "apiVersion: v1alpha1\nkind: KubeEtcdEncryptionConfig\nconfig: x\n")
+            ),
+            inval,
+            "KubeEtcdEncryptionConfig",
+        )
+        await rejected(op.create(patch("p4", "machine: [\n")), inval, "config patch")
+        ok = await op.create(patch("p5", "machine:\n  network:\n    hostname: fine\n"))
+        # an update that adds a forbidden field is refused too
+        ok.spec.proto_spec = omni_pb2.ConfigPatchSpec(
+            data="cluster:\n  id: x\n"
+        ).SerializeToString()
+        await rejected(op.update(ok), inval, "cluster.id")
+
+        invalid = FIXTURES / "secrets" / "invalid-secrets.yaml"
+        if invalid.is_file():
+            res = resource(
+                SECRETS, "bad", omni_pb2.ImportedClusterSecretsSpec(data=invalid.read_text())
+            )
+            await rejected(op.create(res), inval, "failed to validate imported cluster secret:")
+        await rejected(
+            op.create(resource(SECRETS, "bad", omni_pb2.ImportedClusterSecretsSpec(data="x: 1"))),
+            inval,
+            "failed to validate imported cluster secret:",
+        )
+
+    run(keys, scenario)
+
+
+def _docs(config: bytes) -> list[dict[str, Any]]:
+    import yaml
+
+    return [d for d in yaml.safe_load_all(config) if d]
+
+
+def test_unlock_pushes_rendered_configs(keys: Keys) -> None:
+    async def scenario(env: Env) -> None:
+        op = env.operator
+        await join(env, CP)
+        await join(env, W1, "127.1.0.2", "worker")
+        await import_cluster(env)
+        await env.sim.settle()
+        assert env.gateway.pushed == {}
+        env.gateway.fail.add(W1)
+
+        current = await op.get(CLUSTERS, "prod")
+        del current.metadata.annotations[LOCKED]
+        del current.metadata.annotations[IMPORTING]
+        await op.update(current)
+        await env.sim.settle()
+
+        assert list(env.gateway.pushed) == [CP]
+        docs = _docs(env.gateway.pushed[CP][-1])
+        legacy = docs[0]
+        assert legacy["machine"]["type"] == "controlplane"
+        assert legacy["cluster"]["clusterName"] == "prod"
+        assert legacy["cluster"]["controlPlane"]["endpoint"] == (
+            "https://[fdae:41e4:649b:9303::1]:10000"
+        )
+        assert legacy["machine"]["network"]["hostname"] == "x"  # the imported patch
+        assert f"v{K8S}" in legacy["machine"]["kubelet"]["image"]
+        kinds_seen = {d.get("kind") for d in docs}
+        assert {"SideroLinkConfig", "EventSinkConfig", "KmsgLogConfig"} <= kinds_seen
+        link = next(d for d in docs if d.get("kind") == "SideroLinkConfig")
+        assert link["apiUrl"] == "https://127.0.0.1:8090?jointoken=lab-token"
+        assert env.sim.rendered_config(CP) == env.gateway.pushed[CP][-1]
+
+        # the failed push is recorded and retried until the node takes it
+        failed = [
+            r
+            for r in env.sim.resources()
+            if r["type"].startswith("ClusterMachineConfigStatuses") and r["id"] == W1
+        ]
+        assert failed
+        env.gateway.fail.clear()
+        for _ in range(50):
+            if W1 in env.gateway.pushed:
+                break
+            await asyncio.sleep(0.1)
+        assert _docs(env.gateway.pushed[W1][-1])[0]["machine"]["type"] == "worker"
+
+        # a patch changed after unlock is pushed again; an unchanged render is not
+        pushes = len(env.gateway.pushed[CP])
+        patch_res = await op.get(PATCHES, f"10-{CP}")
+        patch_res.spec.proto_spec = omni_pb2.ConfigPatchSpec(
+            data="machine:\n  network:\n    hostname: renamed\n"
+        ).SerializeToString()
+        await op.update(patch_res)
+        await env.sim.settle()
+        assert len(env.gateway.pushed[CP]) == pushes + 1
+        assert _docs(env.gateway.pushed[CP][-1])[0]["machine"]["network"]["hostname"] == "renamed"
+        await env.sim.on_node_left(W1)
+        await env.sim.settle()
+        assert len(env.gateway.pushed[CP]) == pushes + 1
+
+    run(keys, scenario)
