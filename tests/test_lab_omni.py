@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,10 @@ from grpclib.exceptions import GRPCError
 from lab.faults import Faults, OmniFailure
 from lab.omni import OmniSeed, OmniSim
 from providers.codec import siderov1
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
+from providers.errors import ProviderError
+from providers.omni import OmniClient, TLSOptions, label_exists, label_in
+from providers.omniconfig import parse_endpoint
+from providers.wire.omni.specs import omni_pb2
 from providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
@@ -103,8 +107,9 @@ class Gateway:
         return (self.pushed.get(machine_uuid) or [b""])[-1]
 
 
-class Client:
-    """A signed COSI client for one identity."""
+class RawClient:
+    """Signed COSI calls at the protocol level, for what OmniClient never sends on purpose
+    (malformed resources, tampered signatures) or hides (the watch "ready" reply)."""
 
     def __init__(
         self, channel: Channel, key: siderov1.SigningKey | None, clock: Callable[[], float]
@@ -167,10 +172,11 @@ class Env:
     sim: OmniSim
     gateway: Gateway
     faults: Faults
-    clients: dict[str, Client]
+    clients: dict[str, OmniClient]
+    raw: RawClient
     keys: Keys
 
-    def __getattr__(self, role: str) -> Client:
+    def __getattr__(self, role: str) -> OmniClient:
         return self.clients[role]
 
 
@@ -195,21 +201,30 @@ def run(
             if role != "Unregistered":
                 sim.register_public_key(account.public_key_armored, role, account.name)
         port = await sim.start()
+        endpoint = parse_endpoint(f"https://127.0.0.1:{port}", where="test")
         ctx = ssl.create_default_context(cadata=keys.cert.decode())
         ctx.set_alpn_protocols(["h2"])
         channel = Channel("127.0.0.1", port, ssl=ctx)
-        clients = {
-            role.lower(): Client(
-                channel, siderov1.decode_service_account(account.env_value).key, time.time
-            )
-            for role, account in keys.accounts.items()
-        }
-        clients["anonymous"] = Client(channel, None, time.time)
-        try:
-            await asyncio.wait_for(scenario(Env(sim, gateway, faults, clients, keys)), 60)
-        finally:
-            channel.close()
-            await sim.stop()
+        with tempfile.TemporaryDirectory() as tmp:
+            pinned = Path(tmp) / "omni.crt"
+            pinned.write_bytes(keys.cert)
+            clients = {
+                role.lower(): OmniClient(
+                    endpoint,
+                    siderov1.decode_service_account(account.env_value).key,
+                    tls=TLSOptions(pinned_cert_file=pinned),
+                )
+                for role, account in keys.accounts.items()
+            }
+            operator = siderov1.decode_service_account(keys.accounts["Operator"].env_value).key
+            raw = RawClient(channel, operator, time.time)
+            try:
+                await asyncio.wait_for(scenario(Env(sim, gateway, faults, clients, raw, keys)), 60)
+            finally:
+                for client in clients.values():
+                    client.close()
+                channel.close()
+                await sim.stop()
 
     asyncio.run(main())
 
@@ -237,19 +252,35 @@ def resource(
     )
 
 
+def cluster_spec(talos: str = TALOS, k8s: str = K8S) -> omni_pb2.ClusterSpec:
+    return omni_pb2.ClusterSpec(talos_version=talos, kubernetes_version=k8s)
+
+
 def cluster(name: str = "prod", talos: str = TALOS, k8s: str = K8S, **kw: Any) -> Any:
-    return resource(
-        CLUSTERS, name, omni_pb2.ClusterSpec(talos_version=talos, kubernetes_version=k8s), **kw
-    )
+    """A Cluster as a raw protobuf resource (for the protocol-level client)."""
+    return resource(CLUSTERS, name, cluster_spec(talos, k8s), **kw)
+
+
+async def new_cluster(
+    client: OmniClient, name: str = "prod", talos: str = TALOS, k8s: str = K8S, **kw: Any
+) -> Any:
+    return await client.create(CLUSTERS, name, cluster_spec(talos, k8s), **kw)
 
 
 async def rejected(call: Awaitable[Any], status: Status, *fragments: str) -> str:
-    with pytest.raises(GRPCError) as info:
+    """Await ``call``, which must fail with gRPC ``status``; its message must hold ``fragments``."""
+    try:
         await call
-    assert info.value.status is status, info.value.message
+    except ProviderError as exc:
+        code, message = exc.code, exc.message
+    except GRPCError as exc:
+        code, message = int(exc.status.value), exc.message or ""
+    else:
+        pytest.fail(f"the call succeeded; expected {status.name}")
+    assert code == status.value, message
     for fragment in fragments:
-        assert fragment in (info.value.message or ""), info.value.message
-    return info.value.message or ""
+        assert fragment in message, message
+    return message
 
 
 # ---- seed data -----------------------------------------------------------------------------
@@ -258,24 +289,20 @@ async def rejected(call: Awaitable[Any], status: Status, *fragments: str) -> str
 def test_seed_resources_are_served(keys: Keys) -> None:
     async def scenario(env: Env) -> None:
         token = await env.reader.get("DefaultJoinTokens.omni.sidero.dev", "default")
-        assert siderolink_pb2.DefaultJoinTokenSpec.FromString(token.spec.proto_spec).token_id == (
-            "lab-token"
-        )
+        assert token.spec.token_id == "lab-token"
         cfg = await env.reader.get("SiderolinkAPIConfigs.omni.sidero.dev", "siderolink-config")
-        api = siderolink_pb2.SiderolinkAPIConfigSpec.FromString(cfg.spec.proto_spec)
-        assert (api.events_port, api.logs_port) == (8090, 8092)
-        assert cfg.metadata.owner == "SiderolinkAPIConfigController"
+        assert (cfg.spec.events_port, cfg.spec.logs_port) == (8090, 8092)
+        assert cfg.spec.machine_api_advertised_url == "https://127.0.0.1:8090"
+        assert cfg.owner == "SiderolinkAPIConfigController"
         version = await env.none.get("TalosVersions.omni.sidero.dev", TALOS)
-        spec = omni_pb2.TalosVersionSpec.FromString(version.spec.proto_spec)
-        assert K8S in spec.compatible_kubernetes_versions
-        assert "compatiblekubernetesversions:" in version.spec.yaml_spec
+        assert K8S in version.spec.compatible_kubernetes_versions
         features = await env.none.get("FeaturesConfigs.omni.sidero.dev", "features-config")
-        assert omni_pb2.FeaturesConfigSpec.FromString(
-            features.spec.proto_spec
-        ).image_factory_base_url.startswith("https://")
-        sysv = await env.none.get("SysVersions.system.sidero.dev", "current", ns="ephemeral")
-        assert system_pb2.SysVersionSpec.FromString(sysv.spec.proto_spec).backend_version
+        assert features.spec.image_factory_base_url.startswith("https://")
+        sysv = await env.none.get("SysVersions.system.sidero.dev", "current")
+        assert sysv.namespace == "ephemeral" and sysv.spec.backend_version
         assert len(await env.none.list("TalosVersions.omni.sidero.dev")) > 10
+        raw = await env.raw.get("TalosVersions.omni.sidero.dev", TALOS)
+        assert "compatiblekubernetesversions:" in raw.spec.yaml_spec
 
     run(keys, scenario)
 
@@ -289,53 +316,49 @@ def _tamper(md: list[tuple[str, str]], header: str, edit: Callable[[str], str]) 
 
 def test_signature_rejections(keys: Keys) -> None:
     async def scenario(env: Env) -> None:
-        stub = env.operator.stub
+        stub = env.raw.stub
         req = state_pb2.GetRequest(namespace="default", type=CLUSTERS, id="prod")
         key = siderov1.decode_service_account(keys.accounts["Operator"].env_value).key
         method = "/cosi.resource.State/Get"
+        unauth = Status.UNAUTHENTICATED
 
         good = siderov1.signed_metadata(method, key, now=time.time())
         await rejected(stub.Get(req, metadata=good), Status.NOT_FOUND, "doesn't exist")
 
         tampered = _tamper(good, siderov1.PAYLOAD_HEADER, lambda v: v.replace("Get", "List"))
-        await rejected(
-            stub.Get(req, metadata=tampered), Status.UNAUTHENTICATED, "invalid signature"
-        )
+        await rejected(stub.Get(req, metadata=tampered), unauth, "invalid signature")
 
         wrong_method = siderov1.signed_metadata("/cosi.resource.State/List", key, now=time.time())
-        await rejected(stub.Get(req, metadata=wrong_method), Status.UNAUTHENTICATED)
+        await rejected(stub.Get(req, metadata=wrong_method), unauth, "invalid signature")
 
         for skew in (-400, 400):
             stale = siderov1.signed_metadata(method, key, now=time.time() + skew)
-            await rejected(
-                stub.Get(req, metadata=stale), Status.UNAUTHENTICATED, "invalid signature"
-            )
+            await rejected(stub.Get(req, metadata=stale), unauth, "invalid signature")
 
+        # an unknown key, through the real client: refused with a hint about the key and clock
+        await rejected(env.unregistered.get(CLUSTERS, "prod"), unauth, "invalid signature")
+
+        # a valid signature by another key under this key's fingerprint
         unknown = siderov1.decode_service_account(keys.accounts["Unregistered"].env_value).key
-        signed = siderov1.signed_metadata(method, unknown, now=time.time())
-        await rejected(stub.Get(req, metadata=signed), Status.UNAUTHENTICATED, "invalid signature")
-
-        other_sig = siderov1.signed_metadata(method, unknown, now=time.time())
-        mixed = _tamper(
+        foreign = dict(siderov1.signed_metadata(method, unknown, now=time.time()))
+        foreign_sig = foreign[siderov1.SIGNATURE_HEADER].split(" ")[3]
+        swapped = _tamper(
             good,
             siderov1.SIGNATURE_HEADER,
-            lambda v: " ".join(
-                v.split(" ")[:3] + [dict(other_sig)[siderov1.SIGNATURE_HEADER].split(" ")[3]]
-            ),
+            lambda v: " ".join([*v.split(" ")[:3], foreign_sig]),
         )
-        await rejected(stub.Get(req, metadata=mixed), Status.UNAUTHENTICATED)
+        await rejected(stub.Get(req, metadata=swapped), unauth, "invalid signature")
 
-        # extra signed header that the payload does not list
-        await rejected(stub.Get(req, metadata=[*good, ("cluster", "prod")]), Status.UNAUTHENTICATED)
+        # a signed header that the payload does not carry
+        extra = [*good, ("cluster", "prod")]
+        await rejected(stub.Get(req, metadata=extra), unauth, "invalid signature")
 
-        await rejected(
-            env.anonymous.get(CLUSTERS, "prod"),
-            Status.UNAUTHENTICATED,
-            "missing valid signature",
+        no_sig = env.raw.stub.Get(req)
+        await rejected(no_sig, unauth, "unauthenticated: missing valid signature")
+        versions = state_pb2.GetRequest(
+            namespace="default", type="TalosVersions.omni.sidero.dev", id=TALOS
         )
-        await rejected(
-            env.anonymous.get("TalosVersions.omni.sidero.dev", TALOS), Status.UNAUTHENTICATED
-        )
+        await rejected(env.raw.stub.Get(versions), unauth, "missing valid signature")
 
     run(keys, scenario)
 
@@ -345,53 +368,45 @@ def test_signature_rejections(keys: Keys) -> None:
 
 def test_roles_by_type_and_verb(keys: Keys) -> None:
     async def scenario(env: Env) -> None:
+        denied = Status.PERMISSION_DENIED
         await rejected(
-            env.reader.create(cluster()),
-            Status.PERMISSION_DENIED,
-            "failed to validate: 1 error occurred:\n\t* rpc error: code = PermissionDenied desc = "
-            'unauthorized: access denied: insufficient role: "Reader"',
+            new_cluster(env.reader),
+            denied,
+            "failed to validate: 1 error occurred:\n\t* rpc error: code = PermissionDenied "
+            'desc = unauthorized: access denied: insufficient role: "Reader"',
         )
-        await rejected(env.none.get(CLUSTERS, "prod"), Status.PERMISSION_DENIED, '"None"')
-        await rejected(
-            env.infraprovider.list(CLUSTERS), Status.PERMISSION_DENIED, "insufficient role"
-        )
+        await rejected(env.none.get(CLUSTERS, "prod"), denied, 'insufficient role: "None"')
+        await rejected(env.infraprovider.list(CLUSTERS), denied, "insufficient role")
         assert await env.infraprovider.list("Machines.omni.sidero.dev") == []
-        await rejected(env.none.list("Machines.omni.sidero.dev"), Status.PERMISSION_DENIED)
-        await env.operator.create(cluster())
-        assert (await env.reader.get(CLUSTERS, "prod")).metadata.id == "prod"
+        await rejected(env.none.list("Machines.omni.sidero.dev"), denied)
+        await new_cluster(env.operator)
+        assert (await env.reader.get(CLUSTERS, "prod")).id == "prod"
 
-        secrets = resource(
-            "ImportedClusterSecrets.omni.sidero.dev",
-            "other",
-            omni_pb2.ImportedClusterSecretsSpec(data="x"),
-        )
-        await rejected(env.reader.create(secrets), Status.PERMISSION_DENIED, "insufficient role")
+        secrets = "ImportedClusterSecrets.omni.sidero.dev"
+        data = omni_pb2.ImportedClusterSecretsSpec(data="x")
+        await rejected(env.reader.create(secrets, "other", data), denied, "insufficient role")
         await rejected(
-            env.admin.get("ImportedClusterSecrets.omni.sidero.dev", "other"),
-            Status.PERMISSION_DENIED,
+            env.admin.get(secrets, "other"),
+            denied,
             "only create and destroy access is permitted for imported cluster secrets",
         )
+        await rejected(env.admin.list(secrets), denied, "only create and destroy")
         await rejected(
-            env.admin.list("ImportedClusterSecrets.omni.sidero.dev"), Status.PERMISSION_DENIED
+            env.admin.create("ClusterStatuses.omni.sidero.dev", "prod"),
+            denied,
+            "only read access is permitted",
         )
-        status = resource("ClusterStatuses.omni.sidero.dev", "prod", omni_pb2.ClusterStatusSpec())
         await rejected(
-            env.admin.create(status), Status.PERMISSION_DENIED, "only read access is permitted"
-        )
-        link = resource("Links.omni.sidero.dev", "u1", siderolink_pb2.SiderolinkSpec())
-        await rejected(
-            env.admin.create(link),
-            Status.PERMISSION_DENIED,
+            env.admin.create("Links.omni.sidero.dev", "u1"),
+            denied,
             "only read and destroy access is permitted",
         )
         await rejected(
-            env.admin.get("ClusterSecrets.omni.sidero.dev", "prod"),
-            Status.PERMISSION_DENIED,
-            "no access is permitted",
+            env.admin.list("ClusterSecrets.omni.sidero.dev"), denied, "no access is permitted"
         )
-        await rejected(env.admin.list("JoinTokens.omni.sidero.dev"), Status.PERMISSION_DENIED)
+        await rejected(env.admin.list("JoinTokens.omni.sidero.dev"), denied, "no access")
         version = await env.admin.get("TalosVersions.omni.sidero.dev", TALOS)
-        await rejected(env.admin.update(version), Status.PERMISSION_DENIED, "only read access")
+        await rejected(env.admin.update(version), denied, "only read access")
 
     run(keys, scenario)
 
@@ -402,12 +417,11 @@ def test_roles_by_type_and_verb(keys: Keys) -> None:
 def test_cosi_create_update_destroy_semantics(keys: Keys) -> None:
     async def scenario(env: Env) -> None:
         op = env.operator
-        created = await op.create(cluster(labels={"team": "a"}))
-        md = created.metadata
-        assert (md.version, md.phase, md.owner) == ("1", "running", "")
-        assert md.HasField("created")
+        created = await new_cluster(op, labels={"team": "a"})
+        assert (created.version, created.phase, created.owner) == ("1", "running", "")
+        assert created.created is not None
         await rejected(
-            op.create(cluster()),
+            new_cluster(op),
             Status.ALREADY_EXISTS,
             f"resource {CLUSTERS}(default/prod@undefined) already exists",
         )
@@ -415,12 +429,10 @@ def test_cosi_create_update_destroy_semantics(keys: Keys) -> None:
         # Update replaces all metadata: labels not echoed are gone
         await env.sim.settle()
         cur = await op.get(CLUSTERS, "prod")
-        v = int(cur.metadata.version)
-        cur.metadata.labels.clear()
-        cur.metadata.annotations["note"] = "x"
-        updated = await op.update(cur)
-        assert updated.metadata.version == str(v + 1) and dict(updated.metadata.labels) == {}
-        assert list(updated.metadata.finalizers) == ["ClusterController"]
+        v = int(cur.version)
+        updated = await op.update(cur.replace(labels={}).with_annotation("note", "x"))
+        assert updated.version == str(v + 1) and dict(updated.labels) == {}
+        assert updated.finalizers == ("ClusterController",)
         await rejected(
             op.update(cur),
             Status.FAILED_PRECONDITION,
@@ -435,30 +447,37 @@ def test_cosi_create_update_destroy_semantics(keys: Keys) -> None:
             Status.INVALID_ARGUMENT,
             "is not in phase tearingDown",
         )
-        again = await op.update(updated, expected_phase="running")
-        assert again.metadata.version == str(v + 2)
+        again = await op.update(updated)
+        assert again.version == str(v + 2)
+        # omnictl's UpdateWithConflicts: no RPC when nothing changes
+        same = await op.update_with_conflicts(CLUSTERS, "prod", lambda r: r)
+        assert same.version == again.version
 
-        missing = cluster("ghost", version="1")
+        missing = (await op.get(CLUSTERS, "prod")).replace(id="ghost", version="1")
         await rejected(
             op.update(missing), Status.NOT_FOUND, f"{CLUSTERS}(default/ghost@1) doesn't exist"
         )
-        await rejected(op.destroy(CLUSTERS, "ghost"), Status.NOT_FOUND, "@undefined) doesn't exist")
+        await rejected(
+            op.destroy(CLUSTERS, "ghost"), Status.NOT_FOUND, "(default/ghost@undefined) doesn't"
+        )
         await rejected(op.teardown(CLUSTERS, "ghost"), Status.NOT_FOUND)
+        await rejected(
+            new_cluster(op, "empty", talos="", k8s=""),
+            Status.INVALID_ARGUMENT,
+            "invalid talos version",
+        )
 
         # malformed input is UNKNOWN, as Omni answers it
         no_spec = cluster("bad")
         no_spec.ClearField("spec")
-        await rejected(op.create(no_spec), Status.UNKNOWN, "spec is missing")
+        await rejected(env.raw.create(no_spec), Status.UNKNOWN, "spec is missing")
         await rejected(
-            op.create(cluster("bad", version="")), Status.UNKNOWN, "error parsing version"
+            env.raw.create(cluster("bad", version="")), Status.UNKNOWN, "error parsing version"
         )
         bad_phase = cluster("bad")
         bad_phase.metadata.phase = ""
-        await rejected(op.create(bad_phase), Status.UNKNOWN, "unknown phase")
-        empty_spec = resource(CLUSTERS, "empty", omni_pb2.ClusterSpec())
-        await rejected(op.create(empty_spec), Status.INVALID_ARGUMENT, "invalid talos version")
+        await rejected(env.raw.create(bad_phase), Status.UNKNOWN, "unknown phase")
 
-        await env.sim.settle()
         # the ClusterController holds a finalizer on a running cluster
         await rejected(
             op.destroy(CLUSTERS, "prod"),
@@ -467,14 +486,13 @@ def test_cosi_create_update_destroy_semantics(keys: Keys) -> None:
             "has pending finalizers [ClusterController]",
         )
         assert await op.teardown(CLUSTERS, "prod") is False
-        await env.sim.settle()
-        await rejected(op.get(CLUSTERS, "prod"), Status.NOT_FOUND)
+        await op.wait_destroyed(CLUSTERS, "prod", timeout=10)
 
-        # TeardownAndDestroy blocks until the finalizers are gone, then destroys
-        await op.create(cluster("second"))
+        # TeardownAndDestroy (not in OmniClient) blocks until the finalizers are gone
+        await new_cluster(op, "second")
         await env.sim.settle()
-        await op.teardown_and_destroy(CLUSTERS, "second")
-        await rejected(op.get(CLUSTERS, "second"), Status.NOT_FOUND)
+        await env.raw.teardown_and_destroy(CLUSTERS, "second")
+        assert await op.find(CLUSTERS, "second") is None
 
     run(keys, scenario)
 
@@ -482,25 +500,18 @@ def test_cosi_create_update_destroy_semantics(keys: Keys) -> None:
 def test_list_label_queries(keys: Keys) -> None:
     async def scenario(env: Env) -> None:
         op = env.operator
-        await op.create(cluster("a", labels={"env": "prod"}))
-        await op.create(cluster("b", labels={"env": "dev"}))
-        await op.create(cluster("c"))
-        assert [r.metadata.id for r in await op.list(CLUSTERS)] == ["a", "b", "c"]
-        assert [r.metadata.id for r in await op.list(CLUSTERS, ("env", "dev"))] == ["b"]
-        req = state_pb2.ListRequest(namespace="default", type=CLUSTERS)
-        req.options.label_query.add().terms.add(key="env", op=resource_pb2.LabelTerm.EXISTS)
-        replies = await op.stub.List(req, metadata=op.md("List"))
-        assert [r.resource.metadata.id for r in replies] == ["a", "b"]
-        req = state_pb2.ListRequest(namespace="default", type=CLUSTERS)
-        req.options.label_query.add().terms.add(
-            key="env", op=resource_pb2.LabelTerm.IN, value=["prod", "dev"], invert=True
-        )
-        replies = await op.stub.List(req, metadata=op.md("List"))
-        assert [r.resource.metadata.id for r in replies] == ["c"]
-        req = state_pb2.ListRequest(namespace="default", type=CLUSTERS)
-        req.options.id_query.regexp = "^[ab]$"
-        replies = await op.stub.List(req, metadata=op.md("List"))
-        assert [r.resource.metadata.id for r in replies] == ["a", "b"]
+        await new_cluster(op, "a", labels={"env": "prod"})
+        await new_cluster(op, "b", labels={"env": "dev"})
+        await new_cluster(op, "c")
+
+        async def ids(**kw: Any) -> list[str]:
+            return [r.id for r in await op.list(CLUSTERS, **kw)]
+
+        assert await ids() == ["a", "b", "c"]
+        assert await ids(labels={"env": "dev"}) == ["b"]
+        assert await ids(labels=[label_exists("env")]) == ["a", "b"]
+        assert await ids(labels=[label_in("env", ["prod", "dev"], invert=True)]) == ["c"]
+        assert await ids(id_regexp="^[ab]$") == ["a", "b"]
 
     run(keys, scenario)
 
@@ -517,7 +528,7 @@ async def _next(stream: Any) -> state_pb2.WatchResponse:
 def test_watch_single_resource(keys: Keys) -> None:
     async def scenario(env: Env) -> None:
         op = env.operator
-        opened, req = op.watch(
+        opened, req = env.raw.watch(
             state_pb2.WatchRequest(namespace="default", type=CLUSTERS, id="prod")
         )
         async with opened as stream:
@@ -525,41 +536,37 @@ def test_watch_single_resource(keys: Keys) -> None:
             assert len((await _next(stream)).event) == 0  # "watch is ready"
             first = (await _next(stream)).event[0]
             assert first.event_type == state_pb2.DESTROYED
-            assert first.resource.metadata.id == "prod"
-            assert first.resource.metadata.version == "undefined"
-            await op.create(cluster())
+            assert (first.resource.metadata.id, first.resource.metadata.version) == (
+                "prod",
+                "undefined",
+            )
+            await new_cluster(op)
             created = (await _next(stream)).event[0]
             assert created.event_type == state_pb2.CREATED
             assert created.resource.metadata.version == "1"
-            await op.create(cluster("other"))  # not watched
+            await new_cluster(op, "other")  # not watched
             await env.sim.settle()  # the ClusterController adds its finalizer
             updated = (await _next(stream)).event[0]
             assert updated.event_type == state_pb2.UPDATED
             assert updated.old.metadata.version == "1"
             assert list(updated.resource.metadata.finalizers) == ["ClusterController"]
-            await op.teardown(CLUSTERS, "prod")
-            kinds = []
-            while not kinds or kinds[-1] != state_pb2.DESTROYED:
-                kinds.append((await _next(stream)).event[0].event_type)
-            assert kinds[-1] == state_pb2.DESTROYED
             await stream.cancel()
 
-        # an existing resource starts with CREATED (its current state)
-        opened, req = op.watch(
-            state_pb2.WatchRequest(namespace="default", type=CLUSTERS, id="other")
-        )
-        async with opened as stream:
-            await stream.send_message(req, end=True)
-            assert len((await _next(stream)).event) == 0
-            current = (await _next(stream)).event[0]
-            assert (
-                current.event_type == state_pb2.CREATED and current.resource.metadata.id == "other"
-            )
-            await stream.cancel()
+        # through OmniClient: an existing resource starts with its current state
+        async with op.watch(CLUSTERS, "other") as events:
+            first_event = await anext(events)
+            assert (first_event.kind, first_event.resource.id) == ("created", "other")
+            await op.teardown(CLUSTERS, "other")
+            kinds = []
+            async for event in events:
+                kinds.append(event.kind)
+                if event.kind == "destroyed":
+                    break
+            assert kinds[0] == "updated" and kinds[-1] == "destroyed"
 
         bad = state_pb2.WatchRequest(namespace="default", type=CLUSTERS, id="x")
         bad.options.bootstrap_contents = True
-        opened, req = op.watch(bad)
+        opened, req = env.raw.watch(bad)
         with pytest.raises(GRPCError) as info:
             async with opened as stream:
                 await stream.send_message(req, end=True)
@@ -572,44 +579,36 @@ def test_watch_single_resource(keys: Keys) -> None:
 def test_watch_kind_with_bootstrap_and_labels(keys: Keys) -> None:
     async def scenario(env: Env) -> None:
         op = env.operator
-        await op.create(cluster("a", labels={"env": "prod"}))
-        await op.create(cluster("b"))
-        req = state_pb2.WatchRequest(namespace="default", type=CLUSTERS, api_version=1)
-        req.options.bootstrap_contents = True
-        req.options.label_query.add().terms.add(
-            key="env", op=resource_pb2.LabelTerm.EQUAL, value=["prod"]
-        )
-        opened, req = op.watch(req)
-        async with opened as stream:
-            await stream.send_message(req, end=True)
-            assert len((await _next(stream)).event) == 0
-            boot = (await _next(stream)).event[0]
-            assert boot.event_type == state_pb2.CREATED and boot.resource.metadata.id == "a"
-            assert (await _next(stream)).event[0].event_type == state_pb2.BOOTSTRAPPED
+        await new_cluster(op, "a", labels={"env": "prod"})
+        await new_cluster(op, "b")
+        await env.sim.settle()
+        async with op.watch(CLUSTERS, bootstrap=True, labels={"env": "prod"}) as events:
+            boot = await anext(events)
+            assert (boot.kind, boot.resource.id) == ("created", "a")
+            assert (await anext(events)).kind == "bootstrapped"
             # b gains the label: for this watch it is created
             b = await op.get(CLUSTERS, "b")
-            b.metadata.labels["env"] = "prod"
-            await op.update(b)
-            event = (await _next(stream)).event[0]
-            while event.resource.metadata.id != "b":  # skip finalizer updates of a
-                event = (await _next(stream)).event[0]
-            assert event.event_type == state_pb2.CREATED
-            await stream.cancel()
+            await op.update(b.with_label("env", "prod"))
+            event = await anext(events)
+            assert (event.kind, event.resource.id) == ("created", "b")
+            # and losing it reads as destroyed
+            b = await op.get(CLUSTERS, "b")
+            await op.update(b.without_label("env"))
+            event = await anext(events)
+            assert (event.kind, event.resource.id) == ("destroyed", "b")
 
         # without api_version 1 there is no BOOTSTRAPPED marker
         req = state_pb2.WatchRequest(namespace="default", type=CLUSTERS)
         req.options.bootstrap_contents = True
-        opened, req = op.watch(req)
+        opened, req = env.raw.watch(req)
         async with opened as stream:
             await stream.send_message(req, end=True)
             assert len((await _next(stream)).event) == 0
             ids = [(await _next(stream)).event[0].resource.metadata.id for _ in range(2)]
             assert ids == ["a", "b"]
-            await op.create(cluster("c"))
+            await new_cluster(op, "c")
             event = (await _next(stream)).event[0]
-            while event.resource.metadata.id != "c":
-                event = (await _next(stream)).event[0]
-            assert event.event_type == state_pb2.CREATED
+            assert (event.event_type, event.resource.metadata.id) == (state_pb2.CREATED, "c")
             await stream.cancel()
 
     run(keys, scenario)
@@ -621,7 +620,7 @@ def test_watch_kind_with_bootstrap_and_labels(keys: Keys) -> None:
 def test_injected_omni_failures_and_latency(keys: Keys) -> None:
     async def scenario(env: Env) -> None:
         env.faults.omni_failures.append(OmniFailure("Create", CLUSTERS, code=14, message="boom"))
-        await rejected(env.operator.create(cluster()), Status.UNAVAILABLE, "boom")
+        await rejected(new_cluster(env.operator), Status.UNAVAILABLE, "boom")
         # other types and methods are unaffected
         await env.operator.get("TalosVersions.omni.sidero.dev", TALOS)
         env.faults.omni_failures[:] = [OmniFailure("Get", None, code=13, message="down")]
@@ -629,7 +628,7 @@ def test_injected_omni_failures_and_latency(keys: Keys) -> None:
         env.faults.clear()
         env.faults.latency_ms = 150
         started = time.monotonic()
-        await env.operator.create(cluster())
+        await new_cluster(env.operator)
         assert time.monotonic() - started >= 0.15
 
     run(keys, scenario)
