@@ -39,7 +39,6 @@ from lab.omni_controllers import (
     NodeGateway,
     NodeInfo,
     RenderRequest,
-    Runtime,
 )
 from lab.omni_render import (
     JoinOptions,
@@ -47,6 +46,7 @@ from lab.omni_render import (
     render_machine_config,
     secrets_bundle_problem,
 )
+from lab.omni_runtime import Runtime
 from lab.omni_service import StateService
 from lab.omni_store import (
     PHASE_RUNNING,
