@@ -549,7 +549,7 @@ def test_unlock_pushes_rendered_configs(keys: Keys) -> None:
         }
         assert statuses == {CP, W1}
         env.gateway.fail.clear()
-        for _ in range(50):
+        for _ in range(150):  # retries back off from 0.5 s
             if W1 in env.gateway.pushed:
                 break
             await asyncio.sleep(0.1)
