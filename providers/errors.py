@@ -85,6 +85,15 @@ class ProtocolError(ProviderError):
     pass
 
 
+class ConfigurationError(ProviderError):
+    """A local setting is missing or wrong: the message names the file or variable and the fix.
+
+    Raised before any connection is made; ``target`` is the file or variable at fault."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
 # gRPC status code number -> class. Numbers are the gRPC wire values.
 _GRPC_CODES: dict[int, type[ProviderError]] = {
     3: InvalidRequest,  # INVALID_ARGUMENT

@@ -1,0 +1,1 @@
+"""Test-only support for the Omni client tests: TLS material and a small COSI State server."""
