@@ -17,6 +17,7 @@ import click
 
 from planner import __version__
 from planner.errors import NotYetAvailable, OmniportError
+from providers.errors import ProviderError
 
 
 def _not_yet(what: str, issue: str) -> NoReturn:
@@ -51,17 +52,32 @@ def validate(spec: str) -> None:
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Plan file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
-def plan(spec: str, out: str | None, as_json: bool, detailed_exitcode: bool) -> None:
+@click.pass_context
+def plan(
+    ctx: click.Context, spec: str, out: str | None, as_json: bool, detailed_exitcode: bool
+) -> int:
     """Read the live cluster and Omni, change nothing, and write a reviewable plan."""
-    _not_yet("plan", "the plan issue")
+    from planner.plan_command import run_plan
+
+    return run_plan(
+        spec,
+        out,
+        as_json=as_json,
+        detailed_exitcode=detailed_exitcode,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the file as JSON.")
-def show(path: str, as_json: bool) -> None:
+@click.pass_context
+def show(ctx: click.Context, path: str, as_json: bool) -> int:
     """Render a saved plan or rollback file."""
-    _not_yet("show", "the plan issue")
+    from planner.plan_command import run_show
+
+    return run_show(path, as_json=as_json, color=ctx.obj["color"], echo=click.echo)
 
 
 @cli.command()
@@ -106,27 +122,177 @@ def config() -> None:
 
 
 @config.command("gen")
-def config_gen() -> None:
+@click.option(
+    "--talos-version", required=True, help="Talos version; its major.minor is the contract."
+)
+@click.option("--kubernetes-version", required=True, help="Kubernetes version, e.g. 1.28.0.")
+@click.option("--cluster-name", required=True)
+@click.option(
+    "--endpoint", required=True, help='Kubernetes API URL, e.g. https://host:6443 ("" allowed).'
+)
+@click.option(
+    "--secrets",
+    "secrets_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Secrets bundle (talosctl gen secrets layout).",
+)
+@click.option(
+    "--type", "machine_type", required=True, type=click.Choice(["controlplane", "worker", "init"])
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="File to write (mode 0600); stdout when omitted.",
+)
+@click.option("--additional-sans", multiple=True, help="Extra certificate SAN (repeatable).")
+@click.option("--install-disk", default="", help="Install disk, e.g. /dev/sda.")
+@click.option("--install-image", default="", help="Installer image reference.")
+@click.option("--dns-domain", default="cluster.local", show_default=True)
+@click.option("--allow-scheduling-on-control-planes", is_flag=True)
+@click.option(
+    "--kubeprism-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="KubePrism port (0 disables; default: the contract's).",
+)
+@click.option("--local-api-server-port", type=click.IntRange(0, 65535), default=0)
+def config_gen(
+    talos_version: str,
+    kubernetes_version: str,
+    cluster_name: str,
+    endpoint: str,
+    secrets_file: str,
+    machine_type: str,
+    output: str | None,
+    additional_sans: tuple[str, ...],
+    install_disk: str,
+    install_image: str,
+    dns_domain: str,
+    allow_scheduling_on_control_planes: bool,
+    kubeprism_port: int | None,
+    local_api_server_port: int,
+) -> None:
     """Generate a default machine config for a version contract."""
-    _not_yet("config gen", "the config-engine issue")
+    from planner.config_generation import GenRequest, write_private_file
+    from planner.config_generation import config_gen as generate_config
+    from planner.machineconfig.generate import GenerateOptions
+
+    request = GenRequest(
+        talos_version=talos_version,
+        kubernetes_version=kubernetes_version,
+        cluster_name=cluster_name,
+        endpoint=endpoint,
+        secrets_path=secrets_file,
+        machine_type=machine_type,
+        options=GenerateOptions(
+            additional_sans=additional_sans,
+            install_disk=install_disk,
+            install_image=install_image,
+            dns_domain=dns_domain,
+            allow_scheduling_on_control_planes=allow_scheduling_on_control_planes,
+            kube_prism_port=kubeprism_port,
+            local_api_server_port=local_api_server_port,
+        ),
+    )
+    text = generate_config(request)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_private_file(output, text)
+    click.echo(f"Wrote the {machine_type} config for Talos {talos_version} to {output}.", err=True)
 
 
 @config.command("patch")
-def config_patch() -> None:
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option(
+    "-p",
+    "--patch",
+    "patches",
+    multiple=True,
+    required=True,
+    help="A patch: @FILE, a file name, or inline YAML/JSON (strategic merge or JSON6902). "
+    "Repeat to apply several in order.",
+)
+@click.option(
+    "-o", "--output", "output", type=click.Path(dir_okay=False), help="Write here, not stdout."
+)
+def config_patch(config_file: str, patches: tuple[str, ...], output: str | None) -> None:
     """Apply strategic-merge or JSON6902 patches to a machine config."""
-    _not_yet("config patch", "the config-engine issue")
+    from planner.config_files import load_patch_arguments, read_config, write_text
+    from planner.machineconfig.document import emit
+    from planner.machineconfig.merge import apply_patches
+
+    result = emit(apply_patches(read_config(config_file), load_patch_arguments(patches)))
+    if output:
+        write_text(output, result)
+    else:
+        click.echo(result, nl=False)
 
 
 @config.command("diff")
-def config_diff() -> None:
-    """Compute the strategic patches that turn one machine config into another."""
-    _not_yet("config diff", "the config-engine issue")
+@click.argument("original", type=click.Path(dir_okay=False))
+@click.argument("modified", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output-dir",
+    "output_dir",
+    type=click.Path(file_okay=False),
+    help="Write 10-patch.yaml and 20-patch.yaml here, not to stdout.",
+)
+def config_diff(original: str, modified: str, output_dir: str | None) -> None:
+    """Compute the strategic patches that turn one machine config into another.
+
+    Applying them in order to ORIGINAL (omniport config patch ORIGINAL -p @10-patch.yaml
+    -p @20-patch.yaml) gives MODIFIED.
+    """
+    from planner.config_files import PATCH_FILE_NAMES, read_config, write_patches
+    from planner.machineconfig.diff import diff
+    from planner.machineconfig.document import emit
+
+    patches = diff(read_config(original), read_config(modified))
+    if output_dir:
+        for path in write_patches(output_dir, patches):
+            click.echo(f"wrote {path}", err=True)
+        if not patches:
+            click.echo("The configs are the same; no patch written.", err=True)
+        return
+    if not patches:
+        click.echo("The configs are the same; no patch needed.", err=True)
+        return
+    for name, patch in zip(PATCH_FILE_NAMES, patches, strict=False):
+        click.echo(f"# {name}")
+        click.echo(emit(patch), nl=False)
+        if name != PATCH_FILE_NAMES[len(patches) - 1]:
+            click.echo("---")
 
 
 @config.command("secrets")
-def config_secrets() -> None:
+@click.option(
+    "--from-controlplane-config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A control-plane machine config.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="File to write (mode 0600); stdout when omitted.",
+)
+def config_secrets(config_file: str, output: str | None) -> None:
     """Rebuild a secrets bundle from a control-plane machine config."""
-    _not_yet("config secrets", "the config-engine issue")
+    from planner.config_generation import config_secrets as rebuild_secrets
+    from planner.config_generation import write_private_file
+
+    text = rebuild_secrets(config_file)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_private_file(output, text)
+    click.echo(f"Wrote the secrets bundle of {config_file} to {output}.", err=True)
 
 
 @cli.group()
@@ -171,6 +337,10 @@ def run(args: Sequence[str] | None = None) -> int:
     except OmniportError as err:
         click.echo(f"Error: {err}", err=True)
         return err.exit_code
+    except ProviderError as err:
+        fix = getattr(err, "fix", None)
+        click.echo(f"Error: {err}" + (f"; {fix}" if fix else ""), err=True)
+        return 1
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1

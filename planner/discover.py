@@ -14,10 +14,13 @@ from typing import Any, TypeVar
 
 from planner.facts import (
     EtcdMember,
+    FactoryFacts,
     HealthFacts,
     Member,
     NodeFacts,
+    OmniFacts,
     ReadError,
+    SchematicCheck,
     Service,
 )
 from providers.errors import PermissionDenied, ProviderError, Unsupported
@@ -144,3 +147,115 @@ async def run_health_check(
     except ProviderError as exc:
         return HealthFacts(ran=True, ok=False, messages=tuple(messages), error=exc.message)
     return HealthFacts(ran=True, ok=True, messages=tuple(messages))
+
+
+# --- Omni ------------------------------------------------------------------------------------
+
+CLUSTERS = "Clusters.omni.sidero.dev"
+LINKS = "Links.omni.sidero.dev"
+DEFAULT_JOIN_TOKENS = "DefaultJoinTokens.omni.sidero.dev"
+SIDEROLINK_API_CONFIGS = "SiderolinkAPIConfigs.omni.sidero.dev"
+TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
+FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
+ANNOTATION_LOCKED = "omni.sidero.dev/cluster-locked"
+ANNOTATION_IMPORTING = "omni.sidero.dev/cluster-import-is-in-progress"
+
+
+async def read_omni(omni: Any, url: str, cluster_name: str | None) -> OmniFacts:
+    """Everything the import needs from Omni, read concurrently (Get/List only)."""
+    calls: dict[str, Awaitable[Any]] = {
+        "token": omni.get(DEFAULT_JOIN_TOKENS, "default"),
+        "siderolink": omni.get(SIDEROLINK_API_CONFIGS, "siderolink-config"),
+        "features": omni.get(FEATURES_CONFIGS, "features-config"),
+        "versions": omni.list(TALOS_VERSIONS),
+        "links": omni.list(LINKS),
+    }
+    if cluster_name:
+        calls["cluster"] = omni.find(CLUSTERS, cluster_name)
+    values = dict(
+        zip(calls, await asyncio.gather(*(_settle(c) for c in calls.values())), strict=True)
+    )
+    for key in ("token", "siderolink", "versions"):
+        if isinstance(values[key], ProviderError):
+            return OmniFacts(url=url, error=read_error(values[key]))
+    features = values["features"]
+    cluster = values.get("cluster")
+    if isinstance(cluster, ProviderError):
+        return OmniFacts(url=url, error=read_error(cluster))
+    links = values["links"] if not isinstance(values["links"], ProviderError) else []
+    siderolink = values["siderolink"].spec
+    versions = {
+        r.spec.version or r.id: tuple(r.spec.compatible_kubernetes_versions)
+        for r in values["versions"]
+    }
+    resource_versions = {
+        f"{DEFAULT_JOIN_TOKENS}/default": values["token"].version,
+        f"{SIDEROLINK_API_CONFIGS}/siderolink-config": values["siderolink"].version,
+    }
+    if cluster is not None:
+        resource_versions[f"{CLUSTERS}/{cluster.id}"] = cluster.version
+    return OmniFacts(
+        url=url,
+        cluster_exists=cluster is not None,
+        cluster_import_in_progress=bool(cluster and ANNOTATION_IMPORTING in cluster.annotations),
+        cluster_locked=bool(cluster and ANNOTATION_LOCKED in cluster.annotations),
+        talos_versions=versions,
+        machine_api_url=siderolink.machine_api_advertised_url,
+        events_port=int(siderolink.events_port),
+        logs_port=int(siderolink.logs_port),
+        join_token=values["token"].spec.token_id,
+        factory_url=(
+            features.spec.image_factory_base_url or None
+            if not isinstance(features, ProviderError)
+            else None
+        ),
+        machines={link.id: bool(link.spec.connected) for link in links},
+        resource_versions=resource_versions,
+    )
+
+
+# --- Image Factory ---------------------------------------------------------------------------
+
+
+async def read_factory(
+    url: str | None, nodes: tuple[NodeFacts, ...], *, ca_file: Any = None, timeouts: Any = None
+) -> FactoryFacts:
+    """Check every node's schematic against the factory: offline ID + GET, never POST."""
+    from providers.factory import AsyncFactoryClient, SchematicStatus
+
+    if not url:
+        return FactoryFacts(url=None)
+    to_check = [n for n in nodes if n.error is None and n.schematic_id and n.schematic_yaml]
+    if not to_check:
+        return FactoryFacts(url=url)
+    kwargs: dict[str, Any] = {"base_url": url}
+    if ca_file is not None:
+        kwargs["ca_file"] = str(ca_file)
+    if timeouts is not None:
+        kwargs["timeouts"] = timeouts
+    try:
+        client = AsyncFactoryClient(**kwargs)
+    except (ProviderError, ValueError, OSError) as exc:
+        return FactoryFacts(url=url, error=ReadError(type(exc).__name__, str(exc)))
+    checks: list[SchematicCheck] = []
+    seen: dict[tuple[str, str], Any] = {}
+    for node in to_check:
+        key = (node.schematic_id or "", node.schematic_yaml or "")
+        if key not in seen:
+            try:
+                seen[key] = await client.check_schematic(*key)
+            except ProviderError as exc:
+                return FactoryFacts(url=url, error=read_error(exc))
+        result = seen[key]
+        checks.append(
+            SchematicCheck(
+                node=node.address,
+                schematic_id=node.schematic_id or "",
+                # an unreadable extraInfo counts as a mismatch ("" never equals an ID)
+                offline_id=result.computed_id
+                if result.status is not SchematicStatus.MISMATCH
+                else (result.computed_id or ""),
+                known_to_factory=result.known_to_factory,
+            )
+        )
+    return FactoryFacts(url=url, checks=tuple(checks))

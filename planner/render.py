@@ -199,3 +199,33 @@ def plan_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def json_line(ev: dict[str, Any]) -> str:
     return json.dumps(ev, sort_keys=False, ensure_ascii=False)
+
+
+def render_rollback(data: dict[str, Any], *, color: bool = False) -> str:
+    """The human view of a rollback plan: what rollback restores and removes."""
+    style = Style(color)
+    c = data["cluster"]
+    lines = [
+        f"Rollback of the import of cluster {c['name']!r} from {c['omni_url']}",
+        f"  backup: {data['backup']['path']} (sha256 {data['backup']['sha256'][:12]}…)",
+        f"  journal: {data['journal']}",
+        "",
+        "omniport rollback will:",
+    ]
+    for n in data["nodes"]:
+        head = style.paint("~", "~")
+        lines.append(
+            f"  {head} restore {n['address']} ({n['hostname']}) to its backup "
+            f"{n['backup_entry']} (sha256 {n['config_sha256'][:12]}…)"
+        )
+    for r in reversed(data["omni_resources"]):
+        head = style.paint("-", "-")
+        lines.append(f"  {head} destroy {r['type']} {r['id']!r} if it carries this import's mark")
+    lines.append("")
+    lines.append(
+        style.bold(
+            f"Rollback: {len(data['nodes'])} node(s) to restore, up to "
+            f"{len(data['omni_resources'])} Omni resource(s) to destroy."
+        )
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,84 @@
+"""JSON6902 patches on machine configs, as talosctl applies them.
+
+Talos converts the config's YAML to JSON, applies the operations and reads the result back as a
+config, so a JSON patch only works on a config made of a single document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from planner.machineconfig.document import (
+    ConfigError,
+    Document,
+    MachineConfig,
+    as_documents,
+    check_document,
+)
+
+_OPERATIONS = {
+    "add": ("path", "value"),
+    "remove": ("path",),
+    "replace": ("path", "value"),
+    "move": ("from", "path"),
+    "copy": ("from", "path"),
+    "test": ("path", "value"),
+}
+
+
+@dataclass(frozen=True)
+class JsonPatch:
+    """A list of RFC 6902 operations."""
+
+    operations: tuple[dict[str, Any], ...]
+    source: str = "patch"
+
+
+def check_operations(operations: Any, source: str) -> tuple[dict[str, Any], ...]:
+    """Validate a decoded JSON patch: a list of operations with the fields each one needs."""
+    if not isinstance(operations, list):
+        raise ConfigError(f"{source}: a JSON patch must be a list of operations")
+    checked = []
+    for number, operation in enumerate(operations, start=1):
+        where = f"{source}: JSON patch operation {number}"
+        if not isinstance(operation, dict):
+            raise ConfigError(f"{where} is not a mapping", 'write it as {"op": ..., "path": ...}')
+        op = operation.get("op")
+        if op not in _OPERATIONS:
+            raise ConfigError(
+                f"{where} has op {op!r}", f"use one of {', '.join(sorted(_OPERATIONS))}"
+            )
+        for field in _OPERATIONS[op]:
+            if field not in operation:
+                raise ConfigError(f"{where} ({op}) has no {field!r}")
+            if field in ("path", "from") and not isinstance(operation[field], str):
+                raise ConfigError(f"{where} ({op}) has a {field!r} that is not a string")
+        checked.append(dict(operation))
+    return tuple(checked)
+
+
+def apply_json_patch(
+    config: MachineConfig | Iterable[Document | Mapping[str, Any]],
+    operations: Iterable[Mapping[str, Any]],
+    source: str = "patch",
+) -> tuple[Document, ...]:
+    """Apply JSON6902 operations to a single-document config."""
+    docs = as_documents(config)
+    if len(docs) != 1:
+        raise ConfigError(
+            f"{source} is a JSON patch, which applies only to a single-document config, "
+            f"and this config has {len(docs)} documents",
+            "write it as a strategic merge patch",
+        )
+    try:
+        result = jsonpatch.apply_patch(docs[0].data, [dict(op) for op in operations])
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as err:
+        raise ConfigError(f"{source}: JSON patch failed: {err}") from None
+    except (TypeError, ValueError, KeyError, IndexError) as err:
+        raise ConfigError(f"{source}: JSON patch failed: {err}") from None
+    return (check_document(result, source, 1),)

@@ -1,0 +1,412 @@
+"""Planning: spec -> discovered facts -> findings + per-node patches -> Plan.
+
+``discover`` is the only part that does I/O (read-only, through providers). ``compute`` is pure:
+it turns facts into everything apply needs — the secrets bundle and exact patch texts (kept in
+memory only) and the Plan that shows them redacted and hashed. Apply runs the same two steps
+again and refuses unless the hashes and the fingerprint still match: the plan is the approval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from planner import __version__
+from planner.changes import NodeImport, plan_changes
+from planner.checks import check, finding, resolve_versions
+from planner.discover import (
+    read_factory,
+    read_members,
+    read_nodes,
+    read_omni,
+    run_health_check,
+)
+from planner.errors import OmniportError
+from planner.facts import ClusterFacts, HealthFacts, NodeFacts
+from planner.join import JoinOptions
+from planner.machineconfig import document as mcdoc
+from planner.machineconfig.diff import diff
+from planner.machineconfig.generate import GenerateOptions, generate, import_baseline
+from planner.machineconfig.merge import apply_patches
+from planner.machineconfig.redact import redact
+from planner.machineconfig.sanitize import sanitize
+from planner.machineconfig.secrets import SecretsBundle, bundle_from_config
+from planner.machineconfig.verify import compare
+from planner.plan import ClusterInfo, Finding, NodePlan, Patch, Plan
+from planner.spec import Spec, canonical_json
+from providers import omniconfig
+from providers.omni import OmniClient, TLSOptions
+from providers.talos import TalosClient
+from providers.timeouts import Timeouts
+
+OMNI_LB_ENDPOINT = "https://[fdae:41e4:649b:9303::1]:10000"
+"""Stands in for the per-cluster load balancer endpoint Omni sets after unlock (the port is
+chosen by Omni at runtime; the endpoint field is Omni-managed and never part of a patch)."""
+
+
+class PlanningError(OmniportError):
+    """The plan cannot be computed (not a finding: nothing to accept, something to fix first)."""
+
+
+def sha256(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+@dataclass(frozen=True)
+class NodeWork:
+    """One node's import material; ``patch_texts`` hold secrets and never leave memory."""
+
+    facts: NodeFacts
+    patch_texts: tuple[tuple[str, str], ...]  # (patch id, exact text)
+    patch_redacted: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Computed:
+    plan: Plan
+    facts: ClusterFacts
+    nodes: tuple[NodeWork, ...]
+    secrets_yaml: str = field(repr=False)
+    join: JoinOptions | None = field(default=None, repr=False)
+
+
+# --- discovery (I/O) -------------------------------------------------------------------------
+
+
+def talos_client(
+    spec: Spec, timeouts: Timeouts, env: Mapping[str, str] | None = None
+) -> TalosClient:
+    return TalosClient.from_talosconfig(
+        spec.talos.talosconfig,
+        context=spec.talos.context,
+        endpoints=list(spec.talos.endpoints) or None,
+        timeouts=timeouts,
+        env=env,
+    )
+
+
+def omni_client(spec: Spec, timeouts: Timeouts, env: Mapping[str, str] | None = None) -> OmniClient:
+    settings = omniconfig.resolve(
+        omniconfig=spec.omni.omniconfig,
+        context=spec.omni.context,
+        endpoint=spec.omni.url,
+        service_account_key_file=spec.omni.service_account_key_file,
+        environ=env,
+    )
+    tls = TLSOptions(
+        ca_file=spec.omni.ca_file, insecure_skip_verify=spec.omni.insecure_skip_tls_verify
+    )
+    return OmniClient.from_settings(settings, tls=tls, timeouts=timeouts)
+
+
+async def discover(
+    spec: Spec,
+    *,
+    timeouts: Timeouts | None = None,
+    env: Mapping[str, str] | None = None,
+    health_check: bool | None = None,
+) -> ClusterFacts:
+    """Read Talos, Omni and the Image Factory. Changes nothing anywhere."""
+    timeouts = timeouts or Timeouts()
+    env = dict(os.environ if env is None else env)
+    talos = talos_client(spec, timeouts, env)
+    omni = omni_client(spec, timeouts, env)
+    async with talos, omni:
+        nodes_task = asyncio.create_task(read_nodes(talos, spec.talos.nodes))
+        members_task = asyncio.create_task(read_members(talos, spec.talos.nodes[0]))
+        nodes = await nodes_task
+        cluster_name = next(
+            (n.cluster_name for n in nodes if n.role == "controlplane" and n.cluster_name), None
+        )
+        omni_facts = await read_omni(omni, omni.endpoint.url, cluster_name)
+        members = await members_task
+        cps = [n.address for n in nodes if n.role == "controlplane" and n.error is None]
+        workers = [n.address for n in nodes if n.role == "worker" and n.error is None]
+        run_health = spec.health_check if health_check is None else health_check
+        health = (
+            await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
+            if run_health and cps
+            else HealthFacts(ran=False)
+        )
+    factory = await read_factory(
+        spec.image_factory.url or omni_facts.factory_url,
+        nodes,
+        ca_file=spec.image_factory.ca_file,
+        timeouts=timeouts,
+    )
+    return ClusterFacts(
+        nodes=nodes, members=members, omni=omni_facts, factory=factory, health=health
+    )
+
+
+# --- computation (pure) ----------------------------------------------------------------------
+
+
+def fingerprint(spec: Spec, facts: ClusterFacts) -> str:
+    """sha256 over everything discovered that the plan depends on (not health messages)."""
+    omni = facts.omni
+    data: dict[str, Any] = {
+        "spec": spec.sha256,
+        "nodes": [
+            {
+                "address": n.address,
+                "error": n.error.kind if n.error else None,
+                "role": n.role,
+                "talos": n.talos_version,
+                "hostname": n.hostname,
+                "uuid": n.machine_uuid,
+                "config": sha256(n.config) if n.config is not None else None,
+                "schematic": n.schematic_id,
+                "images": [
+                    n.kubelet_image,
+                    n.apiserver_image,
+                    n.scheduler_image,
+                    n.controller_manager_image,
+                ],
+            }
+            for n in facts.nodes
+        ],
+        "members": sorted([m.id, m.hostname, sorted(m.addresses)] for m in (facts.members or ()))
+        if facts.members is not None
+        else None,
+        "omni": {
+            "error": omni.error.kind if omni.error else None,
+            "cluster_exists": omni.cluster_exists,
+            "versions": {k: list(v) for k, v in sorted(omni.talos_versions.items())},
+            "api": omni.machine_api_url,
+            "ports": [omni.events_port, omni.logs_port],
+            "token": sha256(omni.join_token) if omni.join_token else None,
+            "machines": {
+                n.machine_uuid: omni.machines.get(n.machine_uuid)
+                for n in facts.nodes
+                if n.machine_uuid
+            },
+        },
+        "factory": facts.factory.url,
+    }
+    return sha256(canonical_json(data))
+
+
+def _secrets(facts: ClusterFacts) -> tuple[SecretsBundle | None, str | None]:
+    for node in facts.control_planes:
+        if node.config is None:
+            continue
+        try:
+            config = mcdoc.parse(node.config, source=f"machine config of {node.address}")
+            return bundle_from_config([d.data for d in config.documents]), None
+        except OmniportError as err:
+            return None, f"cannot rebuild the secrets bundle from {node.address}: {err}"
+    return None, "no readable control-plane config to rebuild the secrets bundle from"
+
+
+def _has_join_documents(config: mcdoc.MachineConfig) -> bool:
+    return any(not d.key.is_legacy and d.key.kind == "SideroLinkConfig" for d in config.documents)
+
+
+def compute(spec: Spec, facts: ClusterFacts, *, now: datetime | None = None) -> Computed:
+    """Findings, per-node patches and the Plan, from facts alone."""
+    now = now or datetime.now(UTC)
+    findings: list[Finding] = check(facts, spec)
+    versions = resolve_versions(facts, spec)
+    cluster_name = next((n.cluster_name for n in facts.control_planes if n.cluster_name), None)
+    bundle, secrets_problem = _secrets(facts)
+    works: list[NodeWork] = []
+    baselines: dict[str, tuple[mcdoc.Document, ...]] = {}
+    renders: dict[str, tuple[mcdoc.Document, ...]] = {}
+    can_compute = bool(
+        bundle and cluster_name and versions.initial_talos and versions.initial_kubernetes
+    )
+    for node in facts.nodes:
+        if node.error is not None or node.config is None or node.role is None:
+            works.append(NodeWork(node, (), (), ()))
+            continue
+        try:
+            live = mcdoc.parse(node.config, source=f"machine config of {node.address}")
+        except OmniportError as err:
+            findings.append(finding("NODE_READ_FAILED", str(err), spec, node=node.address))
+            works.append(NodeWork(node, (), (), ()))
+            continue
+        if _has_join_documents(live):
+            findings.append(
+                finding(
+                    "NODE_ALREADY_CONNECTED",
+                    "the node's config already holds a SideroLinkConfig (joined to an Omni)",
+                    spec,
+                    node=node.address,
+                )
+            )
+        if not can_compute:
+            works.append(NodeWork(node, (), (), ()))
+            continue
+        assert bundle is not None and cluster_name is not None
+        role = node.role
+        if role not in baselines:
+            baselines[role] = tuple(
+                import_baseline(
+                    role,  # type: ignore[arg-type]
+                    talos_version=versions.initial_talos or "",
+                    kubernetes_version=versions.initial_kubernetes or "",
+                    cluster_name=cluster_name,
+                    secrets=bundle,
+                )
+            )
+        baseline = baselines[role]
+        texts: list[tuple[str, str]] = []
+        redacted: list[str] = []
+        removed: list[str] = []
+        kept: list[tuple[mcdoc.Document, ...]] = []
+        for ordinal, patch in zip(("10", "20"), diff(baseline, live), strict=False):
+            cleaned = sanitize(patch)
+            removed += [
+                f"{r.document}: {r.path}" if r.path else r.document for r in cleaned.removed
+            ]
+            if cleaned.empty:
+                continue
+            kept.append(cleaned.documents)
+            texts.append((f"{ordinal}-{node.machine_uuid}", mcdoc.emit(cleaned.documents)))
+            redacted.append(mcdoc.emit(redact(cleaned.documents)))
+        residue = compare(live, apply_patches(baseline, kept))
+        if residue:
+            findings.append(
+                finding(
+                    "CONFIG_RESIDUE",
+                    f"{len(residue)} field(s) would differ from the live config after import",
+                    spec,
+                    node=node.address,
+                    details=tuple(str(m) for m in residue[:20]),
+                )
+            )
+        if removed:
+            findings.append(
+                finding(
+                    "DENYLISTED_VALUES",
+                    f"Omni strips {len(removed)} value(s) from this node's patches and manages "
+                    "them itself",
+                    spec,
+                    node=node.address,
+                    details=tuple(removed[:20]),
+                )
+            )
+        # what Omni renders after unlock: its base for the CURRENT versions + the patches
+        if versions.talos and versions.kubernetes:
+            if role not in renders:
+                renders[role] = tuple(
+                    generate(
+                        role,  # type: ignore[arg-type]
+                        contract=versions.talos,
+                        cluster_name=cluster_name,
+                        endpoint=OMNI_LB_ENDPOINT,
+                        kubernetes_version=versions.kubernetes,
+                        secrets=bundle,
+                        options=GenerateOptions(install_image="", skip_unattended_install=True),
+                    )
+                )
+            preview = compare(live, apply_patches(renders[role], kept))
+            if preview:
+                findings.append(
+                    finding(
+                        "UNLOCK_PREVIEW",
+                        f"after unlock Omni pushes a config that differs in {len(preview)} "
+                        "field(s), and points cluster.controlPlane.endpoint at its load balancer",
+                        spec,
+                        node=node.address,
+                        details=tuple(str(m) for m in preview[:20]),
+                    )
+                )
+        works.append(NodeWork(node, tuple(texts), tuple(redacted), tuple(removed)))
+
+    if secrets_problem and any(n.error is None for n in facts.nodes):
+        findings.append(finding("NODE_READ_FAILED", secrets_problem, spec))
+
+    omni = facts.omni
+    join = (
+        JoinOptions(
+            machine_api_url=omni.machine_api_url or "",
+            join_token=omni.join_token or "",
+            events_port=omni.events_port or 0,
+            logs_port=omni.logs_port or 0,
+        )
+        if omni.error is None and omni.machine_api_url
+        else None
+    )
+    secrets_yaml = bundle.to_yaml() if bundle else ""
+    node_imports = [
+        NodeImport(
+            w.facts.address,
+            w.facts.machine_uuid or "",
+            w.facts.role or "worker",
+            tuple(
+                (pid, red) for (pid, _), red in zip(w.patch_texts, w.patch_redacted, strict=True)
+            ),
+        )
+        for w in works
+        if w.facts.error is None and w.facts.machine_uuid
+    ]
+    changes = (
+        plan_changes(
+            cluster_name or "",
+            versions.talos or "",
+            versions.kubernetes or "",
+            node_imports,
+            join,
+        )
+        if join and cluster_name
+        else []
+    )
+    plan = Plan(
+        tool_version=__version__,
+        created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        spec=spec.normalized,
+        spec_sha256=spec.sha256,
+        cluster=ClusterInfo(
+            name=cluster_name or "(unknown)",
+            talos_version=versions.talos or "",
+            kubernetes_version=versions.kubernetes or "",
+            initial_talos_version=versions.initial_talos or "",
+            initial_kubernetes_version=versions.initial_kubernetes or "",
+            omni_url=omni.url,
+            factory_url=facts.factory.url,
+        ),
+        nodes=tuple(
+            NodePlan(
+                address=w.facts.address,
+                hostname=w.facts.hostname or "",
+                machine_uuid=w.facts.machine_uuid or "",
+                role=w.facts.role or "worker",
+                talos_version=w.facts.talos_version or "",
+                schematic_id=w.facts.schematic_id,
+                config_sha256=sha256(w.facts.config) if w.facts.config is not None else "0" * 64,
+                patches=tuple(
+                    Patch(pid, sha256(text), red)
+                    for (pid, text), red in zip(w.patch_texts, w.patch_redacted, strict=True)
+                ),
+                removed=w.removed,
+            )
+            for w in works
+        ),
+        findings=tuple(findings),
+        changes=tuple(changes),
+        secrets_sha256=sha256(secrets_yaml),
+        fingerprint=fingerprint(spec, facts),
+    )
+    return Computed(
+        plan=plan, facts=facts, nodes=tuple(works), secrets_yaml=secrets_yaml, join=join
+    )
+
+
+async def make_plan(
+    spec: Spec, *, timeouts: Timeouts | None = None, env: Mapping[str, str] | None = None
+) -> Computed:
+    facts = await discover(spec, timeouts=timeouts, env=env)
+    return compute(spec, facts)
+
+
+def summary_json(plan: Plan) -> str:  # pragma: no cover - debugging aid
+    return json.dumps({"fingerprint": plan.fingerprint, "nodes": len(plan.nodes)})
