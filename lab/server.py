@@ -47,11 +47,16 @@ from lab.apid import ADMIN, OPERATOR, READER, Apid, server_tls
 from lab.control import LAB_ERROR, LAB_JSON, LAB_LOG
 from lab.factory import LabFactory
 from lab.faults import Faults
+from lab.omni import OmniSeed, OmniSim, default_talos_versions
+from lab.omni_access import Role
 from lab.world import Lab, Mode, NodeError
 from planner.machineconfig import pki
+from providers.codec import siderov1
 from providers.codec.schematic import ExtensionInfo
 
 LOCK_FILE = ".lab.lock"
+SERVICE_ACCOUNT_KEY = "service-account.key"
+SERVICE_ACCOUNT_NAME = "omniport-lab"
 LAB_CA = "lab-ca.pem"
 HOST = "127.0.0.1"
 
@@ -167,6 +172,11 @@ def _official_extensions() -> list[ExtensionInfo]:
     return out
 
 
+def _armored_private(env_value: str) -> str:
+    """The armored private key inside a service-account value (for the omniconfig keys dir)."""
+    return str(json.loads(base64.b64decode(env_value))["pgp_key"])
+
+
 def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         await asyncio.get_running_loop().run_in_executor(None, fn)
@@ -258,9 +268,18 @@ class LabProcess:
         self.closers.append(apid.close)
         endpoint = f"{HOST}:{apid_port}"
 
-        omni_spec: dict[str, Any] = {}
+        omni_port = await self._start_omni(lab, world, web, factory.url)
+        omni_spec: dict[str, Any] = {
+            "url": f"https://{HOST}:{omni_port}",
+            "caFile": f"./{LAB_CA}",
+            "serviceAccountKeyFile": f"./{SERVICE_ACCOUNT_KEY}",
+        }
         factory_spec: dict[str, Any] = {"url": factory.url, "caFile": f"./{LAB_CA}"}
-        ports: dict[str, int] = {"apid": apid_port, "factory": factory.port}
+        ports: dict[str, int] = {
+            "apid": apid_port,
+            "omni": omni_port,
+            "factory": factory.port,
+        }
 
         admin = AdminServer(self.token, self._routes())
         ports["admin"] = await admin.start(HOST, 0)
@@ -313,6 +332,49 @@ class LabProcess:
         }
         _write(self.dir / LAB_JSON, json.dumps(info, indent=2, sort_keys=True) + "\n")
         return info
+
+    async def _start_omni(
+        self, lab: Lab, world: build.World, web: pki.CertAndKey, factory_url: str
+    ) -> int:
+        """Start the Omni side, connect it to the nodes, and write its client files."""
+        o = world.options
+        assert o.kubernetes_version and o.initial_kubernetes_version
+        versions = default_talos_versions()
+        for talos, kube in (
+            (o.talos_version, o.kubernetes_version),
+            (o.initial_talos_version, o.initial_kubernetes_version),
+        ):
+            known = versions.setdefault(talos.removeprefix("v"), [])
+            if kube not in known:
+                known.append(kube)
+        omni = OmniSim(
+            tls_cert=web.crt,
+            tls_key=web.key,
+            seed=OmniSeed(talos_versions=versions, image_factory_base_url=factory_url),
+            gateway=lab,
+            faults=lab.faults,
+        )
+        port = await omni.start(HOST, 0)
+        self.closers.append(omni.stop)
+        lab.omni = omni
+        account = siderov1.generate_service_account(SERVICE_ACCOUNT_NAME, now=time.time())
+        omni.register_public_key(account.public_key_armored, Role.OPERATOR, account.name)
+        _write(self.dir / SERVICE_ACCOUNT_KEY, account.env_value + "\n")
+        keys = self.dir / "keys"
+        keys.mkdir(mode=0o700, exist_ok=True)
+        context = o.cluster_name
+        _write(keys / f"{context}-{account.name}.pgp", _armored_private(account.env_value))
+        omniconfig = {
+            "context": context,
+            "contexts": {
+                context: {
+                    "url": f"https://{HOST}:{port}",
+                    "auth": {"siderov1": {"identity": account.name}},
+                }
+            },
+        }
+        _write(self.dir / "omniconfig", yaml.safe_dump(omniconfig, sort_keys=False))
+        return port
 
     def _routes(self) -> dict[tuple[str, str], Callable[[Request], Awaitable[Any]]]:
         async def status(req: Request) -> Any:

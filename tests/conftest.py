@@ -56,6 +56,23 @@ class LabHandle:
         name = "talosconfig" if role == "admin" else f"talosconfig-{role}"
         return TalosClient.from_talosconfig(self.dir / name, **kw)
 
+    def omni(self, **kw: Any) -> Any:
+        """An OmniClient for this lab's Omni, signed with the service account it wrote."""
+        import yaml
+
+        from providers.codec.siderov1 import decode_service_account
+        from providers.omni import OmniClient, TLSOptions
+        from providers.omniconfig import parse_endpoint
+
+        spec = yaml.safe_load((self.dir / "import.yaml").read_text())["omni"]
+        account = decode_service_account((self.dir / "service-account.key").read_text())
+        return OmniClient(
+            parse_endpoint(spec["url"], where="import.yaml"),
+            account.key,
+            tls=TLSOptions(ca_file=self.dir / "lab-ca.pem"),
+            **kw,
+        )
+
     def status(self, *, with_configs: bool = False) -> dict[str, Any]:
         from lab.control import status
 
