@@ -1,0 +1,414 @@
+"""The lab's Omni: ``cosi.resource.State`` over TLS with siderov1 signatures (omni-wire.md §2-3).
+
+``OmniSim`` serves Omni's COSI State service on loopback with real TLS and grpclib: every call is
+checked like Omni's interceptor does (siderov1 signature, ±5 min skew, registered key and its
+role), authorized by type and verb, validated (including the cluster lock rules), then applied
+to an in-memory COSI store (``lab/omni_store.py``) that the controllers of
+``lab/omni_controllers.py`` react to. The Talos side of the lab tells it when a node joins or
+leaves (``on_node_joined``/``on_node_left``), and it reaches nodes only through ``NodeGateway``.
+
+Faults (``lab/faults.py``): every call first sleeps ``faults.delay()``, then fails with the
+configured code if ``faults.omni_failure(method, type)`` matches.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets
+import socket
+import ssl
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server
+
+from lab.faults import Faults
+from lab.omni_access import ANONYMOUS, Caller, Role
+from lab.omni_controllers import (
+    ConfigApplyController,
+    Context,
+    MachineStatusController,
+    NodeGateway,
+    NodeInfo,
+    RenderRequest,
+)
+from lab.omni_render import (
+    JoinOptions,
+    config_patch_problems,
+    render_machine_config,
+    secrets_bundle_problem,
+)
+from lab.omni_runtime import Runtime
+from lab.omni_service import StateService
+from lab.omni_store import (
+    PHASE_RUNNING,
+    Resource,
+    Store,
+)
+from lab.omni_types import (
+    CLUSTER_SECRETS,
+    DEFAULT_JOIN_TOKENS,
+    FEATURES_CONFIGS,
+    JOIN_TOKEN_USAGES,
+    LINKS,
+    NS_DEFAULT,
+    NS_EPHEMERAL,
+    SIDEROLINK_API_CONFIGS,
+    SYS_VERSIONS,
+    TALOS_VERSIONS,
+    TYPES,
+    ClusterSecretsData,
+    JoinTokenUsageData,
+)
+from lab.omni_validate import Checks, Validator
+from providers.codec import siderov1
+from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
+
+__all__ = ["NodeGateway", "OmniSeed", "OmniSim", "Role", "default_talos_versions"]
+
+log = logging.getLogger("lab.omni")
+
+
+def default_talos_versions() -> dict[str, list[str]]:
+    """Talos versions the lab's Omni knows, each with its compatible Kubernetes versions."""
+    k8s = {
+        "1.9": ["1.27.16", "1.28.15", "1.29.15", "1.30.14", "1.31.13", "1.32.9"],
+        "1.10": ["1.28.15", "1.29.15", "1.30.14", "1.31.13", "1.32.9", "1.33.5"],
+        "1.11": ["1.29.15", "1.30.14", "1.31.13", "1.32.9", "1.33.5", "1.34.1"],
+        "1.12": ["1.30.14", "1.31.13", "1.32.9", "1.33.5", "1.34.1", "1.35.0"],
+    }
+    patches = {"1.9": 6, "1.10": 7, "1.11": 5, "1.12": 0}
+    out: dict[str, list[str]] = {}
+    for minor, last in patches.items():
+        for patch in range(last + 1):
+            out[f"{minor}.{patch}"] = list(k8s[minor])
+    return out
+
+
+@dataclass
+class OmniSeed:
+    """What the lab's Omni starts with (omni-wire.md §5.6) and how it advertises itself."""
+
+    talos_versions: dict[str, list[str]] = field(default_factory=default_talos_versions)
+    join_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    machine_api_url: str = "https://127.0.0.1:8090"
+    """``SiderolinkAPIConfig.machine_api_advertised_url`` (the base of ``apiUrl``)."""
+    wireguard_endpoint: str = "127.0.0.1:50180"
+    events_port: int = 8090
+    logs_port: int = 8092
+    image_factory_base_url: str = "https://factory.talos.dev"
+    siderolink_host: str = "fdae:41e4:649b:9303::1"
+    load_balancer_port_base: int = 10000
+    backend_version: str = "1.3.0"
+    instance_name: str = "lab"
+    cluster_import_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class _Key:
+    public: siderov1.PublicKey
+    role: Role
+    identity: str
+
+
+# ---- the simulator -------------------------------------------------------------------------
+
+
+class OmniSim:
+    """An Omni instance for the lab: COSI over TLS, roles, validations and controllers."""
+
+    def __init__(
+        self,
+        *,
+        tls_cert: bytes,
+        tls_key: bytes,
+        seed: OmniSeed | None = None,
+        gateway: NodeGateway,
+        faults: Faults | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.seed = seed or OmniSeed()
+        self.faults = faults or Faults()
+        self.gateway = gateway
+        self.clock = clock
+        self.store = Store(clock)
+        self.nodes: dict[str, NodeInfo] = {}
+        self._keys: dict[str, _Key] = {}
+        self._tls = self._ssl_context(tls_cert, tls_key)
+        self.validator = Validator(
+            self.store,
+            Checks(
+                config_patch=config_patch_problems,
+                secrets_bundle=secrets_bundle_problem,
+                cluster_import_enabled=self.seed.cluster_import_enabled,
+            ),
+        )
+        self.join = JoinOptions(
+            api_url=self.seed.machine_api_url,
+            join_token=self.seed.join_token,
+            listen_host=self.seed.siderolink_host,
+            events_port=self.seed.events_port,
+            logs_port=self.seed.logs_port,
+        )
+        self._ctx = Context(
+            store=self.store,
+            nodes=self.nodes,
+            gateway=gateway,
+            render=self.render,
+            siderolink_host=self.seed.siderolink_host,
+            load_balancer_port_base=self.seed.load_balancer_port_base,
+        )
+        self.runtime = Runtime(self._ctx)
+        self._server: Server | None = None
+        self.port: int | None = None
+        self._seed_resources()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _ssl_context(cert: bytes, key: bytes) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.set_alpn_protocols(["h2"])
+        with tempfile.TemporaryDirectory(prefix="omni-tls-") as tmp:
+            cert_path, key_path = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+            with open(cert_path, "wb") as fh:
+                fh.write(cert)
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+            ctx.load_cert_chain(cert_path, key_path)
+        return ctx
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve on ``host:port`` (0 picks a free port); returns the port."""
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        self.port = sock.getsockname()[1]
+        self.runtime.start()
+        self._server = Server([StateService(self)])
+        await self._server.start(sock=sock, ssl=self._tls)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await self.runtime.stop()
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the controllers have nothing left to do."""
+        await self.runtime.settle(timeout)
+
+    # ---- authentication --------------------------------------------------------------------
+
+    def register_public_key(self, armored_public_key: str, role: Role | str, identity: str) -> str:
+        """Register a confirmed key for ``identity`` with ``role``; returns its fingerprint."""
+        key = siderov1.PublicKey.from_armored(armored_public_key)
+        role = role if isinstance(role, Role) else Role.parse(role)
+        self._keys[key.fingerprint] = _Key(key, role, identity)
+        return key.fingerprint
+
+    def authenticate(self, metadata: Any, method: str) -> Caller:
+        """Omni's signature interceptor: no signature at all is anonymous, a bad one is refused."""
+        if not metadata or siderov1.SIGNATURE_HEADER not in metadata:
+            return ANONYMOUS
+        try:
+            call = siderov1.verify(
+                metadata,
+                method,
+                {fp: k.public for fp, k in self._keys.items()},
+                self.clock(),
+            )
+        except siderov1.SignatureRejected as exc:
+            log.info("rejected signature on %s: %s", method, exc.reason)
+            raise GRPCError(Status.UNAUTHENTICATED, "invalid signature") from None
+        return Caller(identity=call.identity, role=self._keys[call.fingerprint].role)
+
+    # ---- seed ------------------------------------------------------------------------------
+
+    def _seed_resources(self) -> None:
+        seed = self.seed
+
+        def put(ns: str, type_: str, id_: str, spec: Any) -> None:
+            self.store.create(Resource(ns, type_, id_, spec), owner=TYPES[type_].owner)
+
+        put(
+            NS_DEFAULT,
+            DEFAULT_JOIN_TOKENS,
+            "default",
+            siderolink_pb2.DefaultJoinTokenSpec(token_id=seed.join_token),
+        )
+        put(
+            NS_DEFAULT,
+            SIDEROLINK_API_CONFIGS,
+            "siderolink-config",
+            siderolink_pb2.SiderolinkAPIConfigSpec(
+                machine_api_advertised_url=seed.machine_api_url,
+                wireguard_advertised_endpoint=seed.wireguard_endpoint,
+                events_port=seed.events_port,
+                logs_port=seed.logs_port,
+            ),
+        )
+        versions = sorted(seed.talos_versions, key=_version_key)
+        for version in versions:
+            put(
+                NS_DEFAULT,
+                TALOS_VERSIONS,
+                version,
+                omni_pb2.TalosVersionSpec(
+                    version=version,
+                    compatible_kubernetes_versions=seed.talos_versions[version],
+                    upgradable_talos_versions=[
+                        v for v in versions if _version_key(v) > _version_key(version)
+                    ],
+                ),
+            )
+        put(
+            NS_DEFAULT,
+            FEATURES_CONFIGS,
+            "features-config",
+            omni_pb2.FeaturesConfigSpec(image_factory_base_url=seed.image_factory_base_url),
+        )
+        put(
+            NS_EPHEMERAL,
+            SYS_VERSIONS,
+            "current",
+            system_pb2.SysVersionSpec(
+                backend_version=seed.backend_version,
+                instance_name=seed.instance_name,
+                backend_api_version=1,
+            ),
+        )
+
+    # ---- the Talos side's seam -------------------------------------------------------------
+
+    async def on_node_joined(
+        self,
+        *,
+        machine_uuid: str,
+        address: str,
+        hostname: str,
+        talos_version: str,
+        role: str,
+        schematic_id: str | None,
+    ) -> None:
+        """A node applied SideroLinkConfig and registered: its Link, then Machine and status."""
+        known = self.nodes.get(machine_uuid)
+        self.nodes[machine_uuid] = NodeInfo(
+            machine_uuid=machine_uuid,
+            address=address,
+            hostname=hostname,
+            talos_version=talos_version,
+            role=role,
+            schematic_id=schematic_id,
+            connected=True,
+            initial_talos_version=known.initial_talos_version if known else talos_version,
+        )
+        spec = _link_spec(machine_uuid, address, connected=True)
+        link = self.store.get(NS_DEFAULT, LINKS, machine_uuid)
+        if link is None:
+            self.store.create(Resource(NS_DEFAULT, LINKS, machine_uuid, spec))
+        elif link.phase == PHASE_RUNNING and link.spec != spec:
+            link.spec = spec
+            self.store.update(link)
+        if self.store.peek(NS_DEFAULT, JOIN_TOKEN_USAGES, machine_uuid) is None:
+            self.store.create(
+                Resource(
+                    NS_DEFAULT,
+                    JOIN_TOKEN_USAGES,
+                    machine_uuid,
+                    JoinTokenUsageData(self.seed.join_token),
+                ),
+                owner=TYPES[JOIN_TOKEN_USAGES].owner,
+            )
+        self.runtime.enqueue(MachineStatusController, machine_uuid)
+
+    async def on_node_left(self, machine_uuid: str) -> None:
+        """A node dropped its SideroLinkConfig: its Link (and so its Machine) disconnects."""
+        node = self.nodes.get(machine_uuid)
+        if node is not None:
+            node.connected = False
+        link = self.store.get(NS_DEFAULT, LINKS, machine_uuid)
+        if link is not None and link.spec.connected:
+            link.spec.connected = False
+            self.store.update(link)
+        self.runtime.enqueue(MachineStatusController, machine_uuid)
+
+    # ---- config rendering ------------------------------------------------------------------
+
+    def render(self, request: RenderRequest) -> bytes:
+        """The full config Omni pushes to a machine after unlock (one function: the seam)."""
+        return render_machine_config(request, self.join)
+
+    def rendered_config(self, machine_uuid: str) -> bytes | None:
+        """What Omni would push to ``machine_uuid`` now (None if it cannot render yet)."""
+        controller = self.runtime.controller(ConfigApplyController)
+        assert isinstance(controller, ConfigApplyController)
+        request = controller.request_for(machine_uuid)
+        return self.render(request) if request is not None else None
+
+    # ---- lab status and admin ----------------------------------------------------------------
+
+    def resources(self) -> list[dict[str, Any]]:
+        """Every stored resource as a summary for ``lab status`` (no spec, so no secret)."""
+        out = []
+        for res in sorted(self.store.all(), key=lambda r: (r.namespace, r.type, r.id)):
+            out.append(
+                {
+                    "namespace": res.namespace,
+                    "type": res.type,
+                    "id": res.id,
+                    "version": res.version,
+                    "owner": res.owner,
+                    "phase": res.phase,
+                    "finalizers": list(res.finalizers),
+                    "labels": dict(res.labels),
+                    "annotations": dict(res.annotations),
+                }
+            )
+        return out
+
+    def mark_ca_rotated(
+        self, cluster_id: str, *, talos: bool = True, kubernetes: bool = True
+    ) -> None:
+        """Record CA rotations on the cluster's secrets (Omni's ``secret rotate`` outcome)."""
+        secrets_res = self.store.get(NS_DEFAULT, CLUSTER_SECRETS, cluster_id)
+        if secrets_res is None:
+            raise KeyError(f"cluster {cluster_id!r} has no ClusterSecrets")
+        data: ClusterSecretsData = secrets_res.spec
+        secrets_res.spec = replace(
+            data,
+            talos_ca_rotated=data.talos_ca_rotated or talos,
+            kubernetes_ca_rotated=data.kubernetes_ca_rotated or kubernetes,
+        )
+        self.store.update(secrets_res, owner=secrets_res.owner)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def _link_spec(
+    machine_uuid: str, address: str, *, connected: bool
+) -> siderolink_pb2.SiderolinkSpec:
+    """A Link for a node: a stable SideroLink address and WireGuard key derived from its UUID."""
+    digest = hashlib.sha256(machine_uuid.encode()).digest()
+    groups = [f"{int.from_bytes(digest[i : i + 2], 'big'):x}" for i in range(0, 8, 2)]
+    subnet = "fdae:41e4:649b:9303:" + ":".join(groups) + "/64"
+    return siderolink_pb2.SiderolinkSpec(
+        node_subnet=subnet,
+        node_public_key=base64.b64encode(digest).decode(),
+        last_endpoint=f"{address}:51820",
+        connected=connected,
+        remote_addr=f"{address}:51820",
+    )

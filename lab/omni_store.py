@@ -1,0 +1,357 @@
+"""The simulated Omni's resource store: COSI's in-memory state semantics in plain Python.
+
+Omni keeps its resources in a COSI state (versions, owners, phases, finalizers, label queries,
+watches); the gRPC layer and the validation hooks sit on top of it. This module is that state
+alone, with COSI's error texts, so the wire adapter (``lab/omni.py``) only translates messages
+and the controllers (``lab/omni_controllers.py``) work on the same objects Omni's do.
+
+Single-threaded by design: every method runs to completion on the event loop, and listeners are
+called synchronously after each change, in order, so watchers never miss or reorder events.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from grpclib.const import Status
+
+PHASE_RUNNING = "running"
+PHASE_TEARING_DOWN = "tearingDown"
+VERSION_UNDEFINED = 0
+
+
+def q(text: object) -> str:
+    """Go's ``%q`` for the strings in Omni's messages (double quotes, JSON-style escapes)."""
+    return json.dumps(str(text), ensure_ascii=False)
+
+
+class StateError(Exception):
+    """A store failure with the gRPC status Omni answers for it and COSI's message."""
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _spec_copy(spec: Any) -> Any:
+    """Protobuf specs are mutable, so copy them; internal specs are frozen dataclasses."""
+    if hasattr(spec, "CopyFrom"):
+        new = type(spec)()
+        new.CopyFrom(spec)
+        return new
+    return spec
+
+
+@dataclass
+class Resource:
+    """One resource: COSI metadata plus a spec (a protobuf message, or a frozen dataclass)."""
+
+    namespace: str
+    type: str
+    id: str
+    spec: Any = None
+    version: int = VERSION_UNDEFINED
+    owner: str = ""
+    phase: str = PHASE_RUNNING
+    created: float | None = None
+    updated: float | None = None
+    finalizers: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.namespace, self.type, self.id)
+
+    def ref(self) -> str:
+        """COSI's rendering of a resource in messages: ``Type(ns/id@version)``."""
+        return render_ref(self.namespace, self.type, self.id, self.version)
+
+    def copy(self) -> Resource:
+        return Resource(
+            namespace=self.namespace,
+            type=self.type,
+            id=self.id,
+            spec=_spec_copy(self.spec),
+            version=self.version,
+            owner=self.owner,
+            phase=self.phase,
+            created=self.created,
+            updated=self.updated,
+            finalizers=list(self.finalizers),
+            labels=dict(self.labels),
+            annotations=dict(self.annotations),
+        )
+
+
+def render_ref(namespace: str, type_: str, id_: str, version: int = VERSION_UNDEFINED) -> str:
+    ver = "undefined" if version == VERSION_UNDEFINED else str(version)
+    return f"{type_}({namespace}/{id_}@{ver})"
+
+
+def render_finalizers(finalizers: Iterable[str]) -> str:
+    """Go's ``%s`` of a string slice: ``[A B]``."""
+    return "[" + " ".join(finalizers) + "]"
+
+
+def not_found(namespace: str, type_: str, id_: str, version: int = VERSION_UNDEFINED) -> StateError:
+    ref = render_ref(namespace, type_, id_, version)
+    return StateError(Status.NOT_FOUND, f"resource {ref} doesn't exist")
+
+
+class LabelOp(IntEnum):
+    EXISTS = 0
+    EQUAL = 1
+    NOT_EXISTS = 2
+    IN = 3
+    LT = 4
+    LTE = 5
+    LT_NUMERIC = 6
+    LTE_NUMERIC = 7
+
+
+@dataclass(frozen=True)
+class LabelTerm:
+    key: str
+    op: LabelOp = LabelOp.EXISTS
+    values: tuple[str, ...] = ()
+    invert: bool = False
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        present = self.key in labels
+        value = labels.get(self.key, "")
+        first = self.values[0] if self.values else ""
+        if self.op == LabelOp.EXISTS:
+            result = present
+        elif self.op == LabelOp.NOT_EXISTS:
+            result = not present
+        elif self.op == LabelOp.EQUAL:
+            result = present and value == first
+        elif self.op == LabelOp.IN:
+            result = present and value in self.values
+        elif self.op in (LabelOp.LT, LabelOp.LTE):
+            result = present and (value < first or (self.op == LabelOp.LTE and value == first))
+        else:
+            try:
+                left, right = float(value), float(first)
+            except ValueError:
+                return False if not self.invert else True
+            result = present and (
+                left < right or (self.op == LabelOp.LTE_NUMERIC and left == right)
+            )
+        return result != self.invert
+
+
+LabelQuery = tuple[LabelTerm, ...]
+"""All terms must hold; a list of queries matches when any query does (COSI's LabelQueries)."""
+
+
+def matches_queries(labels: dict[str, str], queries: Iterable[LabelQuery]) -> bool:
+    queries = list(queries)
+    if not queries:
+        return True
+    return any(all(term.matches(labels) for term in query) for query in queries)
+
+
+def equal(key: str, value: str) -> LabelQuery:
+    return (LabelTerm(key, LabelOp.EQUAL, (value,)),)
+
+
+EVENT_CREATED = "created"
+EVENT_UPDATED = "updated"
+EVENT_DESTROYED = "destroyed"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # EVENT_CREATED / EVENT_UPDATED / EVENT_DESTROYED
+    resource: Resource
+    old: Resource | None = None
+
+
+Listener = Callable[[Event], None]
+
+
+class Store:
+    """COSI in-memory state: Create/Update/Destroy/Teardown with versions, owners and finalizers.
+
+    Readers get copies; listeners receive the stored objects and must not mutate them.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._items: dict[tuple[str, str], dict[str, Resource]] = {}
+        self._listeners: list[Listener] = []
+
+    # ---- listeners -------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` after every change; returns the function that unsubscribes."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _publish(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    def _collection(self, namespace: str, type_: str) -> dict[str, Resource]:
+        return self._items.setdefault((namespace, type_), {})
+
+    def peek(self, namespace: str, type_: str, id_: str) -> Resource | None:
+        """The stored object itself (no copy): for controllers that only read it."""
+        return self._items.get((namespace, type_), {}).get(id_)
+
+    def get(self, namespace: str, type_: str, id_: str) -> Resource | None:
+        res = self.peek(namespace, type_, id_)
+        return res.copy() if res is not None else None
+
+    def require(self, namespace: str, type_: str, id_: str) -> Resource:
+        res = self.get(namespace, type_, id_)
+        if res is None:
+            raise not_found(namespace, type_, id_)
+        return res
+
+    def scan(
+        self,
+        namespace: str,
+        type_: str,
+        queries: Iterable[LabelQuery] = (),
+        id_regexp: str | None = None,
+    ) -> list[Resource]:
+        """Stored objects (no copies) matching the label queries and ID regexp, sorted by ID."""
+        queries = list(queries)
+        pattern = re.compile(id_regexp) if id_regexp else None
+        out = [
+            res
+            for res in self._items.get((namespace, type_), {}).values()
+            if matches_queries(res.labels, queries) and (pattern is None or pattern.search(res.id))
+        ]
+        out.sort(key=lambda r: r.id)
+        return out
+
+    def list(
+        self,
+        namespace: str,
+        type_: str,
+        queries: Iterable[LabelQuery] = (),
+        id_regexp: str | None = None,
+    ) -> list[Resource]:
+        return [res.copy() for res in self.scan(namespace, type_, queries, id_regexp)]
+
+    def all(self) -> list[Resource]:
+        return [res for coll in self._items.values() for res in coll.values()]
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    def create(self, res: Resource, owner: str = "") -> Resource:
+        new = res.copy()
+        new.owner = owner
+        coll = self._collection(new.namespace, new.type)
+        if new.id in coll:
+            raise StateError(Status.ALREADY_EXISTS, f"resource {new.ref()} already exists")
+        new.version = 1
+        new.created = self._clock()
+        new.updated = new.created
+        coll[new.id] = new
+        self._publish(Event(EVENT_CREATED, new))
+        return new.copy()
+
+    def update(self, res: Resource, owner: str = "", expected_phase: str | None = None) -> Resource:
+        """Replace a resource; ``res.version`` must be the stored version (COSI semantics)."""
+        coll = self._collection(res.namespace, res.type)
+        cur = coll.get(res.id)
+        if cur is None:
+            raise not_found(res.namespace, res.type, res.id, res.version)
+        if cur.owner != owner:
+            raise StateError(
+                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {q(cur.owner)}"
+            )
+        if cur.version != res.version:
+            raise StateError(
+                Status.FAILED_PRECONDITION,
+                f"resource {cur.ref()} update conflict: expected version "
+                f'"{_ver(res.version)}", actual version "{cur.version}"',
+            )
+        if expected_phase is not None and cur.phase != expected_phase:
+            raise StateError(
+                Status.INVALID_ARGUMENT, f"resource {cur.ref()} is not in phase {expected_phase}"
+            )
+        new = res.copy()
+        new.owner = cur.owner
+        new.version = cur.version + 1
+        new.created = cur.created
+        new.updated = self._clock()
+        coll[new.id] = new
+        self._publish(Event(EVENT_UPDATED, new, cur))
+        return new.copy()
+
+    def destroy(self, namespace: str, type_: str, id_: str, owner: str = "") -> None:
+        coll = self._collection(namespace, type_)
+        cur = coll.get(id_)
+        if cur is None:
+            raise not_found(namespace, type_, id_)
+        if cur.owner != owner:
+            raise StateError(
+                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {q(cur.owner)}"
+            )
+        if cur.finalizers:
+            raise StateError(
+                Status.FAILED_PRECONDITION,
+                f"resource {cur.ref()} has pending finalizers {render_finalizers(cur.finalizers)}",
+            )
+        del coll[id_]
+        self._publish(Event(EVENT_DESTROYED, cur))
+
+    def teardown(self, namespace: str, type_: str, id_: str, owner: str = "") -> bool:
+        """Move to phase tearingDown (idempotent); True when no finalizers remain."""
+        cur = self.peek(namespace, type_, id_)
+        if cur is None:
+            raise not_found(namespace, type_, id_)
+        if cur.owner != owner:
+            raise StateError(
+                Status.PERMISSION_DENIED, f"resource {cur.ref()} is owned by {q(cur.owner)}"
+            )
+        if cur.phase != PHASE_TEARING_DOWN:
+            self._mutate(cur, lambda r: setattr(r, "phase", PHASE_TEARING_DOWN))
+        return not self.peek(namespace, type_, id_).finalizers  # type: ignore[union-attr]
+
+    def add_finalizer(self, namespace: str, type_: str, id_: str, name: str) -> bool:
+        """Add a finalizer whatever the owner (as COSI controllers do); True if it changed."""
+        cur = self.peek(namespace, type_, id_)
+        if cur is None or name in cur.finalizers:
+            return False
+        self._mutate(cur, lambda r: r.finalizers.append(name))
+        return True
+
+    def remove_finalizer(self, namespace: str, type_: str, id_: str, name: str) -> bool:
+        cur = self.peek(namespace, type_, id_)
+        if cur is None or name not in cur.finalizers:
+            return False
+        self._mutate(cur, lambda r: r.finalizers.remove(name))
+        return True
+
+    def _mutate(self, cur: Resource, edit: Callable[[Resource], None]) -> None:
+        new = cur.copy()
+        edit(new)
+        new.version = cur.version + 1
+        new.updated = self._clock()
+        self._collection(cur.namespace, cur.type)[cur.id] = new
+        self._publish(Event(EVENT_UPDATED, new, cur))
+
+
+def _ver(version: int) -> str:
+    return "undefined" if version == VERSION_UNDEFINED else str(version)

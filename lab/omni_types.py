@@ -1,0 +1,246 @@
+"""Which Omni resource types the lab knows, their specs, owners and API access class.
+
+One table (``TYPES``) drives the wire adapter (spec decoding, YAML rendering), authorization and
+the controllers, so a type's facts live in one place. Internal types (ClusterSecrets and the
+controllers' bookkeeping) exist only in the store: like Omni, the API gives no access to them.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import yaml
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
+
+NS_DEFAULT = "default"
+NS_EPHEMERAL = "ephemeral"
+
+IMPORTED_CLUSTER_SECRETS = "ImportedClusterSecrets.omni.sidero.dev"
+CLUSTERS = "Clusters.omni.sidero.dev"
+MACHINE_SETS = "MachineSets.omni.sidero.dev"
+MACHINE_SET_NODES = "MachineSetNodes.omni.sidero.dev"
+CONFIG_PATCHES = "ConfigPatches.omni.sidero.dev"
+CLUSTER_STATUSES = "ClusterStatuses.omni.sidero.dev"
+CLUSTER_MACHINES = "ClusterMachines.omni.sidero.dev"
+LINKS = "Links.omni.sidero.dev"
+MACHINES = "Machines.omni.sidero.dev"
+MACHINE_STATUSES = "MachineStatuses.omni.sidero.dev"
+DEFAULT_JOIN_TOKENS = "DefaultJoinTokens.omni.sidero.dev"
+SIDEROLINK_API_CONFIGS = "SiderolinkAPIConfigs.omni.sidero.dev"
+TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
+FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
+SYS_VERSIONS = "SysVersions.system.sidero.dev"
+# internal: never served
+CLUSTER_SECRETS = "ClusterSecrets.omni.sidero.dev"
+JOIN_TOKEN_USAGES = "JoinTokenUsages.omni.sidero.dev"
+LOAD_BALANCER_CONFIGS = "LoadBalancerConfigs.omni.sidero.dev"
+CLUSTER_MACHINE_CONFIG_STATUSES = "ClusterMachineConfigStatuses.omni.sidero.dev"
+
+# label and annotation keys (omni-wire.md §1)
+PREFIX = "omni.sidero.dev/"
+LABEL_CLUSTER = PREFIX + "cluster"
+LABEL_MACHINE_SET = PREFIX + "machine-set"
+LABEL_CLUSTER_MACHINE = PREFIX + "cluster-machine"
+LABEL_MACHINE = PREFIX + "machine"
+LABEL_ROLE_CONTROLPLANE = PREFIX + "role-controlplane"
+LABEL_ROLE_WORKER = PREFIX + "role-worker"
+LABEL_TAINTED_BY_IMPORTING = PREFIX + "tainted-by-importing"
+ANNOTATION_CLUSTER_LOCKED = PREFIX + "cluster-locked"
+ANNOTATION_IMPORT_IN_PROGRESS = PREFIX + "cluster-import-is-in-progress"
+ANNOTATION_MACHINE_LOCKED = PREFIX + "locked"
+
+
+class Access(Enum):
+    """Authorization class of a type (omni-wire.md §3.5)."""
+
+    USER_MANAGED = "user-managed"  # Reader reads, Operator writes
+    READ_ONLY = "read-only"  # controller-owned: Reader reads, nobody writes
+    INFRA_READ = "infra-read"  # InfraProvider or better reads, nobody writes
+    SIGNATURE_READ = "signature-read"  # any valid signature reads, nobody writes
+    CREATE_DESTROY = "create-destroy"  # Operator creates and destroys, nobody reads
+    READ_DESTROY = "read-destroy"  # Reader reads, Operator destroys/tears down
+    NONE = "none"  # internal bookkeeping: no access is permitted
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    type: str
+    namespace: str
+    spec: type[Message] | None
+    access: Access
+    owner: str = ""
+    """The controller that owns resources of this type ("" for user-managed)."""
+    cluster_scoped: bool = False
+    """The cluster ID is the resource ID, or its ``cluster`` label (for per-cluster checks)."""
+
+
+_T = TypeInfo
+TYPES: dict[str, TypeInfo] = {
+    t.type: t
+    for t in [
+        _T(
+            IMPORTED_CLUSTER_SECRETS,
+            NS_DEFAULT,
+            omni_pb2.ImportedClusterSecretsSpec,
+            Access.CREATE_DESTROY,
+        ),
+        _T(CLUSTERS, NS_DEFAULT, omni_pb2.ClusterSpec, Access.USER_MANAGED, cluster_scoped=True),
+        _T(MACHINE_SETS, NS_DEFAULT, omni_pb2.MachineSetSpec, Access.USER_MANAGED, "", True),
+        _T(
+            MACHINE_SET_NODES,
+            NS_DEFAULT,
+            omni_pb2.MachineSetNodeSpec,
+            Access.USER_MANAGED,
+            "",
+            True,
+        ),
+        _T(CONFIG_PATCHES, NS_DEFAULT, omni_pb2.ConfigPatchSpec, Access.USER_MANAGED, "", True),
+        _T(
+            CLUSTER_STATUSES,
+            NS_DEFAULT,
+            omni_pb2.ClusterStatusSpec,
+            Access.READ_ONLY,
+            "ClusterStatusController",
+            True,
+        ),
+        _T(
+            CLUSTER_MACHINES,
+            NS_DEFAULT,
+            omni_pb2.ClusterMachineSpec,
+            Access.READ_ONLY,
+            "MachineSetStatusController",
+            True,
+        ),
+        _T(LINKS, NS_DEFAULT, siderolink_pb2.SiderolinkSpec, Access.READ_DESTROY),
+        _T(MACHINES, NS_DEFAULT, omni_pb2.MachineSpec, Access.INFRA_READ, "MachineController"),
+        _T(
+            MACHINE_STATUSES,
+            NS_DEFAULT,
+            omni_pb2.MachineStatusSpec,
+            Access.READ_ONLY,
+            "MachineStatusController",
+        ),
+        _T(
+            DEFAULT_JOIN_TOKENS,
+            NS_DEFAULT,
+            siderolink_pb2.DefaultJoinTokenSpec,
+            Access.USER_MANAGED,
+        ),
+        _T(
+            SIDEROLINK_API_CONFIGS,
+            NS_DEFAULT,
+            siderolink_pb2.SiderolinkAPIConfigSpec,
+            Access.INFRA_READ,
+            "SiderolinkAPIConfigController",
+        ),
+        _T(
+            TALOS_VERSIONS,
+            NS_DEFAULT,
+            omni_pb2.TalosVersionSpec,
+            Access.SIGNATURE_READ,
+            "VersionsController",
+        ),
+        _T(FEATURES_CONFIGS, NS_DEFAULT, omni_pb2.FeaturesConfigSpec, Access.SIGNATURE_READ),
+        _T(SYS_VERSIONS, NS_EPHEMERAL, system_pb2.SysVersionSpec, Access.SIGNATURE_READ),
+        _T(CLUSTER_SECRETS, NS_DEFAULT, None, Access.NONE, "SecretsController", True),
+        _T(JOIN_TOKEN_USAGES, NS_DEFAULT, None, Access.NONE, "JoinTokenUsageController"),
+        _T(
+            LOAD_BALANCER_CONFIGS,
+            NS_DEFAULT,
+            None,
+            Access.NONE,
+            "LoadBalancerController",
+            True,
+        ),
+        _T(
+            CLUSTER_MACHINE_CONFIG_STATUSES,
+            NS_DEFAULT,
+            None,
+            Access.NONE,
+            "ClusterMachineConfigStatusController",
+            True,
+        ),
+    ]
+}
+
+USER_MANAGED_DESTROYABLE = frozenset(
+    {CLUSTERS, MACHINE_SETS, MACHINE_SET_NODES, CONFIG_PATCHES, DEFAULT_JOIN_TOKENS, LINKS}
+)
+"""Types the generic destroy controller removes once torn down and free of finalizers."""
+
+
+# ---- internal specs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterSecretsData:
+    """Omni's ClusterSecrets: the bundle the cluster's configs are rendered with."""
+
+    data: str
+    imported: bool = False
+    talos_ca_rotated: bool = False
+    kubernetes_ca_rotated: bool = False
+
+
+@dataclass(frozen=True)
+class JoinTokenUsageData:
+    token_id: str
+
+
+@dataclass(frozen=True)
+class LoadBalancerData:
+    """Where Omni's per-cluster Kubernetes API load balancer listens over SideroLink."""
+
+    bind_port: int
+    siderolink_endpoint: str
+
+
+@dataclass(frozen=True)
+class ConfigStatusData:
+    """What the config controller last pushed to a machine, or why it failed."""
+
+    config_sha256: str = ""
+    last_error: str = ""
+    attempts: int = 0
+
+
+# ---- YAML rendering (informational yaml_spec) ---------------------------------------------
+
+
+def spec_to_plain(msg: Message) -> dict[str, Any]:
+    """The spec as go-yaml renders Omni's Go structs: every field, names lowercased."""
+    out: dict[str, Any] = {}
+    for fd in msg.DESCRIPTOR.fields:
+        key = fd.name.replace("_", "").lower()
+        value = getattr(msg, fd.name)
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            out[key] = {
+                k: _plain(fd.message_type.fields_by_name["value"], v) for k, v in value.items()
+            } or None
+        elif fd.is_repeated:
+            out[key] = [_plain(fd, v) for v in value] or None
+        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+            out[key] = spec_to_plain(value) if msg.HasField(fd.name) else None
+        else:
+            out[key] = _plain(fd, value)
+    return out
+
+
+def _plain(fd: FieldDescriptor, value: Any) -> Any:
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        return spec_to_plain(value)
+    if fd.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode()
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        return int(value)
+    return value
+
+
+def spec_yaml(msg: Message) -> str:
+    return yaml.safe_dump(spec_to_plain(msg), sort_keys=False)
