@@ -25,10 +25,11 @@ from planner.discover import (
     read_members,
     read_nodes,
     read_omni,
+    role_hints,
     run_health_check,
 )
 from planner.errors import OmniportError
-from planner.facts import ClusterFacts, HealthFacts, NodeFacts
+from planner.facts import ClusterFacts, FactoryFacts, HealthFacts, Member, NodeFacts
 from planner.join import JoinOptions
 from planner.machineconfig import document as mcdoc
 from planner.machineconfig.diff import diff
@@ -113,36 +114,66 @@ async def discover(
     env: Mapping[str, str] | None = None,
     health_check: bool | None = None,
 ) -> ClusterFacts:
-    """Read Talos, Omni and the Image Factory. Changes nothing anywhere."""
+    """Read Talos, Omni and the Image Factory. Changes nothing anywhere.
+
+    The nodes, the discovery members and Omni's settings are read at once; once the nodes are
+    known, the health check, the Omni cluster lookup and the factory checks run together (see
+    ``planner.discover.critical_path_round_trips`` for what that costs in round trips).
+    """
     timeouts = timeouts or Timeouts()
     env = dict(os.environ if env is None else env)
     talos = talos_client(spec, timeouts, env)
     omni = omni_client(spec, timeouts, env)
+    run_health = spec.health_check if health_check is None else health_check
     async with talos, omni:
-        nodes_task = asyncio.create_task(read_nodes(talos, spec.talos.nodes))
+        hints: dict[str, str] = {}
         members_task = asyncio.create_task(read_members(talos, spec.talos.nodes[0]))
-        nodes = await nodes_task
-        cluster_name = next(
-            (n.cluster_name for n in nodes if n.role == "controlplane" and n.cluster_name), None
-        )
-        omni_facts = await read_omni(omni, omni.endpoint.url, cluster_name)
-        members = await members_task
+
+        def learn_roles(task: asyncio.Task[tuple[Member, ...] | None]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                hints.update(role_hints(task.result()))
+
+        members_task.add_done_callback(learn_roles)
+        nodes_task = asyncio.create_task(read_nodes(talos, spec.talos.nodes, role_hints=hints))
+
+        async def cluster_name() -> str | None:
+            nodes = await nodes_task
+            return next(
+                (n.cluster_name for n in nodes if n.role == "controlplane" and n.cluster_name),
+                None,
+            )
+
+        name_task = asyncio.create_task(cluster_name())
+        omni_task = asyncio.create_task(read_omni(omni, omni.endpoint.url, name_task))
+        try:
+            nodes = await nodes_task
+        except BaseException:
+            for task in (name_task, omni_task, members_task):
+                task.cancel()
+            raise
         cps = [n.address for n in nodes if n.role == "controlplane" and n.error is None]
         workers = [n.address for n in nodes if n.role == "worker" and n.error is None]
-        run_health = spec.health_check if health_check is None else health_check
-        health = (
-            await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
-            if run_health and cps
-            else HealthFacts(ran=False)
+
+        async def health() -> HealthFacts:
+            if not (run_health and cps):
+                return HealthFacts(ran=False)
+            return await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
+
+        async def factory() -> FactoryFacts:
+            url = spec.image_factory.url or (await omni_task).factory_url
+            return await read_factory(
+                url, nodes, ca_file=spec.image_factory.ca_file, timeouts=timeouts
+            )
+
+        health_facts, omni_facts, factory_facts, members = await asyncio.gather(
+            health(), omni_task, factory(), members_task
         )
-    factory = await read_factory(
-        spec.image_factory.url or omni_facts.factory_url,
-        nodes,
-        ca_file=spec.image_factory.ca_file,
-        timeouts=timeouts,
-    )
     return ClusterFacts(
-        nodes=nodes, members=members, omni=omni_facts, factory=factory, health=health
+        nodes=nodes,
+        members=members,
+        omni=omni_facts,
+        factory=factory_facts,
+        health=health_facts,
     )
 
 
