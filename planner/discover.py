@@ -29,7 +29,7 @@ from planner.facts import (
     SchematicCheck,
     Service,
 )
-from providers.errors import PermissionDenied, ProviderError, Unsupported
+from providers.errors import ProviderError, TLSFailure, Unreachable
 from providers.talos import TalosClient, map_nodes
 
 T = TypeVar("T")
@@ -167,15 +167,25 @@ def role_hints(members: tuple[Member, ...] | None) -> dict[str, str]:
     return {a: m.machine_type for m in members or () for a in m.addresses if m.machine_type}
 
 
+def endpoint_failure(exc: ProviderError) -> bool:
+    """True when nothing could be talked to at the endpoint (connection refused, TLS refused),
+    as opposed to an endpoint that answered with an error (those carry a status code)."""
+    return isinstance(exc, Unreachable | TLSFailure) and exc.code is None
+
+
 async def read_members(client: TalosClient, node: str | None) -> tuple[Member, ...] | None:
-    """Discovery members seen from ``node``; None when they cannot be read."""
+    """Discovery members seen from ``node``; None when they cannot be read.
+
+    Raises the ProviderError when the endpoint itself cannot be reached (see
+    :func:`endpoint_failure`), so the caller can tell a dead endpoint from a dead node.
+    """
     if node is None:
         return None
     try:
         members = await client.members(node)
-    except (PermissionDenied, Unsupported):
-        return None
-    except ProviderError:
+    except ProviderError as exc:
+        if endpoint_failure(exc):
+            raise
         return None
     return tuple(Member(m.id, m.hostname, m.addresses, m.machine_type) for m in members)
 
@@ -217,8 +227,10 @@ async def read_omni(
 ) -> OmniFacts:
     """Everything the import needs from Omni, read concurrently (Get/List only).
 
-    ``cluster_name`` may still be in discovery (an awaitable): Omni's settings are read at
-    once, alongside the nodes, and only the cluster lookup waits for the name.
+    Errors Omni answers with become ``OmniFacts.error``; when Omni cannot be reached at all
+    the ProviderError is raised (see :func:`endpoint_failure`). ``cluster_name`` may still be
+    in discovery (an awaitable): Omni's settings are read at once, alongside the nodes, and
+    only the cluster lookup waits for the name.
     """
     calls: dict[str, Awaitable[Any]] = {
         "token": omni.get(DEFAULT_JOIN_TOKENS, "default"),
@@ -236,6 +248,9 @@ async def read_omni(
         raise
     values = await settings
     values["cluster"] = cluster
+    for key in ("token", "siderolink", "versions", "cluster"):
+        if isinstance(values[key], ProviderError) and endpoint_failure(values[key]):
+            raise values[key]
     for key in ("token", "siderolink", "versions"):
         if isinstance(values[key], ProviderError):
             return OmniFacts(url=url, error=read_error(values[key]))

@@ -42,6 +42,7 @@ from planner.machineconfig.verify import compare
 from planner.plan import ClusterInfo, Finding, NodePlan, Patch, Plan
 from planner.spec import Spec, canonical_json
 from providers import omniconfig
+from providers.errors import ProviderError
 from providers.omni import OmniClient, TLSOptions
 from providers.talos import TalosClient
 from providers.timeouts import Timeouts
@@ -147,6 +148,7 @@ async def discover(
         omni_task = asyncio.create_task(read_omni(omni, omni.endpoint.url, name_task))
         try:
             nodes = await nodes_task
+            members = await _members_or_unreachable(members_task, nodes, spec)
         except BaseException:
             for task in (name_task, omni_task, members_task):
                 task.cancel()
@@ -165,9 +167,15 @@ async def discover(
                 url, nodes, ca_file=spec.image_factory.ca_file, timeouts=timeouts
             )
 
-        health_facts, omni_facts, factory_facts, members = await asyncio.gather(
-            health(), omni_task, factory(), members_task
-        )
+        try:
+            health_facts, omni_facts, factory_facts = await asyncio.gather(
+                health(), omni_task, factory()
+            )
+        except ProviderError as exc:  # only raised when Omni cannot be reached at all
+            raise PlanningError(
+                f"cannot reach Omni at {omni.endpoint.url}: {exc.message}",
+                f"check omni.url in {spec.path} (or the omniconfig context's url)",
+            ) from None
     return ClusterFacts(
         nodes=nodes,
         members=members,
@@ -175,6 +183,26 @@ async def discover(
         factory=factory_facts,
         health=health_facts,
     )
+
+
+async def _members_or_unreachable(
+    task: asyncio.Task[tuple[Member, ...] | None], nodes: tuple[NodeFacts, ...], spec: Spec
+) -> tuple[Member, ...] | None:
+    """The discovery members; a one-line error when the Talos endpoint itself is unreachable.
+
+    Nodes behind a reachable endpoint that cannot be read are findings; an endpoint nobody
+    can talk to is a mistake in the spec or talosconfig, and a plan of it would say nothing.
+    """
+    try:
+        return await task
+    except ProviderError as exc:
+        if any(n.error is None for n in nodes):
+            return None
+        raise PlanningError(
+            f"cannot reach the Talos API: {exc.message}",
+            f"check talos.endpoints in {spec.path} (or the talosconfig context's endpoints) "
+            "and that apid listens there",
+        ) from None
 
 
 # --- computation (pure) ----------------------------------------------------------------------
