@@ -237,6 +237,9 @@ class BuildOptions:
     factory_schematic: bool = True
     factory_url: str = DEFAULT_FACTORY_URL
     cluster_name: str = DEFAULT_CLUSTER_NAME
+    node_talos_versions: tuple[tuple[str, str], ...] = ()
+    """(node address, Talos tag) pairs: nodes that run another version than ``talos_version``
+    (a cluster in the middle of an upgrade)."""
 
     def resolved(self) -> BuildOptions:
         """Defaults filled in and checked; raises ValueError with a user-facing sentence."""
@@ -265,6 +268,24 @@ class BuildOptions:
             raise ValueError(f"--nodes must be between 1 and {MAX_NODES}")
         if not 1 <= self.controlplanes <= self.nodes:
             raise ValueError("--controlplanes must be at least 1 and at most --nodes")
+        addresses = {_address(i) for i in range(self.nodes)}
+        per_node: dict[str, str] = {}
+        for address, version in self.node_talos_versions:
+            if not version:
+                raise ValueError(f"--node-talos-version {address!r} is not ADDRESS=VERSION")
+            if address not in addresses:
+                raise ValueError(f"--node-talos-version: no node {address} in this lab")
+            tag = _tag(version, "--node-talos-version")
+            if version_tuple(initial) > version_tuple(tag):
+                raise ValueError(
+                    f"--node-talos-version {address}={tag} is older than --initial-talos-version "
+                    f"{initial}"
+                )
+            try:
+                parse_contract(tag)
+            except Exception as exc:  # ContractError is an OmniportError: keep its text
+                raise ValueError(f"--node-talos-version {tag}: {exc}") from None
+            per_node[address] = tag
         return BuildOptions(
             nodes=self.nodes,
             controlplanes=self.controlplanes,
@@ -276,6 +297,7 @@ class BuildOptions:
             factory_schematic=self.factory_schematic,
             factory_url=self.factory_url.rstrip("/"),
             cluster_name=self.cluster_name,
+            node_talos_versions=tuple(sorted(per_node.items())),
         )
 
 
@@ -403,13 +425,15 @@ def build_world(
         )
 
     multidoc = features(initial_contract).multidoc_network
+    versions = dict(opts.node_talos_versions)
     nodes = []
     for index in range(opts.nodes):
         role = CONTROLPLANE if index < opts.controlplanes else WORKER
         ordinal = index + 1 if role == CONTROLPLANE else index - opts.controlplanes + 1
         node_rng = random.Random(f"{opts.seed}/{index}")
         address = _address(index)
-        custom = _customizations(node_rng, role, ordinal, index, opts.talos_version, multidoc)
+        talos_version = versions.get(address, opts.talos_version)
+        custom = _customizations(node_rng, role, ordinal, index, talos_version, multidoc)
         docs = merge.apply_patches(upgraded[role], [custom])
         config = document.emit(docs).encode()
         nodes.append(
@@ -417,7 +441,7 @@ def build_world(
                 address=address,
                 machine_uuid=str(uuid.UUID(int=node_rng.getrandbits(128), version=4)),
                 role=role,
-                talos_version=opts.talos_version,
+                talos_version=talos_version,
                 default_hostname=_stable_hostname(node_rng),
                 node_id="".join(node_rng.choice(_ID_ALPHABET) for _ in range(43)),
                 config=config,

@@ -78,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-factory-schematic", action="store_true")
+    p.add_argument(
+        "--node-talos-version",
+        action="append",
+        default=[],
+        metavar="ADDRESS=VERSION",
+        help="run this node at another Talos version (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -214,6 +221,10 @@ class LabProcess:
                 initial_kubernetes_version=args.initial_kubernetes_version,
                 seed=args.seed,
                 factory_schematic=not args.no_factory_schematic,
+                node_talos_versions=tuple(
+                    (address, version)
+                    for address, _, version in (v.partition("=") for v in args.node_talos_version)
+                ),
             ).resolved()
         except ValueError as exc:
             raise StartupError(str(exc)) from None
