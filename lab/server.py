@@ -268,6 +268,7 @@ class LabProcess:
             validator=build.validate_config,
             endpoint=world.endpoint,
         )
+        lab.factory = factory
         self.lab = lab
         os_ca = world.bundle.certs.os
         assert os_ca is not None

@@ -325,6 +325,13 @@ class OmniSide(Protocol):
     def resources(self) -> list[dict[str, Any]]: ...
 
 
+class FactorySide(Protocol):
+    """The part of ``lab.factory.LabFactory`` status reports: the requests it answered."""
+
+    @property
+    def requests(self) -> list[Any]: ...
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     """The reply of one ApplyConfiguration, before it is put on the wire."""
@@ -459,6 +466,8 @@ class Lab:
         self.validator = validator
         self.omni = omni
         self.factory_url = factory_url
+        self.factory: FactorySide | None = None
+        """The lab's Image Factory, when it has one (status lists the requests it answered)."""
         self.endpoint = endpoint
         """The Kubernetes control-plane endpoint URL the configs carry."""
         self.by_address = {n.address: n for n in self.nodes}
@@ -670,8 +679,14 @@ class Lab:
                 entry["config"] = node.config.decode("utf-8", errors="replace")
             nodes.append(entry)
         resources = self.omni.resources() if self.omni is not None else []
+        requests = list(self.factory.requests) if self.factory is not None else []
         return {
             "nodes": nodes,
+            "factory": {
+                "requests": [
+                    {"method": r.method, "path": r.path, "status": r.status} for r in requests
+                ]
+            },
             "omni": {
                 "resources": [
                     {

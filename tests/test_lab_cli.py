@@ -85,7 +85,7 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     # JSON status: the stable contract
     assert run(["lab", "status", "--dir", str(lab_dir), "--json", "--with-configs"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"nodes", "omni"}
+    assert set(doc) == {"nodes", "omni", "factory"}
     keys = {
         "address",
         "hostname",
@@ -106,6 +106,7 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     for n in doc["nodes"]:
         assert hashlib.sha256(n["config"].encode()).hexdigest() == n["config_sha256"]
     assert isinstance(doc["omni"]["resources"], list)
+    assert all(set(r) == {"method", "path", "status"} for r in doc["factory"]["requests"])
 
     # faults through the CLI
     worker = doc["nodes"][1]["address"]
