@@ -137,6 +137,8 @@ FAULT_KINDS = (
     "omni-failure",
     "factory-down",
     "never-connect",
+    "service-unhealthy",
+    "etcd-member",
     "clear",
 )
 
@@ -220,6 +222,25 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
         faults.factory_down = not clear
     elif kind == "never-connect":
         faults.never_connect = not clear
+    elif kind == "service-unhealthy":
+        service = _field(body, "service", str)
+        if node is None or not service:
+            raise AdminError(400, "a service-unhealthy fault needs a 'node' and a 'service'")
+        ids = faults.unhealthy_services.setdefault(node, set())
+        (ids.discard if clear else ids.add)(service)
+    elif kind == "etcd-member":
+        # {"node": A, "learner": true}: A's member is a learner; {"hostname": H}: a stale
+        # member H that no node is (a machine removed without `etcdctl member remove`).
+        hostname = _field(body, "hostname", str)
+        if (node is None) == (hostname is None):
+            raise AdminError(400, "an etcd-member fault needs either a 'node' or a 'hostname'")
+        if node is not None:
+            if not clear and not _field(body, "learner", bool, False):
+                raise AdminError(400, "an etcd-member fault on a 'node' needs 'learner': true")
+            (faults.etcd_learners.discard if clear else faults.etcd_learners.add)(node)
+        else:
+            stale = faults.stale_etcd_members
+            (stale.discard if clear else stale.add)(hostname)
     elif kind == "clear":
         faults.clear()
     else:

@@ -331,6 +331,8 @@ class Apid:
         )
 
     async def ServiceList(self, stream: Stream) -> None:
+        faults = self.lab.faults
+
         async def answer(node: SimNode, _: Any) -> list[Any]:
             started = _timestamp(node.boot_time)
             services = []
@@ -348,7 +350,7 @@ class Apid:
                 ):
                     info.events.events.add(msg=msg, state=state, ts=started)
                 info.health.unknown = False
-                info.health.healthy = svc.healthy
+                info.health.healthy = svc.healthy and faults.service_healthy(node.address, svc.id)
                 info.health.last_change.CopyFrom(started)
                 services.append(info)
             return [machine_pb2.ServiceList(services=services)]
@@ -364,16 +366,26 @@ class Apid:
     async def EtcdMemberList(self, stream: Stream) -> None:
         async def answer(node: SimNode, _: Any) -> list[Any]:
             self._require_controlplane(node, "member list")
+            faults = self.lab.faults
             members = [
                 machine_pb2.EtcdMember(
                     id=cp.etcd_member_id,
                     hostname=cp.hostname,
                     peer_urls=[f"https://{cp.address}:2380"],
                     client_urls=[f"https://{cp.address}:2379"],
-                    is_learner=False,
+                    is_learner=cp.address in faults.etcd_learners,
                 )
                 for cp in self.lab.controlplanes
             ]
+            for hostname in sorted(faults.stale_etcd_members):
+                members.append(
+                    machine_pb2.EtcdMember(
+                        id=int(hashlib.sha256(hostname.encode()).hexdigest()[:15], 16),
+                        hostname=hostname,
+                        peer_urls=[f"https://{hostname}:2380"],
+                        client_urls=[f"https://{hostname}:2379"],
+                    )
+                )
             return [
                 machine_pb2.EtcdMembers(
                     legacy_members=[m.hostname for m in members], members=members
@@ -527,11 +539,24 @@ class Apid:
         def etcd_members() -> str | None:
             extra = sorted(set(cps) - actual_cps)
             missing = sorted(actual_cps - set(cps))
+            stale = sorted(lab.faults.stale_etcd_members)
             if extra:
                 return f"etcd member list doesn't contain {', '.join(extra)}"
             if missing:
                 return f"etcd members {', '.join(missing)} are not control plane nodes given"
+            if stale:
+                return f"etcd members {', '.join(stale)} are not control plane nodes"
             return None
+
+        def healthy(service: str, nodes: list[str]) -> Callable[[], str | None]:
+            def check() -> str | None:
+                problem = reachable()
+                if problem:
+                    return problem
+                bad = [a for a in nodes if not lab.faults.service_healthy(a, service)]
+                return f"service {service!r} is not healthy on {', '.join(bad)}" if bad else None
+
+            return check
 
         def reachable() -> str | None:
             down = []
@@ -559,14 +584,14 @@ class Apid:
             return None
 
         return [
-            ("etcd to be healthy", reachable),
+            ("etcd to be healthy", healthy("etcd", cps)),
             ("etcd members to be consistent across nodes", etcd_members),
             ("etcd members to be control plane nodes", etcd_members),
             ("apid to be ready", reachable),
             ("all nodes memory sizes", ok),
             ("all nodes disk sizes", ok),
             ("no diagnostics", ok),
-            ("kubelet to be healthy", reachable),
+            ("kubelet to be healthy", healthy("kubelet", [*cps, *workers])),
             ("all nodes to finish boot sequence", reachable),
             ("all k8s nodes to report", known),
             ("all control plane static pods to be running", ok),

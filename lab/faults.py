@@ -53,6 +53,12 @@ class Faults:
     factory_down: bool = False
     never_connect: bool = False
     """Nodes accept the join documents but never register with Omni (to test wait timeouts)."""
+    unhealthy_services: dict[str, set[str]] = field(default_factory=dict)
+    """Node address -> ids of services it reports running but unhealthy (``etcd``, ...)."""
+    etcd_learners: set[str] = field(default_factory=set)
+    """Control-plane addresses whose etcd member is still a learner."""
+    stale_etcd_members: set[str] = field(default_factory=set)
+    """Hostnames of etcd members left behind by machines that are gone (not a node)."""
 
     def delay(self, node: str | None = None) -> float:
         """Seconds to wait before answering a call for ``node``."""
@@ -76,6 +82,12 @@ class Faults:
         self.omni_failures.clear()
         self.factory_down = False
         self.never_connect = False
+        self.unhealthy_services.clear()
+        self.etcd_learners.clear()
+        self.stale_etcd_members.clear()
+
+    def service_healthy(self, node: str, service: str) -> bool:
+        return service not in self.unhealthy_services.get(node, ())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,4 +104,9 @@ class Faults:
             ],
             "factory_down": self.factory_down,
             "never_connect": self.never_connect,
+            "unhealthy_services": {
+                node: sorted(ids) for node, ids in sorted(self.unhealthy_services.items()) if ids
+            },
+            "etcd_learners": sorted(self.etcd_learners),
+            "stale_etcd_members": sorted(self.stale_etcd_members),
         }
