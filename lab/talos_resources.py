@@ -202,7 +202,16 @@ def _member(node: SimNode) -> dict[str, Any]:
     return spec
 
 
+def _discovery_enabled(node: SimNode) -> bool:
+    cluster = (node.view.v1alpha1 or {}).get("cluster") or {}
+    discovery = cluster.get("discovery") if isinstance(cluster, dict) else None
+    return not (isinstance(discovery, dict) and discovery.get("enabled") is False)
+
+
 def _members(lab: Lab, node: SimNode) -> list[Item]:
+    # Discovery is a cluster-wide setting; the first control plane's config stands for all.
+    if not _discovery_enabled(lab.local_node()):
+        return []
     return [Item(n.hostname, _spec(_member(n))) for n in lab.nodes]
 
 
