@@ -2,11 +2,11 @@
 
 Per node, every read is issued at once, so discovery costs one round trip per node, and nodes
 are read with bounded parallelism. Calls that only control planes answer (control-plane images,
-etcd members, the cluster identity) are skipped on nodes that Talos discovery already reported
-as workers, and issued speculatively (ignored on workers) for nodes it has not, e.g. the first
-wave that starts before the member list arrives: on a 1000-node cluster that saves about 40 % of
-all calls. A node discovery called a worker that turns out to be a control plane gets the
-missing reads in a second round trip. Either way the facts are the same.
+etcd members, the cluster identity) are skipped on nodes that Talos discovery reported as
+workers, and issued speculatively (ignored on workers) for nodes it did not report: on a
+1000-node cluster that saves about 40 % of all calls. A node discovery called a worker that
+turns out to be a control plane gets the missing reads in a second round trip. Either way the
+facts are the same.
 
 Provider errors become ``ReadError`` facts, never exceptions: one unreachable node is a
 finding, not a crash.
@@ -42,14 +42,15 @@ calls in flight on one HTTP/2 connection."""
 def critical_path_round_trips(nodes: int, parallelism: int = DEFAULT_PARALLELISM) -> int:
     """Round trips a plan waits for, at least, with ``nodes`` nodes (what latency multiplies).
 
-    :func:`planner.planning.discover` reads every node in one concurrent burst of calls (one
-    round trip), ``parallelism`` nodes at a time: ``ceil(nodes / parallelism)`` round trips.
-    The discovery member list and Omni's settings are read alongside the first nodes. Then one
-    more round trip runs the health check, the Omni cluster lookup and the Image Factory checks
+    :func:`planner.planning.discover` first reads the discovery member list (one round trip,
+    alongside Omni's settings): it proves the Talos endpoint answers and says which nodes are
+    workers. Then it reads every node in one concurrent burst of calls (one round trip),
+    ``parallelism`` nodes at a time: ``ceil(nodes / parallelism)`` round trips. Then one more
+    round trip runs the health check, the Omni cluster lookup and the Image Factory checks
     together. Connection setup and the second round trip of a node that discovery misreported
     as a worker are not counted.
     """
-    return -(-nodes // parallelism) + 1
+    return 1 + -(-nodes // parallelism) + 1
 
 
 def read_error(exc: ProviderError) -> ReadError:
@@ -152,8 +153,7 @@ async def read_nodes(
     parallelism: int = DEFAULT_PARALLELISM,
     role_hints: Mapping[str, str] | None = None,
 ) -> tuple[NodeFacts, ...]:
-    """Read every node; ``role_hints`` (address -> machine type) may fill in while this runs,
-    and each node uses what it holds when its reads start."""
+    """Read every node; ``role_hints`` maps addresses to the machine type discovery reports."""
     hints: Mapping[str, str] = role_hints if role_hints is not None else {}
     results = await map_nodes(addresses, lambda a: read_node(client, a, hints.get(a)), parallelism)
     return tuple(
@@ -222,35 +222,42 @@ ANNOTATION_LOCKED = "omni.sidero.dev/cluster-locked"
 ANNOTATION_IMPORTING = "omni.sidero.dev/cluster-import-is-in-progress"
 
 
-async def read_omni(
-    omni: Any, url: str, cluster_name: str | None | Awaitable[str | None]
-) -> OmniFacts:
-    """Everything the import needs from Omni, read concurrently (Get/List only).
+async def read_omni_settings(omni: Any) -> dict[str, Any]:
+    """Omni's settings the import needs, read concurrently (Get/List only): each value is the
+    resource(s) or the ProviderError Omni answered with.
 
-    Errors Omni answers with become ``OmniFacts.error``; when Omni cannot be reached at all
-    the ProviderError is raised (see :func:`endpoint_failure`). ``cluster_name`` may still be
-    in discovery (an awaitable): Omni's settings are read at once, alongside the nodes, and
-    only the cluster lookup waits for the name.
+    Raises the ProviderError when Omni cannot be reached at all (see :func:`endpoint_failure`).
     """
-    calls: dict[str, Awaitable[Any]] = {
-        "token": omni.get(DEFAULT_JOIN_TOKENS, "default"),
-        "siderolink": omni.get(SIDEROLINK_API_CONFIGS, "siderolink-config"),
-        "features": omni.get(FEATURES_CONFIGS, "features-config"),
-        "versions": omni.list(TALOS_VERSIONS),
-        "links": omni.list(LINKS),
-    }
-    settings = asyncio.ensure_future(_gather(calls))
-    try:
-        name = cluster_name if isinstance(cluster_name, str | None) else await cluster_name
-        cluster = await _settle(omni.find(CLUSTERS, name)) if name else None
-    except BaseException:
-        settings.cancel()
-        raise
-    values = await settings
-    values["cluster"] = cluster
-    for key in ("token", "siderolink", "versions", "cluster"):
+    values = await _gather(
+        {
+            "token": omni.get(DEFAULT_JOIN_TOKENS, "default"),
+            "siderolink": omni.get(SIDEROLINK_API_CONFIGS, "siderolink-config"),
+            "features": omni.get(FEATURES_CONFIGS, "features-config"),
+            "versions": omni.list(TALOS_VERSIONS),
+            "links": omni.list(LINKS),
+        }
+    )
+    for key in ("token", "siderolink", "versions"):
         if isinstance(values[key], ProviderError) and endpoint_failure(values[key]):
             raise values[key]
+    return values
+
+
+async def read_omni(
+    omni: Any, url: str, cluster_name: str | None, settings: dict[str, Any] | None = None
+) -> OmniFacts:
+    """Everything the import needs from Omni: its settings (read now unless given, from
+    :func:`read_omni_settings`) and the cluster named ``cluster_name``, if Omni has one.
+
+    Errors Omni answers with become ``OmniFacts.error``; when Omni cannot be reached at all
+    the ProviderError is raised (see :func:`endpoint_failure`).
+    """
+    if settings is None:
+        settings = await read_omni_settings(omni)
+    values = dict(settings)
+    values["cluster"] = await _settle(omni.find(CLUSTERS, cluster_name)) if cluster_name else None
+    if isinstance(values["cluster"], ProviderError) and endpoint_failure(values["cluster"]):
+        raise values["cluster"]
     for key in ("token", "siderolink", "versions"):
         if isinstance(values[key], ProviderError):
             return OmniFacts(url=url, error=read_error(values[key]))

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from planner import __version__
 from planner.changes import NodeImport, plan_changes
@@ -25,11 +25,12 @@ from planner.discover import (
     read_members,
     read_nodes,
     read_omni,
+    read_omni_settings,
     role_hints,
     run_health_check,
 )
 from planner.errors import OmniportError
-from planner.facts import ClusterFacts, FactoryFacts, HealthFacts, Member, NodeFacts
+from planner.facts import ClusterFacts, FactoryFacts, HealthFacts, Member, NodeFacts, OmniFacts
 from planner.join import JoinOptions
 from planner.machineconfig import document as mcdoc
 from planner.machineconfig.diff import diff
@@ -42,7 +43,7 @@ from planner.machineconfig.verify import compare
 from planner.plan import ClusterInfo, Finding, NodePlan, Patch, Plan
 from planner.spec import Spec, canonical_json
 from providers import omniconfig
-from providers.errors import ProviderError
+from providers.errors import ProviderError, TLSFailure
 from providers.omni import OmniClient, TLSOptions
 from providers.talos import TalosClient
 from providers.timeouts import Timeouts
@@ -117,42 +118,58 @@ async def discover(
 ) -> ClusterFacts:
     """Read Talos, Omni and the Image Factory. Changes nothing anywhere.
 
-    The nodes, the discovery members and Omni's settings are read at once; once the nodes are
-    known, the health check, the Omni cluster lookup and the factory checks run together (see
+    First the discovery member list and Omni's settings, together: they prove both endpoints
+    answer, and the members say which nodes are workers. Then the nodes. Then the health
+    check, the Omni cluster lookup and the factory checks, together (see
     ``planner.discover.critical_path_round_trips`` for what that costs in round trips).
+
+    Nothing in flight is ever cancelled: a connection attempt cancelled at the wrong moment
+    leaks its socket (asyncio), so an endpoint nobody can reach is found before the fan-out.
     """
     timeouts = timeouts or Timeouts()
     env = dict(os.environ if env is None else env)
     talos = talos_client(spec, timeouts, env)
     omni = omni_client(spec, timeouts, env)
+    try:
+        return await _discover(spec, talos, omni, timeouts, health_check)
+    finally:
+        # Closing a TLS connection waits for the peer's close_notify; asyncio.run closes its
+        # loop at once, and the half-closed sockets would then leak (ResourceWarning).
+        await asyncio.sleep(TLS_CLOSE_GRACE)
+
+
+TLS_CLOSE_GRACE = 0.1
+"""Seconds the loop keeps serving after the clients close, so their TLS close completes."""
+
+
+async def _discover(
+    spec: Spec,
+    talos: TalosClient,
+    omni: OmniClient,
+    timeouts: Timeouts,
+    health_check: bool | None,
+) -> ClusterFacts:
     run_health = spec.health_check if health_check is None else health_check
     async with talos, omni:
-        hints: dict[str, str] = {}
-        members_task = asyncio.create_task(read_members(talos, spec.talos.nodes[0]))
+        members_or_error, settings_or_error = await asyncio.gather(
+            read_members(talos, spec.talos.nodes[0]),
+            read_omni_settings(omni),
+            return_exceptions=True,
+        )
+        if isinstance(members_or_error, ProviderError):
+            raise _talos_unreachable(members_or_error, spec)
+        if isinstance(settings_or_error, ProviderError):
+            raise _omni_unreachable(settings_or_error, omni.endpoint.url, spec)
+        for value in (members_or_error, settings_or_error):
+            if isinstance(value, BaseException):
+                raise value
+        members = cast(tuple[Member, ...] | None, members_or_error)
+        settings = cast(dict[str, Any], settings_or_error)
 
-        def learn_roles(task: asyncio.Task[tuple[Member, ...] | None]) -> None:
-            if not task.cancelled() and task.exception() is None:
-                hints.update(role_hints(task.result()))
-
-        members_task.add_done_callback(learn_roles)
-        nodes_task = asyncio.create_task(read_nodes(talos, spec.talos.nodes, role_hints=hints))
-
-        async def cluster_name() -> str | None:
-            nodes = await nodes_task
-            return next(
-                (n.cluster_name for n in nodes if n.role == "controlplane" and n.cluster_name),
-                None,
-            )
-
-        name_task = asyncio.create_task(cluster_name())
-        omni_task = asyncio.create_task(read_omni(omni, omni.endpoint.url, name_task))
-        try:
-            nodes = await nodes_task
-            members = await _members_or_unreachable(members_task, nodes, spec)
-        except BaseException:
-            for task in (name_task, omni_task, members_task):
-                task.cancel()
-            raise
+        nodes = await read_nodes(talos, spec.talos.nodes, role_hints=role_hints(members))
+        cluster_name = next(
+            (n.cluster_name for n in nodes if n.role == "controlplane" and n.cluster_name), None
+        )
         cps = [n.address for n in nodes if n.role == "controlplane" and n.error is None]
         workers = [n.address for n in nodes if n.role == "worker" and n.error is None]
 
@@ -161,48 +178,49 @@ async def discover(
                 return HealthFacts(ran=False)
             return await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
 
-        async def factory() -> FactoryFacts:
-            url = spec.image_factory.url or (await omni_task).factory_url
-            return await read_factory(
-                url, nodes, ca_file=spec.image_factory.ca_file, timeouts=timeouts
-            )
-
-        try:
-            health_facts, omni_facts, factory_facts = await asyncio.gather(
-                health(), omni_task, factory()
-            )
-        except ProviderError as exc:  # only raised when Omni cannot be reached at all
-            raise PlanningError(
-                f"cannot reach Omni at {omni.endpoint.url}: {exc.message}",
-                f"check omni.url in {spec.path} (or the omniconfig context's url)",
-            ) from None
+        settings_factory = settings["features"]
+        factory_url = spec.image_factory.url or (
+            None
+            if isinstance(settings_factory, ProviderError)
+            else settings_factory.spec.image_factory_base_url or None
+        )
+        health_facts, omni_facts, factory_facts = await asyncio.gather(
+            health(),
+            read_omni(omni, omni.endpoint.url, cluster_name, settings),
+            read_factory(factory_url, nodes, ca_file=spec.image_factory.ca_file, timeouts=timeouts),
+            return_exceptions=True,
+        )
+        for value in (health_facts, omni_facts, factory_facts):
+            if isinstance(value, ProviderError):  # Omni went away after its settings were read
+                raise _omni_unreachable(value, omni.endpoint.url, spec)
+            if isinstance(value, BaseException):
+                raise value
     return ClusterFacts(
         nodes=nodes,
         members=members,
-        omni=omni_facts,
-        factory=factory_facts,
-        health=health_facts,
+        omni=cast(OmniFacts, omni_facts),
+        factory=cast(FactoryFacts, factory_facts),
+        health=cast(HealthFacts, health_facts),
     )
 
 
-async def _members_or_unreachable(
-    task: asyncio.Task[tuple[Member, ...] | None], nodes: tuple[NodeFacts, ...], spec: Spec
-) -> tuple[Member, ...] | None:
-    """The discovery members; a one-line error when the Talos endpoint itself is unreachable.
+def _talos_unreachable(exc: ProviderError, spec: Spec) -> PlanningError:
+    """Nothing could be talked to at the Talos endpoint: a mistake in the spec or talosconfig,
+    and a plan of it would say nothing (nodes behind a reachable endpoint are findings)."""
+    fix = (
+        f"use this cluster's talosconfig (talos.talosconfig and talos.context in {spec.path})"
+        if isinstance(exc, TLSFailure)
+        else f"check talos.endpoints in {spec.path} (or the talosconfig context's endpoints) "
+        "and that apid listens there"
+    )
+    return PlanningError(f"cannot reach the Talos API: {exc.message}", fix)
 
-    Nodes behind a reachable endpoint that cannot be read are findings; an endpoint nobody
-    can talk to is a mistake in the spec or talosconfig, and a plan of it would say nothing.
-    """
-    try:
-        return await task
-    except ProviderError as exc:
-        if any(n.error is None for n in nodes):
-            return None
-        raise PlanningError(
-            f"cannot reach the Talos API: {exc.message}",
-            f"check talos.endpoints in {spec.path} (or the talosconfig context's endpoints) "
-            "and that apid listens there",
-        ) from None
+
+def _omni_unreachable(exc: ProviderError, url: str, spec: Spec) -> PlanningError:
+    return PlanningError(
+        f"cannot reach Omni at {url}: {exc.message}",
+        f"check omni.url in {spec.path} (or the omniconfig context's url)",
+    )
 
 
 # --- computation (pure) ----------------------------------------------------------------------
