@@ -60,6 +60,7 @@ KILL_ENV = "OMNIPORT_TEST_KILL_AFTER_RECORD"
 """Test hook: SIGKILL this process right after it has fsynced its N-th journal record."""
 
 POLL_SECONDS = 0.2
+INTERRUPTED = "(interrupt)"
 
 
 class ApplyError(OmniportError):
@@ -243,8 +244,10 @@ def load_plan(path: Path) -> tuple[Plan, Spec]:
     return plan, spec
 
 
-def stale_reasons(plan: Plan, now: Plan) -> list[str]:
-    """What differs between the saved plan and the one recomputed now, in words."""
+def stale_reasons(plan: Plan, now: Plan, unreadable: Mapping[str, str] | None = None) -> list[str]:
+    """What differs between the saved plan and the one recomputed now, in words.
+
+    ``unreadable`` maps node addresses that could not be read now to the reason."""
     reasons: list[str] = []
     saved = {n.address: n for n in plan.nodes}
     fresh = {n.address: n for n in now.nodes}
@@ -252,6 +255,9 @@ def stale_reasons(plan: Plan, now: Plan) -> list[str]:
         new = fresh.get(address)
         if new is None:
             reasons.append(f"node {address} is no longer part of the spec")
+            continue
+        if unreadable and address in unreadable:
+            reasons.append(f"node {address} cannot be read now ({unreadable[address]})")
             continue
         for label, a, b in (
             ("machine UUID", old.machine_uuid, new.machine_uuid),
@@ -440,7 +446,7 @@ class Transaction:
             finished += 1
             self.ui.progress(
                 step,
-                f"{finished}/{total} node(s) connected",
+                f"{finished}/{total} node(s) hold the join documents",
                 done=finished,
                 total=total,
                 elapsed_seconds=round(time.monotonic() - t0, 3),
@@ -483,6 +489,8 @@ class Transaction:
             join_documents(self.computed.join),
         )
         data = mcdoc.emit(merged).encode()
+        # write-ahead: from here on the node may hold the join documents
+        self.record("send", f"talos_join.{address}", node=address, config_sha256=sha256(data))
         result = await self.talos.apply_configuration(address, data, ApplyMode.AUTO)
         return {"mode": result.mode.name, "config_sha256": sha256(data)}
 
@@ -749,7 +757,10 @@ async def apply_plan(
         ui.say(f"Reading {len(plan.nodes)} node(s) and Omni to check that the plan is current…")
         facts = await discover(spec, timeouts=timeouts, env=env, health_check=False)
         computed = compute(spec, facts)
-        reasons = stale_reasons(plan, computed.plan)
+        unreadable = {
+            n.address: f"{n.error.kind}: {n.error.message}" for n in facts.nodes if n.error
+        }
+        reasons = stale_reasons(plan, computed.plan, unreadable)
         if reasons:
             more = f" (and {len(reasons) - 1} more difference(s))" if len(reasons) > 1 else ""
             raise StalePlanError(
@@ -828,7 +839,8 @@ async def apply_plan(
                     f"apply failed at {where}: {message}",
                     f"undo with `omniport rollback {ahead.rollback}`",
                 )
-            ui.say(f"Apply failed at {where}: {message}")
+            what = "apply was interrupted" if where == INTERRUPTED else f"apply failed at {where}"
+            ui.say(f"{what[0].upper()}{what[1:]}: {message}")
             ui.say("Rolling back every step that was started, in reverse order…")
             undo = rollback.Undo(
                 plan=ahead.plan,
@@ -847,13 +859,12 @@ async def apply_plan(
             except OmniportError as err:
                 record.close()
                 raise ApplyError(
-                    f"apply failed at {where}: {message}; the automatic rollback did not finish: "
-                    f"{err.message}",
+                    f"{what}: {message}; the automatic rollback did not finish: {err.message}",
                     f"run `omniport rollback {ahead.rollback}` once the cause is fixed",
                 ) from None
             record.close()
             raise ApplyError(
-                f"apply failed at {where}: {message}; {report.sentence()}",
+                f"{what}: {message}; {report.sentence()}",
                 "fix the cause and run `omniport plan` again",
             )
     finally:
@@ -872,7 +883,7 @@ async def _guarded(tx: Transaction, interrupts: Interrupts) -> tuple[str, str] |
         if not task.cancelled() or interrupts.count == 0:
             raise
         tx.record("interrupted", None)
-        return "an interrupt (Ctrl-C)", "interrupted by the user"
+        return INTERRUPTED, "interrupted by the user (Ctrl-C)"
     except StepFailed as exc:
         return exc.step.address, exc.message
     except Exception as exc:  # any error rolls back, a bug included

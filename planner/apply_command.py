@@ -197,6 +197,8 @@ def run_apply(
 
     def show(plan: Plan) -> None:
         data = planfile.to_dict(plan)
+        if auto_approve and not as_json:
+            return  # nothing to review at a prompt; the plan was reviewed when it was made
         if as_json:
             for ev in render.plan_events(data):
                 if ev["type"] in ("planned_change", "change_summary"):
@@ -226,7 +228,13 @@ def run_apply(
 
 
 def run_rollback(
-    rollback_file: str, *, auto_approve: bool, as_json: bool, color: bool, echo: Echo
+    rollback_file: str,
+    *,
+    auto_approve: bool,
+    spec_path: str | None,
+    as_json: bool,
+    color: bool,
+    echo: Echo,
 ) -> int:
     from planner.rollback import RollbackOptions
     from planner.rollback import rollback_file as execute
@@ -252,7 +260,9 @@ def run_rollback(
     report = _run(
         execute(
             Path(rollback_file),
-            RollbackOptions(auto_approve=auto_approve),
+            RollbackOptions(
+                auto_approve=auto_approve, spec_path=Path(spec_path) if spec_path else None
+            ),
             ui,
             confirm,
             Interrupts(ui),

@@ -117,15 +117,28 @@ def apply(
 @cli.command()
 @click.argument("rollback_file", metavar="ROLLBACK", type=click.Path(dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Reach Talos and Omni with this spec's settings instead of the recorded ones.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
 @click.pass_context
-def rollback(ctx: click.Context, rollback_file: str, auto_approve: bool, as_json: bool) -> int:
+def rollback(
+    ctx: click.Context,
+    rollback_file: str,
+    auto_approve: bool,
+    spec_path: str | None,
+    as_json: bool,
+) -> int:
     """Put nodes and Omni back as they were before an apply (idempotent)."""
     from planner.apply_command import run_rollback
 
     return run_rollback(
         rollback_file,
         auto_approve=auto_approve,
+        spec_path=spec_path,
         as_json=as_json,
         color=ctx.obj["color"],
         echo=click.echo,

@@ -4,8 +4,9 @@ It runs automatically when an apply fails, and as ``omniport rollback ROLLBACK``
 at any point. The journal says which steps may have happened (a ``start`` without an ``end``
 counts); every undo reads the current state first, so running it twice changes nothing more:
 
-1. nodes whose join started get their backup bytes back (ApplyConfiguration), verified by
-   sha256 — this also removes the join documents;
+1. nodes whose new config was sent (the journal's ``send`` record precedes every
+   ApplyConfiguration) get their backup bytes back, verified by sha256 — this also removes the
+   join documents;
 2. the Cluster this import made is torn down (Omni's abort machinery then removes its
    MachineSets, MachineSetNodes, ConfigPatches and the imported secrets); first re-locked if a
    user unlocked it, because Omni resets the machines of an unlocked cluster it deletes;
@@ -125,18 +126,23 @@ class Report:
     failures: list[str] = field(default_factory=list)
 
     def sentence(self) -> str:
-        return "rolled back: " + self.done_line()
+        return "rolled back: " + self._parts()
 
     def done_line(self) -> str:
-        parts = [
-            f"restored {len(self.restored)} node(s) to their backup",
-            f"destroyed {len(self.destroyed)} Omni resource(s)",
-            f"removed {len(self.links)} Link(s)",
-        ]
-        if self.unchanged:
-            parts.insert(1, f"{len(self.unchanged)} node(s) were untouched")
-        text = ", ".join(parts)
+        text = self._parts()
         return text[0].upper() + text[1:]
+
+    def _parts(self) -> str:
+        parts = []
+        if self.restored:
+            parts.append(f"restored {len(self.restored)} node(s) to their backup")
+        if self.destroyed:
+            parts.append(f"destroyed {len(self.destroyed)} Omni resource(s)")
+        if self.links:
+            parts.append(f"removed {len(self.links)} Link(s)")
+        if self.unchanged:
+            parts.append(f"{len(self.unchanged)} node(s) needed nothing")
+        return ", ".join(parts) if parts else "nothing needed undoing"
 
 
 # ---- the undo engine ------------------------------------------------------------------------
@@ -156,6 +162,9 @@ class Undo:
     parallelism: int
     scrub: Scrubber
     rollback_file: Path | None = None
+    with_cluster: set[str] = field(default_factory=set)
+    """Addresses of marked resources that existed when the Cluster was torn down (Omni's
+    abort machinery removes them with it)."""
 
     @property
     def cluster(self) -> str:
@@ -171,6 +180,7 @@ class Undo:
             r.event == "begin" and r.data.get("import_id") == self.plan.import_id for r in records
         )
         started = set(journal.started_steps(records))
+        sent = {r.step for r in records if r.event == "send"}
         if not begun:
             self.ui.say(
                 "The journal records no apply step; checking every node and resource anyway."
@@ -184,7 +194,10 @@ class Undo:
         def began(step: str) -> bool:
             return not begun or step in started
 
-        joined = [n for n in reversed(self.plan.nodes) if began(f"talos_join.{n.address}")]
+        # a node may hold the join documents only once its new config was sent ("send")
+        joined = [
+            n for n in reversed(self.plan.nodes) if not begun or f"talos_join.{n.address}" in sent
+        ]
         for node in self.plan.nodes:
             if node not in joined:
                 report.unchanged.append(node.address)
@@ -237,7 +250,7 @@ class Undo:
             report.failures.append(f"{step.address}: {message}")
             return
         self.record("undo_end", step.address, result=note)
-        if note == "destroyed":
+        if note in ("destroyed", "destroyed with the cluster"):
             (report.links if ref.type == o.LINKS else report.destroyed).append(step.address)
         self.ui.done(step, time.monotonic() - t0, note)
 
@@ -320,6 +333,9 @@ class Undo:
             return "already gone"
         if not self.ours(cluster):
             return "not made by this import; left alone"
+        for kind in (o.MACHINE_SETS, o.MACHINE_SET_NODES, o.CONFIG_PATCHES):
+            held = await self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster})
+            self.with_cluster |= {address(OmniRef(kind, r.id)) for r in held if self.ours(r)}
         if cluster.phase == o.PHASE_RUNNING:
             status = await self.omni.find(o.CLUSTER_STATUSES, self.cluster)
             tainted = status is not None and o.LABEL_TAINTED_BY_IMPORTING in status.labels
@@ -368,7 +384,11 @@ class Undo:
     async def remove_marked(self, ref: OmniRef) -> str:
         res = await self.omni.find(ref.type, ref.id, namespace=ref.namespace)
         if res is None:
-            return "already gone"
+            return (
+                "destroyed with the cluster"
+                if address(ref) in self.with_cluster
+                else ("already gone")
+            )
         if not self.ours(res):
             return "not made by this import; left alone"
         ready = await self.omni.teardown(ref.type, ref.id, namespace=ref.namespace)
@@ -423,12 +443,6 @@ async def check_target(
     rb: RollbackPlan, talos: TalosClient, omni: OmniClient, records: list[journal.Record]
 ) -> None:
     """Refuse a rollback file of another cluster, and one whose cluster rotated its CAs."""
-    if _normalize(omni.endpoint.url) != _normalize(rb.omni_url):
-        raise RollbackError(
-            f"this rollback file is for Omni {rb.omni_url}, but the spec reaches "
-            f"{omni.endpoint.url}",
-            "use the rollback file written by the apply against this Omni",
-        )
 
     async def read(node: RollbackNode) -> tuple[RollbackNode, str | None, bytes | None]:
         try:
@@ -459,11 +473,18 @@ async def check_target(
         live_ca = os_ca_sha256(config)
         if live_ca is not None and live_ca != rb.os_ca_sha256:
             raise RollbackError(
-                f"node {node.address} no longer trusts the OS CA recorded in the backup: the "
-                f"cluster's CAs were rotated after the import, and restoring the backup would "
-                f"put the old CA back and cut every node off, so rollback refuses",
+                f"node {node.address} no longer trusts the OS CA recorded in the backup (the "
+                "CAs were rotated after the import, or this is another cluster): restoring the "
+                "backup would put the old CA back and cut the nodes off, so rollback refuses",
                 "the cluster now belongs to Omni; remove it there if you must",
             )
+    if _normalize(omni.endpoint.url) != _normalize(rb.omni_url):
+        raise RollbackError(
+            f"this rollback file is for Omni {rb.omni_url}, but the spec reaches "
+            f"{omni.endpoint.url}",
+            "use the rollback file written by the apply against this Omni",
+        )
+
     cluster = await omni.find(o.CLUSTERS, rb.cluster_name)
     if cluster is None or cluster.annotations.get(OWNER_ANNOTATION) != rb.import_id:
         return
@@ -493,6 +514,8 @@ async def check_target(
 @dataclass(frozen=True)
 class RollbackOptions:
     auto_approve: bool = False
+    spec_path: Path | None = None
+    """Reach Talos and Omni with this spec's settings instead of the ones apply recorded."""
     environ: dict[str, str] | None = None
 
 
@@ -509,7 +532,12 @@ async def rollback_file(
 
     path = Path(path)
     rb = rollbackfile.read(path)
-    spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path))
+    if options.spec_path is not None:
+        from planner.spec import load_spec
+
+        spec = load_spec(options.spec_path)
+    else:
+        spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path))
     backup = read_backup_for(rb, path)
     env = dict(os.environ if options.environ is None else options.environ)
     records = journal.read(locate(rb.journal, path))
