@@ -24,6 +24,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -52,7 +53,7 @@ from planner.spec import Spec, SpecError, parse_spec
 from providers import omni as o
 from providers.errors import ProviderError
 from providers.omni import OmniClient
-from providers.talos import ApplyMode, TalosClient
+from providers.talos import ApplyMode, TalosClient, map_nodes
 from providers.timeouts import Timeouts
 from providers.wire.omni.specs import omni_pb2
 
@@ -60,6 +61,7 @@ KILL_ENV = "OMNIPORT_TEST_KILL_AFTER_RECORD"
 """Test hook: SIGKILL this process right after it has fsynced its N-th journal record."""
 
 POLL_SECONDS = 0.2
+JOIN_TYPE = "MachineConfigs.config.talos.dev"
 INTERRUPTED = "(interrupt)"
 
 
@@ -384,14 +386,63 @@ class Transaction:
 
     async def run(self) -> None:
         changes = self.plan.changes
-        for change in changes:
-            if change.resource_type == "MachineConfigs.config.talos.dev":
-                continue
-            await self.run_step(step_of(change), functools.partial(self.create, change))
-        joins = [c for c in changes if c.resource_type == "MachineConfigs.config.talos.dev"]
+        joins = [c for c in changes if c.resource_type == JOIN_TYPE]
+        creates = [c for c in changes if c.resource_type != JOIN_TYPE]
+        for kind, group in itertools.groupby(creates, key=lambda c: c.resource_type):
+            items = list(group)
+            if kind in (o.MACHINE_SET_NODES, o.CONFIG_PATCHES):
+                # one per node: independent of each other, so created with bounded parallelism
+                label = "machine set nodes" if kind == o.MACHINE_SET_NODES else "config patches"
+                await self.bounded(items, self.create, f"{label} created")
+            else:
+                for change in items:
+                    await self.run_step(step_of(change), functools.partial(self.create, change))
         await self.connect_nodes(joins)
         await self.run_step(wait_step(self.cluster), self.wait_connected)
         await self.run_step(verify_step(self.cluster), self.verify)
+
+    async def bounded(
+        self,
+        changes: list[Change],
+        action: Callable[[Change], Awaitable[dict[str, Any]]],
+        label: str,
+        *,
+        first_done: int = 0,
+        total: int | None = None,
+    ) -> None:
+        """Run one step per change, at most ``parallelism`` at once, with progress counts.
+
+        After the first failure no new step starts; the ones running finish (and are
+        journaled), then the first failure is raised."""
+        gate = asyncio.Semaphore(self.parallelism)
+        failures: list[StepFailed] = []
+        finished = first_done
+        total = len(changes) + first_done if total is None else total
+        t0 = time.monotonic()
+
+        async def one(change: Change) -> None:
+            nonlocal finished
+            async with gate:
+                if failures:
+                    return
+                step = step_of(change)
+                try:
+                    await self.run_step(step, functools.partial(action, change))
+                except StepFailed as exc:
+                    failures.append(exc)
+                    return
+                finished += 1
+                self.ui.progress(
+                    step,
+                    f"{finished}/{total} {label}",
+                    done=finished,
+                    total=total,
+                    elapsed_seconds=round(time.monotonic() - t0, 3),
+                )
+
+        await asyncio.gather(*(one(c) for c in changes))
+        if failures:
+            raise failures[0]
 
     # -- Omni resources --
 
@@ -432,50 +483,28 @@ class Transaction:
     # -- nodes --
 
     async def connect_nodes(self, joins: list[Change]) -> None:
+        """A canary node first (the first worker, else the first node), then the rest."""
         if not joins:
             return
         roles = {n.address: n.role for n in self.plan.nodes}
         canary = next((c for c in joins if roles.get(c.resource_id) == "worker"), joins[0])
-        rest = [c for c in joins if c is not canary]
-        total = len(joins)
-        finished = 0
-        t0 = time.monotonic()
-
-        def count(step: StepRef) -> None:
-            nonlocal finished
-            finished += 1
-            self.ui.progress(
-                step,
-                f"{finished}/{total} node(s) hold the join documents",
-                done=finished,
-                total=total,
-                elapsed_seconds=round(time.monotonic() - t0, 3),
-            )
-
         first = step_of(canary)
-        await self.run_step(first, lambda: self.join(canary.resource_id), note="canary")
-        count(first)
-        gate = asyncio.Semaphore(self.parallelism)
-        failures: list[StepFailed] = []
+        t0 = time.monotonic()
+        await self.run_step(first, functools.partial(self.join, canary), note="canary")
+        label = "node(s) hold the join documents"
+        self.ui.progress(
+            first,
+            f"1/{len(joins)} {label}",
+            done=1,
+            total=len(joins),
+            elapsed_seconds=round(time.monotonic() - t0, 3),
+        )
+        rest = [c for c in joins if c is not canary]
+        await self.bounded(rest, self.join, label, first_done=1, total=len(joins))
 
-        async def one(change: Change) -> None:
-            async with gate:
-                if failures:
-                    return  # stop launching joins once one failed
-                step = step_of(change)
-                try:
-                    await self.run_step(step, lambda: self.join(change.resource_id))
-                except StepFailed as exc:
-                    failures.append(exc)
-                    return
-                count(step)
-
-        await asyncio.gather(*(one(c) for c in rest))
-        if failures:
-            raise failures[0]
-
-    async def join(self, address: str) -> dict[str, Any]:
+    async def join(self, change: Change) -> dict[str, Any]:
         """Merge the three join documents into the live config and apply it (mode AUTO)."""
+        address = change.resource_id
         backup = self.backups[address]
         live = await self.talos.machine_config(address)
         if live != backup:
@@ -540,11 +569,15 @@ class Transaction:
         assert self.computed.join is not None
         joined = join_documents(self.computed.join)
         problems: list[str] = []
-        for node in self.plan.nodes:
-            live = await self.talos.machine_config(node.address)
-            expected = strategic_merge(mcdoc.parse(self.backups[node.address]), joined)
+
+        async def check(address: str) -> None:
+            live = await self.talos.machine_config(address)
+            expected = strategic_merge(mcdoc.parse(self.backups[address]), joined)
             if mcdoc.canonical_json(mcdoc.parse(live)) != mcdoc.canonical_json(expected):
-                problems.append(f"node {node.address}'s config is not its backup plus the join")
+                problems.append(f"node {address}'s config is not its backup plus the join")
+
+        read = await map_nodes([n.address for n in self.plan.nodes], check, self.parallelism)
+        problems += [f"node {a} could not be read: {e}" for a, e in read.items() if e is not None]
         planned: dict[str, set[str]] = {}
         for change in self.plan.changes:
             planned.setdefault(change.resource_type, set()).add(change.resource_id)
@@ -753,6 +786,7 @@ async def apply_plan(
     lock = ClusterLock(lock_scope(plan.cluster.omni_url, cluster), "apply")
     lock.acquire()
     try:
+        retire_previous(journal_path(plan_path), rollback_path(plan_path))
         timeouts = Timeouts(wait_connected=spec.wait_timeout)
         ui.say(f"Reading {len(plan.nodes)} node(s) and Omni to check that the plan is current…")
         facts = await discover(spec, timeouts=timeouts, env=env, health_check=False)
@@ -769,7 +803,6 @@ async def apply_plan(
             )
         if computed.join is None:
             raise ApplyError("Omni's SideroLink settings could not be read", "plan again")
-        retire_previous(journal_path(plan_path), rollback_path(plan_path))
         show_plan(plan)
         if not options.auto_approve and not confirm(cluster):
             raise ApplyError("Apply cancelled.", None)

@@ -22,7 +22,9 @@ unlock: the backups hold the old CAs, and restoring them would cut every node of
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -207,19 +209,20 @@ class Undo:
         if any(began(s) for s in omni_steps):
             cluster_ref = OmniRef(o.CLUSTERS, self.cluster)
             await self.undo_step(cluster_ref, self.teardown_cluster, report)
-            for ref in reversed(self.plan.omni_resources):
-                if ref.type in (o.CLUSTERS, o.IMPORTED_CLUSTER_SECRETS) or not began(address(ref)):
-                    continue
-                await self.undo_step(ref, lambda r=ref: self.remove_marked(r), report)
+            rest = [
+                ref
+                for ref in reversed(self.plan.omni_resources)
+                if ref.type not in (o.CLUSTERS, o.IMPORTED_CLUSTER_SECRETS) and began(address(ref))
+            ]
+            for _, group in itertools.groupby(rest, key=lambda r: r.type):
+                await self.each(list(group), self.remove_marked, report)
             secrets = OmniRef(o.IMPORTED_CLUSTER_SECRETS, self.cluster)
             if address(secrets) in started and address(secrets) not in exists_elsewhere:
                 await self.undo_step(secrets, self.destroy_imported_secrets, report)
 
         uuids = {n.machine_uuid for n in left}
-        for uuid in self.plan.links:
-            if uuid in uuids:
-                ref = OmniRef(o.LINKS, uuid)
-                await self.undo_step(ref, lambda r=ref: self.teardown_link(r.id), report)
+        links = [OmniRef(o.LINKS, uuid) for uuid in self.plan.links if uuid in uuids]
+        await self.each(links, lambda r: self.teardown_link(r.id), report)
 
         report.failures += await self.leftovers(uuids)
         if report.failures:
@@ -231,6 +234,18 @@ class Undo:
             )
         self.record("rollback_complete", None, import_id=self.plan.import_id)
         return report
+
+    async def each(
+        self, refs: list[OmniRef], action: Callable[[OmniRef], Awaitable[str]], report: Report
+    ) -> None:
+        """Undo independent resources of one kind with bounded parallelism."""
+        gate = asyncio.Semaphore(self.parallelism)
+
+        async def one(ref: OmniRef) -> None:
+            async with gate:
+                await self.undo_step(ref, functools.partial(action, ref), report)
+
+        await asyncio.gather(*(one(r) for r in refs))
 
     async def undo_step(
         self, ref: OmniRef, action: Callable[[], Awaitable[str]], report: Report
@@ -454,7 +469,13 @@ async def check_target(
         except ProviderError:
             return node, None, None  # unreachable now: its restore will report it
 
-    results = await asyncio.gather(*(read(n) for n in rb.nodes))
+    gate = asyncio.Semaphore(50)
+
+    async def bounded(node: RollbackNode) -> tuple[RollbackNode, str | None, bytes | None]:
+        async with gate:
+            return await read(node)
+
+    results = await asyncio.gather(*(bounded(n) for n in rb.nodes))
     reachable = [(n, u, c) for n, u, c in results if u is not None]
     if not reachable:
         raise RollbackError(
