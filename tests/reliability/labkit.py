@@ -59,6 +59,8 @@ class World:
     dir: Path
     info: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
+    handle: Any = None
+    """The conftest ``LabHandle`` (stops the lab by its pid)."""
 
     @property
     def spec(self) -> Path:
@@ -105,9 +107,7 @@ class World:
         )
 
     def stop(self) -> None:
-        from lab import control
-
-        control.down(self.dir)
+        self.handle.stop()
 
     # -- omniport --
 
@@ -178,11 +178,10 @@ class World:
 
 
 def start_world(directory: Path, *args: str) -> World:
-    """``omniport lab up`` for ``directory`` (its options as lab up flags), ready to plan."""
-    from lab import control
+    """``omniport lab up --dir DIRECTORY ARGS`` (tests/conftest.py), ready to plan."""
+    from tests.conftest import start_lab
 
-    options = control.UpOptions(extra_args=tuple(args))
-    info = control.up(directory, options)
+    handle = start_lab(directory, *args)
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -190,11 +189,7 @@ def start_world(directory: Path, *args: str) -> World:
         "NO_COLOR": "1",
     }
     env.pop("OMNIPORT_TEST_KILL_AFTER_RECORD", None)
-    world = World(directory, info, env)
-    data = yaml.safe_load(world.spec.read_text())
-    if "imageFactory" not in data:  # a lab without a factory: its check cannot pass
-        world.tune(findings={"accept": ["FACTORY_UNREACHABLE"]})
-    return world
+    return World(directory, handle.info, env, handle)
 
 
 def assert_restored(world: World, before: Snapshot) -> None:
@@ -205,6 +200,24 @@ def assert_restored(world: World, before: Snapshot) -> None:
     extra = after.extra_resources(before)
     assert not extra, f"left in Omni: {sorted(extra)}"
     assert after.resources == before.resources
+
+
+def secrets_of(*snapshots: Snapshot) -> set[str]:
+    """Every secret string in the node configs of ``snapshots`` (what redaction hides)."""
+    from planner.apply import config_secrets
+
+    found: set[str] = set()
+    for snapshot in snapshots:
+        for config in snapshot.configs.values():
+            found |= config_secrets(config)
+    return found
+
+
+def assert_no_secret(world: World, before: Snapshot, *texts: str) -> None:
+    """No node secret in ``texts``, nor in the journal and rollback plan apply wrote."""
+    files = [p.read_text() for p in (world.journal, world.rollback) if p.exists()]
+    leaked = {s for s in secrets_of(before) for t in [*texts, *files] if s in t}
+    assert not leaked, f"{len(leaked)} secret(s) leaked"
 
 
 def interrupt(proc: subprocess.Popen[str], times: int = 1, gap: float = 0.3) -> tuple[str, str]:

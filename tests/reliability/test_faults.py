@@ -13,7 +13,13 @@ import threading
 
 import pytest
 
-from tests.reliability.labkit import World, assert_restored, interrupt, start_world
+from tests.reliability.labkit import (
+    World,
+    assert_no_secret,
+    assert_restored,
+    interrupt,
+    start_world,
+)
 from tests.test_apply_lab import one_line
 
 pytestmark = pytest.mark.reliability
@@ -49,6 +55,7 @@ def test_apply_configuration_failing_on_the_kth_node(world: World, k: int):
     assert f"apply failed at talos_join.{order[k]}" in line
     assert "injected failure: ApplyConfiguration" in line and "rolled back:" in line
     assert_restored(world, before)
+    assert_no_secret(world, before, result.text)
     failed = [r for r in world.records() if r["event"] == "failed"]
     assert len(failed) == 1 and failed[0]["step"].startswith("talos_join.")
     assert world.records()[-1]["event"] == "rollback_complete"
@@ -74,6 +81,7 @@ def test_omni_create_failing_for_each_resource_type(world: World, kind: str):
     assert "rolled back:" in line
     world.fault(kind="clear")
     assert_restored(world, before)
+    assert_no_secret(world, before, result.text)
 
 
 def test_machines_that_never_connect_time_out(world: World):
@@ -85,6 +93,7 @@ def test_machines_that_never_connect_time_out(world: World):
     assert "3 machine(s) did not connect to Omni within 2s" in line
     assert "restored 3 node(s) to their backup" in line
     assert_restored(world, before)
+    assert_no_secret(world, before, result.text)
     world.fault(kind="clear")
     assert_restored(world, before)
 
