@@ -214,14 +214,27 @@ class Undo:
                 for ref in reversed(self.plan.omni_resources)
                 if ref.type not in (o.CLUSTERS, o.IMPORTED_CLUSTER_SECRETS) and began(address(ref))
             ]
-            for _, group in itertools.groupby(rest, key=lambda r: r.type):
-                await self.each(list(group), self.remove_marked, report)
+            for kind, group in itertools.groupby(rest, key=lambda r: r.type):
+                refs = list(group)
+                # one List per kind: what the Cluster's teardown took along needs no call
+                held = await self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster})
+                present = {r.id for r in held}
+                swept = [
+                    address(r)
+                    for r in refs
+                    if r.id not in present and address(r) in self.with_cluster
+                ]
+                if swept:
+                    report.destroyed += swept
+                    self.ui.say(f"{len(swept)} {kind} went with the cluster")
+                await self.each([r for r in refs if r.id in present], self.remove_marked, report)
             secrets = OmniRef(o.IMPORTED_CLUSTER_SECRETS, self.cluster)
             if address(secrets) in started and address(secrets) not in exists_elsewhere:
                 await self.undo_step(secrets, self.destroy_imported_secrets, report)
 
         uuids = {n.machine_uuid for n in left}
-        links = [OmniRef(o.LINKS, uuid) for uuid in self.plan.links if uuid in uuids]
+        existing = {r.id for r in await self.omni.list(o.LINKS)} if uuids else set()
+        links = [OmniRef(o.LINKS, u) for u in self.plan.links if u in uuids and u in existing]
         await self.each(links, lambda r: self.teardown_link(r.id), report)
 
         report.failures += await self.leftovers(uuids)
