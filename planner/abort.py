@@ -202,9 +202,9 @@ async def abort_import(
                 raise AbortError(
                     f"the cluster was removed from Omni, but {len(failures)} node(s) or Link(s) "
                     f"were not cleaned: {failures[0]}",
-                    "make the nodes reachable and clean them with `omniport abort` semantics: "
-                    "apply the backup with `omniport rollback`, or remove their "
-                    "SideroLinkConfig, EventSinkConfig and KmsgLogConfig omni-kmsg documents",
+                    "once the nodes are reachable, run `omniport rollback` with the apply's "
+                    "rollback file, or remove their SideroLinkConfig, EventSinkConfig and "
+                    "KmsgLogConfig omni-kmsg documents by hand",
                 )
             ui.summary(
                 "abort",
