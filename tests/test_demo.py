@@ -1,16 +1,13 @@
 """`omniport demo`: the newcomer's first command, end to end against a real lab process."""
 
 import re
-import time
 
 from planner.cli import run
 
 
 def test_demo_plans_applies_rolls_back_and_proves_it(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    started = time.monotonic()
     assert run(["--no-color", "demo"]) == 0
-    elapsed = time.monotonic() - started
     out = capsys.readouterr().out
     assert "Plan: 11 to add, 3 to change, 0 to destroy." in out
     assert "Apply complete!" in out
@@ -20,4 +17,3 @@ def test_demo_plans_applies_rolls_back_and_proves_it(capsys, tmp_path, monkeypat
     assert "Traceback" not in out
     # the throwaway directory is removed and no lab is left behind
     assert not any(tmp_path.glob("omniport-demo-*"))
-    assert elapsed < 120  # generous: the figure that matters is printed, not asserted tightly
