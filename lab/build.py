@@ -340,7 +340,9 @@ def build_world(
     now = now or dt.datetime.now(dt.UTC)
     assert opts.kubernetes_version and opts.initial_kubernetes_version
     initial_contract = parse_contract(opts.initial_talos_version)
-    bundle = secrets.new_bundle(initial_contract, now)
+    # 2048-bit service-account key (Talos makes 4096): RSA 4096 keygen alone takes 0.1-1.5 s
+    # here, which would dominate `lab up`; nothing in an import depends on the key size.
+    bundle = secrets.new_bundle(initial_contract, now, rsa_key_size=2048)
     timings["secrets"] = time.perf_counter() - t0
 
     endpoint = f"https://{_address(0)}:6443"

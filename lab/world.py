@@ -9,8 +9,8 @@ Omni pushes configs through.
 
 The semantics of ``ApplyConfiguration`` live here (:meth:`Lab.apply_configuration`), not in the
 gRPC layer, because three callers share them: apid, Omni's config push after unlock, and
-``omniport lab patch``. Validation comes from :mod:`lab.configs`; this module only decides what
-happens to the node.
+``omniport lab patch``. Validation is a parameter (``lab.build.validate_config`` in the lab
+process, which uses the config engine); this module only decides what happens to the node.
 """
 
 from __future__ import annotations

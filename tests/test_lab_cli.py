@@ -209,3 +209,19 @@ def test_down_after_the_process_died_cleans_up(lab_dir, capsys):
 def test_status_of_a_directory_without_lab(tmp_path, capsys):
     assert run(["lab", "status", "--dir", str(tmp_path)]) == 1
     assert "no lab in" in one_line_error(capsys)
+
+
+def test_up_with_latency_slows_every_call(lab_dir, capsys, aio):
+    assert run(["lab", "up", "--dir", str(lab_dir), "--nodes", "1", "--latency-ms", "250"]) == 0
+    assert run(["lab", "fault", "--dir", str(lab_dir), "show"]) == 0
+    assert "latency: 250 ms on every call" in capsys.readouterr().out
+    from providers.talos import TalosClient
+
+    async def timed():
+        async with TalosClient.from_talosconfig(lab_dir / "talosconfig") as client:
+            start = time.monotonic()
+            await client.version(None)
+            return time.monotonic() - start
+
+    assert aio(timed()) >= 0.25
+    assert run(["lab", "down", "--dir", str(lab_dir)]) == 0

@@ -205,7 +205,7 @@ def test_control_plane_images_and_absence_on_workers(aio, lab):
     async def fn(c):
         images = await c.control_plane_images(lab.controlplanes[0])
         try:
-            await c.control_plane_images(lab.workers[0])
+            await c.get(lab.workers[0], *APISERVER)
         except NotFound as err:
             return images, err
         return images, None
@@ -214,6 +214,9 @@ def test_control_plane_images_and_absence_on_workers(aio, lab):
     assert images.apiserver == "registry.k8s.io/kube-apiserver:v1.34.1"
     assert images.scheduler.endswith(":v1.34.1") and images.controller_manager.endswith(":v1.34.1")
     assert err is not None and "doesn't exist" in err.message
+
+
+APISERVER = ("controlplane", "APIServerConfigs.kubernetes.talos.dev", "kube-apiserver")
 
 
 def test_discovery_members_list_every_node(aio, lab):
