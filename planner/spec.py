@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,14 @@ def canonical_json(data: Any) -> str:
 # --- YAML with positions -------------------------------------------------------------------
 
 
+_TOO_DEEP = "invalid YAML: the spec is nested too deeply to read"
+_MAX_VALUES = 200_000
+_TOO_BIG = (
+    f"the spec holds more than {_MAX_VALUES} values once its aliases are expanded; "
+    "write the values out instead of nesting aliases"
+)
+
+
 @dataclass
 class _Located:
     data: Any
@@ -128,33 +137,68 @@ def _compose(text: str, file: str) -> _Located:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = err.problem or err.context or "invalid YAML"
         raise SpecError([SpecProblem(file, line, col, f"invalid YAML: {what}")]) from None
+    except yaml.reader.ReaderError as err:  # a control character; its text spans two lines
+        line = text.count("\n", 0, err.position) + 1
+        col = err.position - text.rfind("\n", 0, err.position)
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        problem = f"invalid YAML: the control character U+{code:04X} is not allowed here"
+        raise SpecError([SpecProblem(file, line, col, problem)]) from None
     except yaml.YAMLError as err:
-        raise SpecError([SpecProblem(file, 1, 1, f"invalid YAML: {err}")]) from None
+        problem = "invalid YAML: " + " ".join(str(err).split())
+        raise SpecError([SpecProblem(file, 1, 1, problem)]) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(file, 1, 1, _TOO_DEEP)]) from None
     if node is None:
         raise SpecError([SpecProblem(file, 1, 1, "the spec is empty; start from examples/")])
     located = _Located(None, {}, {})
     loader = yaml.SafeLoader("")
+    open_nodes: set[int] = set()  # collections being built: an alias to one is a cycle
+    budget = [_MAX_VALUES]
+
+    def construct(n: yaml.Node) -> Any:
+        try:
+            return loader.construct_object(n, deep=True)
+        except (ValueError, OverflowError):  # a 5000-digit integer, a 13th month
+            shown = n.value if len(n.value) <= 40 else f"{n.value[:20]}…{n.value[-8:]}"
+            what = "a date" if n.tag.endswith(":timestamp") else "a number"
+            line, col = n.start_mark.line + 1, n.start_mark.column + 1
+            problem = f"invalid YAML: cannot read {shown} as {what}; quote it to make it a string"
+            raise SpecError([SpecProblem(file, line, col, problem)]) from None
 
     def build(n: yaml.Node, path: Path_) -> Any:
         located.marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise SpecError([SpecProblem(file, 1, 1, _TOO_BIG)])
+        if isinstance(n, yaml.MappingNode | yaml.SequenceNode):
+            if id(n) in open_nodes:
+                line, col = n.start_mark.line + 1, n.start_mark.column + 1
+                problem = "invalid YAML: an alias refers to itself (the node that contains it)"
+                raise SpecError([SpecProblem(file, line, col, problem)])
+            open_nodes.add(id(n))
+            try:
+                return build_collection(n, path)
+            finally:
+                open_nodes.discard(id(n))
+        return construct(n)
+
+    def build_collection(n: yaml.MappingNode | yaml.SequenceNode, path: Path_) -> Any:
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
-                key = loader.construct_object(key_node, deep=True)
+                key = construct(key_node)
                 if not isinstance(key, str):
                     key = str(key)
                 if key in out:
                     line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                    raise SpecError([SpecProblem(file, line, col, f"duplicate key '{key}'")])
+                    raise SpecError([SpecProblem(file, line, col, f"duplicate key {key!r}")])
                 located.key_marks[path + (key,)] = (
                     key_node.start_mark.line + 1,
                     key_node.start_mark.column + 1,
                 )
                 out[key] = build(value_node, path + (key,))
             return out
-        if isinstance(n, yaml.SequenceNode):
-            return [build(item, path + (i,)) for i, item in enumerate(n.value)]
-        return loader.construct_object(n, deep=True)
+        return [build(item, path + (i,)) for i, item in enumerate(n.value)]
 
     try:
         located.data = build(node, ())
@@ -163,6 +207,8 @@ def _compose(text: str, file: str) -> _Located:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = err.problem or err.context or "invalid YAML"
         raise SpecError([SpecProblem(file, line, col, f"invalid YAML: {what}")]) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(file, 1, 1, _TOO_DEEP)]) from None
     return located
 
 
@@ -193,6 +239,10 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if value is None:
         return "nothing (null)"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, date):
+        return "a date"
     return type(value).__name__
 
 
@@ -217,7 +267,7 @@ def _schema_problem(
             hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
             problems.append(
-                SpecProblem(file, kline, kcol, f"unknown key '{key}' in {where}; {fix}")
+                SpecProblem(file, kline, kcol, f"unknown key {key!r} in {where}; {fix}")
             )
         return problems
     if err.validator == "required":
@@ -257,7 +307,7 @@ def _schema_problem(
     if err.validator == "uniqueItems":
         seen: set[str] = set()
         for i, item in enumerate(err.instance):
-            key = canonical_json(item)
+            key = json.dumps(item, sort_keys=True, default=repr)  # YAML can give dates, bytes
             if key in seen:
                 iline, icol = located.marks.get(path + (i,), (line, col))
                 return [SpecProblem(file, iline, icol, f"{where} lists {item!r} twice")]
