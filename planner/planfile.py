@@ -28,7 +28,7 @@ from planner.plan import (
     Plan,
     Severity,
 )
-from planner.sealed import canonical, checksum, write_private
+from planner.sealed import canonical, checksum, json_problem, write_private
 
 
 class PlanFileError(OmniportError):
@@ -178,14 +178,19 @@ def parse(text: str, source: str = "plan file") -> Plan:
     """Check and load a plan file's text; every refusal is one sentence naming the fix."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:
         raise PlanFileError(
-            f"{source} is not a plan file (invalid JSON: {getattr(err, 'msg', err)})",
+            f"{source} is not a plan file (invalid JSON: {json_problem(err)})",
             "run `omniport plan` again to produce one",
         ) from None
     if not isinstance(data, dict) or "checksum" not in data:
         raise PlanFileError(
             f"{source} is not an omniport plan file", "run `omniport plan` to produce one"
+        )
+    if "import_id" in data and "fingerprint" not in data:
+        raise PlanFileError(
+            f"{source} is a rollback plan, not a plan file",
+            f"run `omniport rollback {source}` to roll that import back",
         )
     if data.get("checksum") != checksum(data):
         raise PlanFileError(

@@ -17,7 +17,7 @@ import jsonschema
 import schemas
 from planner import __version__
 from planner.errors import OmniportError
-from planner.sealed import canonical, checksum, write_private
+from planner.sealed import canonical, checksum, json_problem, write_private
 
 FORMAT_VERSION = 1
 
@@ -130,10 +130,16 @@ def write(plan: RollbackPlan, path: Path) -> None:
 def parse(text: str, source: str = "rollback file") -> RollbackPlan:
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError) as err:
         raise RollbackFileError(
-            f"{source} is not a rollback plan (invalid JSON)", "pass the .rollback.json apply wrote"
+            f"{source} is not a rollback plan (invalid JSON: {json_problem(err)})",
+            "pass the .rollback.json apply wrote",
         ) from None
+    if isinstance(data, dict) and "fingerprint" in data and "import_id" not in data:
+        raise RollbackFileError(
+            f"{source} is a plan file, not a rollback plan",
+            "pass the .rollback.json that apply wrote next to the plan",
+        )
     if not isinstance(data, dict) or "checksum" not in data or "import_id" not in data:
         raise RollbackFileError(
             f"{source} is not an omniport rollback plan", "pass the .rollback.json apply wrote"

@@ -24,6 +24,15 @@ def checksum(data: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body).encode()).hexdigest()
 
 
+def json_problem(err: ValueError | RecursionError) -> str:
+    """Why ``json.loads`` refused a text, in words (not Python's advice on its own limits)."""
+    if isinstance(err, json.JSONDecodeError):
+        return f"{err.msg} at line {err.lineno} column {err.colno}"
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return "a number has too many digits"
+
+
 def write_private(path: Path, text: str | bytes, mode: int = 0o600) -> None:
     """Write ``text`` atomically (temp file, fsync, rename) with ``mode``; the dir is fsynced.
 
