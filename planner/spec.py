@@ -246,6 +246,12 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut in the middle when long (a 5000-digit version fills no screen)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}…{text[-12:]}"
+
+
 def _dotted(path: Path_) -> str:
     out = ""
     for part in path:
@@ -298,11 +304,11 @@ def _schema_problem(
             else None
         )
         if kind:
-            msg = f"{where} is {err.instance!r}, which is not {hint[kind]}"
+            msg = f"{where} is {_shown(err.instance)}, which is not {hint[kind]}"
         elif where.endswith("url"):
-            msg = f"{where} is {err.instance!r}, which is not a URL like https://host[:port]"
+            msg = f"{where} is {_shown(err.instance)}, which is not a URL like https://host[:port]"
         else:
-            msg = f"{where} is {err.instance!r}, which does not match {err.validator_value}"
+            msg = f"{where} is {_shown(err.instance)}, which does not match {err.validator_value}"
         return [SpecProblem(file, line, col, msg)]
     if err.validator == "uniqueItems":
         seen: set[str] = set()
