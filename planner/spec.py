@@ -404,12 +404,25 @@ def _semantic_problems(located: _Located, file: str, base: Path) -> list[SpecPro
     ):
         section = data.get(path[0], {})
         if path[1] in section:
-            target = (base / Path(section[path[1]]).expanduser()).resolve()
-            if not target.is_file():
+            try:
+                readable = _local_path(base, section[path[1]]).is_file()
+            except (OSError, ValueError, RuntimeError):  # too long, a NUL byte, ~nosuchuser
+                readable = False
+            if not readable:
                 at(
                     path,
-                    f"{_dotted(path)} names {section[path[1]]!r}, which is not a readable file",
+                    f"{_dotted(path)} names {_shown(section[path[1]])}, which is not a readable "
+                    "file",
                 )
+    directory = data.get("backup", {}).get("directory")
+    if isinstance(directory, str):
+        try:
+            _local_path(base, directory)
+        except (OSError, ValueError, RuntimeError):
+            at(
+                ("backup", "directory"),
+                f"backup.directory names {_shown(directory)}, which is not a usable path",
+            )
     for path in (("healthCheck", "timeout"), ("apply", "waitTimeout")):
         value = data.get(path[0], {}).get(path[1])
         if isinstance(value, str) and _DURATION.match(value) and parse_duration(value) == 0:
@@ -458,8 +471,12 @@ def parse_spec(
     return _build(_with_defaults(located.data), base, path or Path(file))
 
 
+def _local_path(base: Path, value: str) -> Path:
+    return (base / Path(value).expanduser()).resolve()
+
+
 def _opt_path(base: Path, value: str | None) -> Path | None:
-    return (base / Path(value).expanduser()).resolve() if value else None
+    return _local_path(base, value) if value else None
 
 
 def _build(data: dict[str, Any], base: Path, path: Path) -> Spec:
