@@ -114,6 +114,7 @@ def canonical_json(data: Any) -> str:
 # --- YAML with positions -------------------------------------------------------------------
 
 
+_TAG_NAMES = {"int": "a number", "float": "a number", "timestamp": "a date", "bool": "true/false"}
 _TOO_DEEP = "invalid YAML: the spec is nested too deeply to read"
 _MAX_VALUES = 200_000
 _TOO_BIG = (
@@ -158,9 +159,11 @@ def _compose(text: str, file: str) -> _Located:
     def construct(n: yaml.Node) -> Any:
         try:
             return loader.construct_object(n, deep=True)
-        except (ValueError, OverflowError):  # a 5000-digit integer, a 13th month
-            shown = n.value if len(n.value) <= 40 else f"{n.value[:20]}…{n.value[-8:]}"
-            what = "a date" if n.tag.endswith(":timestamp") else "a number"
+        # PyYAML's constructors fail in their own ways on values that do not fit the tag:
+        # a 5000-digit integer, a 13th month, `!!bool maybe`, `!!timestamp x`, `!!float ""`.
+        except (ValueError, OverflowError, KeyError, AttributeError, IndexError, TypeError):
+            shown = _shown(n.value) if n.value else "an empty value"
+            what = _TAG_NAMES.get(n.tag.rsplit(":", 1)[-1], f"a {n.tag.rsplit(':', 1)[-1]}")
             line, col = n.start_mark.line + 1, n.start_mark.column + 1
             problem = f"invalid YAML: cannot read {shown} as {what}; quote it to make it a string"
             raise SpecError([SpecProblem(file, line, col, problem)]) from None
