@@ -17,7 +17,14 @@ import jsonschema
 import schemas
 from planner import __version__
 from planner.errors import OmniportError
-from planner.sealed import canonical, checksum, json_problem, write_private
+from planner.sealed import (
+    canonical,
+    checksum,
+    json_problem,
+    schema_place,
+    shown,
+    write_private,
+)
 
 FORMAT_VERSION = 1
 
@@ -151,16 +158,16 @@ def parse(text: str, source: str = "rollback file") -> RollbackPlan:
         )
     if data.get("format_version") != FORMAT_VERSION:
         raise RollbackFileError(
-            f"{source} has rollback format {data.get('format_version')!r}, this omniport reads "
-            f"format {FORMAT_VERSION}",
-            f"use omniport {data.get('tool_version')} to roll it back",
+            f"{source} has rollback format {shown(data.get('format_version'))}, this omniport "
+            f"reads format {FORMAT_VERSION}",
+            f"use omniport {shown(data.get('tool_version'))} to roll it back",
         )
     validator = jsonschema.Draft202012Validator(schemas.load("rollback"))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        where = schema_place(error.absolute_path)
         raise RollbackFileError(
-            f"{source} does not match the rollback schema at {where}: {error.message}",
+            f"{source} does not match the rollback schema at {where}: {shown(error.message, 200)}",
             "use the original file apply wrote",
         )
     return from_dict(data)
