@@ -8,10 +8,12 @@ to exit codes in one place, :func:`main`, because click's own usage errors exit 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -300,28 +302,279 @@ def lab() -> None:
     """The embedded lab: simulated Talos nodes, Omni and Image Factory on loopback."""
 
 
+_lab_dir = click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The lab's directory (lab.json, talosconfig, import.yaml, ...).",
+)
+
+
+@contextlib.contextmanager
+def _lab_errors() -> Iterator[None]:
+    """Turn the lab's own errors into the CLI's one-line errors."""
+    from lab.control import LabError
+
+    try:
+        yield
+    except LabError as err:
+        raise OmniportError(err.message, err.fix) from None
+
+
 @lab.command("up")
-def lab_up() -> None:
-    """Start a lab in the background."""
-    _not_yet("lab up", "the lab issue")
+@_lab_dir
+@click.option("--nodes", type=click.IntRange(1, 60000), default=3, show_default=True)
+@click.option("--controlplanes", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--talos-version", help="Talos version the nodes run (default v1.11.5).")
+@click.option(
+    "--initial-talos-version", help="Talos version the cluster was created with (default v1.9.5)."
+)
+@click.option("--kubernetes-version", help="Current Kubernetes version (default: Talos's).")
+@click.option("--initial-kubernetes-version", help="Kubernetes version at creation.")
+@click.option("--latency-ms", type=click.FloatRange(0), default=0.0, help="Added to every call.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Shapes identities/configs.")
+@click.option("--no-factory-schematic", is_flag=True, help="Nodes run plain images (no schematic).")
+def lab_up(
+    directory: Path,
+    nodes: int,
+    controlplanes: int,
+    talos_version: str | None,
+    initial_talos_version: str | None,
+    kubernetes_version: str | None,
+    initial_kubernetes_version: str | None,
+    latency_ms: float,
+    seed: int,
+    no_factory_schematic: bool,
+) -> None:
+    """Start a lab in the background and write its client files into DIR."""
+    from lab.control import UpOptions, up
+
+    options = UpOptions(
+        nodes=nodes,
+        controlplanes=controlplanes,
+        talos_version=talos_version,
+        initial_talos_version=initial_talos_version,
+        kubernetes_version=kubernetes_version,
+        initial_kubernetes_version=initial_kubernetes_version,
+        latency_ms=latency_ms,
+        seed=seed,
+        factory_schematic=not no_factory_schematic,
+    )
+    with _lab_errors():
+        info = up(directory, options)
+    cps = sum(1 for n in info["nodes"] if n["role"] == "controlplane")
+    click.echo(
+        f"Lab up in {directory}: {len(info['nodes'])} nodes ({cps} control plane(s)), "
+        f"Talos {info['versions']['talos']}, pid {info['pid']}, apid {info['endpoint']}, "
+        f"ready in {info['startup_seconds']} s."
+    )
+    click.echo(f"Next: omniport plan {directory / 'import.yaml'}")
 
 
 @lab.command("down")
-def lab_down() -> None:
-    """Stop a lab by its pid."""
-    _not_yet("lab down", "the lab issue")
+@_lab_dir
+def lab_down(directory: Path) -> None:
+    """Stop a lab by its pid and wait until it is gone."""
+    from lab.control import down
+
+    with _lab_errors():
+        pid = down(directory)
+    if pid is None:
+        click.echo(f"The lab in {directory} was not running; removed its stale lab.json.")
+    else:
+        click.echo(f"Stopped the lab in {directory} (pid {pid}).")
 
 
 @lab.command("status")
-def lab_status() -> None:
+@_lab_dir
+@click.option("--json", "as_json", is_flag=True, help="Print the stable JSON document.")
+@click.option("--with-configs", is_flag=True, help="Include each node's full config text.")
+def lab_status(directory: Path, as_json: bool, with_configs: bool) -> None:
     """Print the lab's nodes and Omni resources."""
-    _not_yet("lab status", "the lab issue")
+    import json
+
+    from lab.control import status
+
+    with _lab_errors():
+        doc = status(directory, with_configs=with_configs)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    rows = [("ADDRESS", "HOSTNAME", "MACHINE ID", "ROLE", "TALOS", "K8S", "CONFIG SHA256", "OMNI")]
+    for n in doc["nodes"]:
+        rows.append(
+            (
+                n["address"],
+                n["hostname"],
+                n["machine_id"],
+                n["role"],
+                n["talos_version"],
+                n["kubernetes_version"],
+                n["config_sha256"],
+                "connected" if n["connected"] else "-",
+            )
+        )
+    _table(rows)
+    if with_configs:
+        for n in doc["nodes"]:
+            click.echo(f"\n# {n['address']} ({n['hostname']})\n{n['config']}", nl=False)
+    resources = doc["omni"]["resources"]
+    click.echo(f"\nOmni resources: {len(resources)}")
+    if resources:
+        rows = [("TYPE", "ID", "PHASE", "LABELS", "ANNOTATIONS")]
+        for r in resources:
+            rows.append(
+                (
+                    r["type"],
+                    r["id"],
+                    r["phase"],
+                    _pairs(r["labels"]),
+                    _pairs(r["annotations"]),
+                )
+            )
+        _table(rows)
 
 
-@lab.command("fault")
-def lab_fault() -> None:
-    """Inject or clear faults."""
-    _not_yet("lab fault", "the lab issue")
+def _pairs(mapping: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" if v else k for k, v in sorted(mapping.items())) or "-"
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@lab.group("fault")
+@_lab_dir
+@click.pass_context
+def lab_fault(ctx: click.Context, directory: Path) -> None:
+    """Inject or clear faults in a running lab."""
+    ctx.obj["lab_dir"] = directory
+
+
+def _fault(ctx: click.Context, change: dict[str, object]) -> None:
+    from lab.control import fault
+
+    with _lab_errors():
+        active = fault(ctx.obj["lab_dir"], change)
+    _print_faults(active)
+
+
+def _print_faults(active: dict[str, Any]) -> None:
+    lines = []
+    if active.get("unreachable"):
+        lines.append("unreachable: " + ", ".join(active["unreachable"]))
+    if active.get("latency_ms"):
+        lines.append(f"latency: {active['latency_ms']:g} ms on every call")
+    for node, ms in (active.get("node_latency_ms") or {}).items():
+        lines.append(f"latency: {ms:g} ms on {node}")
+    for f in active.get("apply_failures") or []:
+        where = f["node"] or "every node"
+        lines.append(f"ApplyConfiguration fails on {where} after {f['after_calls']} call(s)")
+    for f in active.get("omni_failures") or []:
+        lines.append(
+            f"Omni {f['method']} fails for {f['resource_type'] or 'every type'} (code {f['code']})"
+        )
+    if active.get("factory_down"):
+        lines.append("Image Factory is down")
+    if active.get("never_connect"):
+        lines.append("nodes never connect to Omni")
+    click.echo("Active faults:" + ("".join(f"\n  {line}" for line in lines) if lines else " none"))
+
+
+@lab_fault.command("unreachable")
+@click.argument("node")
+@click.option("--clear", is_flag=True, help="Make the node reachable again.")
+@click.pass_context
+def fault_unreachable(ctx: click.Context, node: str, clear: bool) -> None:
+    """Calls to NODE fail as if it were down (UNAVAILABLE)."""
+    _fault(ctx, {"kind": "unreachable", "node": node, "clear": clear})
+
+
+@lab_fault.command("latency")
+@click.argument("ms", type=click.FloatRange(0))
+@click.option("--node", help="Only calls to this node (default: every call).")
+@click.pass_context
+def fault_latency(ctx: click.Context, ms: float, node: str | None) -> None:
+    """Add MS milliseconds to every call (0 clears)."""
+    _fault(ctx, {"kind": "latency", "ms": ms, "node": node})
+
+
+@lab_fault.command("apply-fail")
+@click.option("--node", help="Only this node (default: every node).")
+@click.option("--after", type=click.IntRange(0), default=0, help="Succeed this many times first.")
+@click.option("--clear", is_flag=True, help="Remove ApplyConfiguration failures.")
+@click.pass_context
+def fault_apply_fail(ctx: click.Context, node: str | None, after: int, clear: bool) -> None:
+    """Make ApplyConfiguration fail (always, or after K calls)."""
+    _fault(ctx, {"kind": "apply-failure", "node": node, "after": after, "clear": clear})
+
+
+@lab_fault.command("omni-fail")
+@click.argument("method")
+@click.option("--type", "rtype", help="Only this resource type (default: every type).")
+@click.option("--code", type=click.IntRange(1, 16), default=14, show_default=True)
+@click.option("--clear", is_flag=True, help="Remove the matching Omni failures.")
+@click.pass_context
+def fault_omni_fail(
+    ctx: click.Context, method: str, rtype: str | None, code: int, clear: bool
+) -> None:
+    """Make Omni's METHOD (Create, Update, Get, ...) fail with a gRPC status."""
+    _fault(
+        ctx, {"kind": "omni-failure", "method": method, "type": rtype, "code": code, "clear": clear}
+    )
+
+
+@lab_fault.command("factory-down")
+@click.option("--clear", is_flag=True, help="Bring the Image Factory back.")
+@click.pass_context
+def fault_factory_down(ctx: click.Context, clear: bool) -> None:
+    """Make the Image Factory refuse every request."""
+    _fault(ctx, {"kind": "factory-down", "clear": clear})
+
+
+@lab_fault.command("never-connect")
+@click.option("--clear", is_flag=True, help="Let nodes connect again.")
+@click.pass_context
+def fault_never_connect(ctx: click.Context, clear: bool) -> None:
+    """Nodes accept the join documents but never register with Omni."""
+    _fault(ctx, {"kind": "never-connect", "clear": clear})
+
+
+@lab_fault.command("clear")
+@click.pass_context
+def fault_clear(ctx: click.Context) -> None:
+    """Remove every fault."""
+    _fault(ctx, {"kind": "clear"})
+
+
+@lab_fault.command("show")
+@click.pass_context
+def fault_show(ctx: click.Context) -> None:
+    """Print the active faults."""
+    from lab.control import faults
+
+    with _lab_errors():
+        _print_faults(faults(ctx.obj["lab_dir"]))
+
+
+@lab.command("patch")
+@_lab_dir
+@click.argument("node")
+@click.argument("patch_file", metavar="FILE", type=click.File("r"))
+def lab_patch(directory: Path, node: str, patch_file: Any) -> None:
+    """Patch NODE's config with FILE as `talosctl patch machineconfig` would (mode auto)."""
+    from lab.control import patch
+
+    text = patch_file.read()
+    with _lab_errors():
+        result = patch(directory, node, text)
+    click.echo(
+        f"Patched {result['node']} ({result['mode']}): {result['details'].splitlines()[0]}; "
+        f"config sha256 {result['config_sha256']}."
+    )
 
 
 @cli.command()

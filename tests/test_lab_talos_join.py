@@ -1,0 +1,152 @@
+"""Nodes joining and leaving the lab's Omni, Omni-side faults, and the factory, over the network.
+
+A node that applies a config with a SideroLinkConfig registers with Omni (a Link appears and
+``lab status`` says connected); dropping the document disconnects it. ``never-connect`` keeps
+nodes away until it is cleared. Omni call failures and a factory outage are injected through
+``omniport lab fault`` and seen by the real clients.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from providers.errors import ProviderError, Unreachable
+from providers.factory import FactoryClient, SchematicStatus
+from providers.talos import ApplyMode
+
+LINKS = "Links.omni.sidero.dev"
+
+JOIN = (
+    b"---\napiVersion: v1alpha1\nkind: SideroLinkConfig\n"
+    b"apiUrl: https://127.0.0.1:8090?jointoken=lab\n"
+    b"---\napiVersion: v1alpha1\nkind: EventSinkConfig\nendpoint: '[fdae:41e4:649b:9303::1]:8090'\n"
+    b"---\napiVersion: v1alpha1\nkind: KmsgLogConfig\nname: omni-kmsg\n"
+    b"url: tcp://[fdae:41e4:649b:9303::1]:8092\n"
+)
+
+
+@pytest.fixture(scope="module")
+def jlab(lab_factory):
+    return lab_factory("--nodes", "3", name="join-lab")
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults(jlab):
+    yield
+    jlab.fault(kind="clear")
+
+
+def talos(aio, lab, fn):
+    async def go():
+        async with lab.client() as client:
+            return await fn(client)
+
+    return aio(go())
+
+
+def omni(aio, lab, fn):
+    async def go():
+        async with lab.omni() as client:
+            return await fn(client)
+
+    return aio(go())
+
+
+def connected(lab) -> dict[str, bool]:
+    return {n["address"]: n["connected"] for n in lab.status()["nodes"]}
+
+
+def machine_id(lab, address: str) -> str:
+    return next(n["machine_id"] for n in lab.info["nodes"] if n["address"] == address)
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def join(aio, lab, node):
+    config = talos(aio, lab, lambda c: c.machine_config(node))
+    result = talos(aio, lab, lambda c: c.apply_configuration(node, config + JOIN))
+    assert result.mode is ApplyMode.NO_REBOOT
+    return config
+
+
+def test_join_documents_connect_the_node_and_removing_them_disconnects(aio, jlab):
+    node = jlab.workers[0]
+    uuid = machine_id(jlab, node)
+    assert connected(jlab)[node] is False
+    before = join(aio, jlab, node)
+    assert connected(jlab)[node] is True
+    link = omni(aio, jlab, lambda c: c.get(LINKS, uuid))
+    assert link.spec.connected is True
+    types = {(r["type"], r["id"]) for r in jlab.status()["omni"]["resources"]}
+    assert (LINKS, uuid) in types
+
+    talos(aio, jlab, lambda c: c.apply_configuration(node, before))
+    assert connected(jlab)[node] is False
+    wait_for(lambda: omni(aio, jlab, lambda c: c.get(LINKS, uuid)).spec.connected is False)
+
+
+def test_never_connect_keeps_nodes_away_until_cleared(aio, jlab):
+    node = jlab.workers[1]
+    uuid = machine_id(jlab, node)
+    jlab.fault(kind="never-connect")
+    join(aio, jlab, node)
+    assert connected(jlab)[node] is False
+    assert omni(aio, jlab, lambda c: c.find(LINKS, uuid)) is None
+    jlab.fault(kind="never-connect", clear=True)
+    assert connected(jlab)[node] is True
+    assert omni(aio, jlab, lambda c: c.get(LINKS, uuid)).spec.connected is True
+
+
+def test_lab_status_lists_omni_resources_with_metadata(jlab):
+    resources = jlab.status()["omni"]["resources"]
+    assert resources, "a fresh Omni has its seeded resources"
+    assert all(set(r) == {"type", "id", "labels", "annotations", "phase"} for r in resources)
+    types = {r["type"] for r in resources}
+    assert {"TalosVersions.omni.sidero.dev", "DefaultJoinTokens.omni.sidero.dev"} <= types
+    assert {r["phase"] for r in resources} <= {"running", "tearingDown"}
+
+
+def test_omni_failure_by_method_and_type(aio, jlab):
+    jlab.fault(kind="omni-failure", method="List", type="TalosVersions.omni.sidero.dev", code=13)
+    with pytest.raises(ProviderError) as err:
+        omni(aio, jlab, lambda c: c.list("TalosVersions.omni.sidero.dev"))
+    assert err.value.code == 13
+    # other types and methods still work
+    assert omni(aio, jlab, lambda c: c.list("DefaultJoinTokens.omni.sidero.dev"))
+    assert omni(aio, jlab, lambda c: c.get("TalosVersions.omni.sidero.dev", "1.11.5"))
+    jlab.fault(kind="omni-failure", method="List", clear=True)
+    assert omni(aio, jlab, lambda c: c.list("TalosVersions.omni.sidero.dev"))
+
+
+def test_omni_knows_the_lab_versions(aio, jlab):
+    versions = omni(aio, jlab, lambda c: c.get("TalosVersions.omni.sidero.dev", "1.11.5"))
+    assert "1.34.1" in versions.spec.compatible_kubernetes_versions
+
+
+def factory(lab) -> FactoryClient:
+    spec = yaml.safe_load((lab.dir / "import.yaml").read_text())["imageFactory"]
+    return FactoryClient(spec["url"], ca_file=str(lab.dir / spec["caFile"]))
+
+
+def test_node_schematics_are_known_to_the_lab_factory(aio, jlab):
+    schematic = talos(aio, jlab, lambda c: c.schematic(jlab.nodes[0]))
+    check = factory(jlab).check_schematic(schematic.id, schematic.extra_info)
+    assert check.status is SchematicStatus.MATCH
+
+
+def test_factory_down_and_back(jlab):
+    jlab.fault(kind="factory-down")
+    with pytest.raises(Unreachable, match="503"):
+        factory(jlab).versions()
+    jlab.fault(kind="factory-down", clear=True)
+    assert "v1.11.5" in factory(jlab).versions()
