@@ -244,7 +244,7 @@ PLAN_CASES = [
     Case(
         "plan-talosconfig-ca-garbage-pem",
         ("plan", "import.yaml"),
-        "talosconfig",
+        "the CA certificate is not a readable PEM certificate",
         {
             "import.yaml": lambda m: m.spec(),
             "talosconfig": lambda m: m.talosconfig_with(ca=PEM_GARBAGE),
@@ -261,7 +261,7 @@ PLAN_CASES = [
     Case(
         "plan-endpoint-unreachable-explicit-out",
         ("plan", "import.yaml", "-o", "out.plan.json"),
-        "connection refused",
+        "so there is nothing to plan",
         {"import.yaml": lambda m: m.spec(), "talosconfig": lambda m: m.talosconfig},
         {"OMNI_SERVICE_ACCOUNT_KEY": _sa},
     ),
@@ -302,7 +302,7 @@ PLAN_CASES = [
 
 
 def _tampered(m: Material) -> str:
-    """The plan with one byte changed (a digit of the fingerprint)."""
+    """The plan with one byte changed (the first character of the fingerprint)."""
     at = m.plan.index('"fingerprint": "') + len('"fingerprint": "')
     return m.plan[:at] + "e" + m.plan[at + 1 :]
 
