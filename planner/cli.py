@@ -674,9 +674,24 @@ def lab_patch(directory: Path, node: str, patch_file: Any) -> None:
 
 
 @cli.command()
-def demo() -> None:
+@click.option("--keep", is_flag=True, help="Leave the lab running and show how to use it.")
+@click.pass_context
+def demo(ctx: click.Context, keep: bool) -> int:
     """Run plan, apply and rollback against a temporary lab, in one command."""
-    _not_yet("demo", "the demo issue")
+    from planner.demo import run_demo
+
+    return run_demo(keep=keep, color=ctx.obj["color"], echo=click.echo)
+
+
+def _usage_line(err: click.UsageError) -> str:
+    """A usage mistake in one line (click's own form spends four): what, then where to look."""
+    message = " ".join(err.format_message().split())
+    if err.ctx is None:
+        return message
+    help_hint = f"`{err.ctx.command_path} --help`"
+    if message.endswith("?"):  # click's "Did you mean ...?" already ends the sentence
+        return f"{message} See {help_hint}."
+    return f"{message.rstrip('.')}; see {help_hint}"
 
 
 def run(args: Sequence[str] | None = None) -> int:
@@ -687,11 +702,20 @@ def run(args: Sequence[str] | None = None) -> int:
         click.echo(f"Error: {err}", err=True)
         return err.exit_code
     except ProviderError as err:
+        text = str(err)
         fix = getattr(err, "fix", None)
-        click.echo(f"Error: {err}" + (f"; {fix}" if fix else ""), err=True)
+        if fix and not text.endswith(fix):  # some provider errors already end with their fix
+            text += f"; {fix}"
+        click.echo(f"Error: {text}", err=True)
         return 1
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
+        return 1
+    except click.exceptions.NoArgsIsHelpError as err:
+        err.show()
+        return 1
+    except click.UsageError as err:
+        click.echo(f"Error: {_usage_line(err)}", err=True)
         return 1
     except click.ClickException as err:
         # Usage errors are user mistakes: exit 1, like Terraform's flag errors, so that 2 keeps
