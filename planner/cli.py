@@ -18,12 +18,8 @@ from typing import Any, NoReturn
 import click
 
 from planner import __version__
-from planner.errors import NotYetAvailable, OmniportError
+from planner.errors import OmniportError
 from providers.errors import ProviderError
-
-
-def _not_yet(what: str, issue: str) -> NoReturn:
-    raise NotYetAvailable(f"`omniport {what}` is not available yet", f"it lands with {issue}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,37 +81,133 @@ def show(ctx: click.Context, path: str, as_json: bool) -> int:
 @cli.command()
 @click.argument("plan_file", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
-@click.option("--parallelism", type=click.IntRange(1, 1000), default=None)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="Nodes connected at once after the canary (default: apply.parallelism of the spec).",
+)
 @click.option("--no-rollback", is_flag=True, help="Keep completed steps when a step fails.")
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+@click.pass_context
 def apply(
-    plan_file: str, auto_approve: bool, parallelism: int | None, no_rollback: bool, as_json: bool
-) -> None:
+    ctx: click.Context,
+    plan_file: str,
+    auto_approve: bool,
+    parallelism: int | None,
+    no_rollback: bool,
+    as_json: bool,
+) -> int:
     """Execute exactly a saved plan, as a transaction that rolls back on failure."""
-    _not_yet("apply", "the apply issue")
+    from planner.apply_command import run_apply
+
+    return run_apply(
+        plan_file,
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        no_rollback=no_rollback,
+        as_json=as_json,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("rollback_file", metavar="ROLLBACK", type=click.Path(dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Reach Talos and Omni with this spec's settings instead of the recorded ones.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
-def rollback(rollback_file: str, auto_approve: bool, as_json: bool) -> None:
+@click.pass_context
+def rollback(
+    ctx: click.Context,
+    rollback_file: str,
+    auto_approve: bool,
+    spec_path: str | None,
+    as_json: bool,
+) -> int:
     """Put nodes and Omni back as they were before an apply (idempotent)."""
-    _not_yet("rollback", "the apply issue")
+    from planner.apply_command import run_rollback
+
+    return run_rollback(
+        rollback_file,
+        auto_approve=auto_approve,
+        spec_path=spec_path,
+        as_json=as_json,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("cluster_name", metavar="CLUSTER")
-def abort(cluster_name: str) -> None:
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Import spec whose Talos and Omni access settings to use.",
+)
+@click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+@click.pass_context
+def abort(
+    ctx: click.Context, cluster_name: str, spec_path: str, auto_approve: bool, as_json: bool
+) -> int:
     """Abort an import in Omni and remove the join documents from the nodes."""
-    _not_yet("abort", "the apply issue")
+    from planner.apply_command import run_abort
+
+    return run_abort(
+        cluster_name,
+        spec_path=spec_path,
+        auto_approve=auto_approve,
+        as_json=as_json,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("cluster_name", metavar="CLUSTER")
-def unlock(cluster_name: str) -> None:
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Import spec whose Omni access settings to use (default: the plan's).",
+)
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False),
+    help="The applied plan, for its unlock preview.",
+)
+@click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+@click.pass_context
+def unlock(
+    ctx: click.Context,
+    cluster_name: str,
+    spec_path: str | None,
+    plan_path: str | None,
+    auto_approve: bool,
+    as_json: bool,
+) -> int:
     """Unlock an imported cluster so that Omni starts managing it."""
-    _not_yet("unlock", "the apply issue")
+    from planner.apply_command import run_unlock
+
+    return run_unlock(
+        cluster_name,
+        spec_path=spec_path,
+        plan_path=plan_path,
+        auto_approve=auto_approve,
+        as_json=as_json,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.group()
@@ -587,6 +679,17 @@ def demo(ctx: click.Context, keep: bool) -> int:
     return run_demo(keep=keep, color=ctx.obj["color"], echo=click.echo)
 
 
+def _usage_line(err: click.UsageError) -> str:
+    """A usage mistake in one line (click's own form spends four): what, then where to look."""
+    message = " ".join(err.format_message().split())
+    if err.ctx is None:
+        return message
+    help_hint = f"`{err.ctx.command_path} --help`"
+    if message.endswith("?"):  # click's "Did you mean ...?" already ends the sentence
+        return f"{message} See {help_hint}."
+    return f"{message.rstrip('.')}; see {help_hint}"
+
+
 def run(args: Sequence[str] | None = None) -> int:
     """Run the CLI and return the process exit code (0 ok, 1 error, 2 changes/not built)."""
     try:
@@ -595,11 +698,20 @@ def run(args: Sequence[str] | None = None) -> int:
         click.echo(f"Error: {err}", err=True)
         return err.exit_code
     except ProviderError as err:
+        text = str(err)
         fix = getattr(err, "fix", None)
-        click.echo(f"Error: {err}" + (f"; {fix}" if fix else ""), err=True)
+        if fix and not text.endswith(fix):  # some provider errors already end with their fix
+            text += f"; {fix}"
+        click.echo(f"Error: {text}", err=True)
         return 1
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
+        return 1
+    except click.exceptions.NoArgsIsHelpError as err:
+        err.show()
+        return 1
+    except click.UsageError as err:
+        click.echo(f"Error: {_usage_line(err)}", err=True)
         return 1
     except click.ClickException as err:
         # Usage errors are user mistakes: exit 1, like Terraform's flag errors, so that 2 keeps

@@ -87,7 +87,7 @@ def run_demo(*, keep: bool, color: bool, echo: Echo, directory: Path | None = No
             sha = n["config_sha256"][:16]
             echo(f"  {n['address']}  {n['hostname']:<12} {n['role']:<12} config {sha}…")
         spec = lab_dir / "import.yaml"
-        plan_path = workdir / "import.plan.json"
+        plan_path = lab_dir / "import.plan.json"  # beside its spec: relative paths resolve
 
         step(f"omniport plan {spec}")
         code = run_plan(

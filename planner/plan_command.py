@@ -56,7 +56,7 @@ def run_show(path: str, *, as_json: bool, color: bool, echo: Echo) -> int:
     text_path = Path(path)
     try:
         raw = json.loads(text_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, RecursionError):  # the readers below explain
         raw = None
     if isinstance(raw, dict) and "import_id" in raw:
         rollback = rollbackfile.read(text_path)

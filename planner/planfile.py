@@ -28,7 +28,14 @@ from planner.plan import (
     Plan,
     Severity,
 )
-from planner.sealed import canonical, checksum, write_private
+from planner.sealed import (
+    canonical,
+    checksum,
+    json_problem,
+    schema_place,
+    shown,
+    write_private,
+)
 
 
 class PlanFileError(OmniportError):
@@ -178,14 +185,19 @@ def parse(text: str, source: str = "plan file") -> Plan:
     """Check and load a plan file's text; every refusal is one sentence naming the fix."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:
         raise PlanFileError(
-            f"{source} is not a plan file (invalid JSON: {getattr(err, 'msg', err)})",
+            f"{source} is not a plan file (invalid JSON: {json_problem(err)})",
             "run `omniport plan` again to produce one",
         ) from None
     if not isinstance(data, dict) or "checksum" not in data:
         raise PlanFileError(
             f"{source} is not an omniport plan file", "run `omniport plan` to produce one"
+        )
+    if "import_id" in data and "fingerprint" not in data:
+        raise PlanFileError(
+            f"{source} is a rollback plan, not a plan file",
+            f"run `omniport rollback {source}` to roll that import back",
         )
     if data.get("checksum") != checksum(data):
         raise PlanFileError(
@@ -194,22 +206,22 @@ def parse(text: str, source: str = "plan file") -> Plan:
         )
     if data.get("format_version") != FORMAT_VERSION:
         raise PlanFileError(
-            f"{source} has plan format {data.get('format_version')!r}, this omniport reads "
+            f"{source} has plan format {shown(data.get('format_version'))}, this omniport reads "
             f"format {FORMAT_VERSION}",
             "run `omniport plan` again with this version",
         )
     if data.get("tool_version") != __version__:
         raise PlanFileError(
-            f"{source} was made by omniport {data.get('tool_version')}, this is omniport "
+            f"{source} was made by omniport {shown(data.get('tool_version'))}, this is omniport "
             f"{__version__}; plan files cannot move between versions",
             "run `omniport plan` again with this version",
         )
     validator = jsonschema.Draft202012Validator(schemas.load("plan"))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        where = schema_place(error.absolute_path)
         raise PlanFileError(
-            f"{source} does not match the plan schema at {where}: {error.message}",
+            f"{source} does not match the plan schema at {where}: {shown(error.message, 200)}",
             "run `omniport plan` again to produce a valid one",
         )
     return from_dict(data)

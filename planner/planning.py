@@ -482,6 +482,14 @@ async def make_plan(
     spec: Spec, *, timeouts: Timeouts | None = None, env: Mapping[str, str] | None = None
 ) -> Computed:
     facts = await discover(spec, timeouts=timeouts, env=env)
+    errors = [n.error for n in facts.nodes if n.error is not None]
+    if facts.nodes and len(errors) == len(facts.nodes):
+        # Nothing was read: a plan would be all guesses (roles, "no patch"), so there is none.
+        raise PlanningError(
+            f"cannot read any of the {len(errors)} node(s), so there is nothing to plan: "
+            f"{errors[0].message}",
+            "check talos.endpoints and the talosconfig context, then run `omniport plan` again",
+        )
     return compute(spec, facts)
 
 

@@ -17,7 +17,14 @@ import jsonschema
 import schemas
 from planner import __version__
 from planner.errors import OmniportError
-from planner.sealed import canonical, checksum, write_private
+from planner.sealed import (
+    canonical,
+    checksum,
+    json_problem,
+    schema_place,
+    shown,
+    write_private,
+)
 
 FORMAT_VERSION = 1
 
@@ -58,6 +65,10 @@ class RollbackPlan:
     journal: str
     nodes: tuple[RollbackNode, ...]
     omni_resources: tuple[OmniRef, ...]
+    links: tuple[str, ...] = ()
+    """Machine UUIDs whose Omni Link this import brings into being (Omni did not know them)."""
+    spec_base: str = ""
+    """The directory the spec's relative paths (talosconfig, omniconfig, keys) resolve from."""
     tool_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -91,6 +102,8 @@ def to_dict(plan: RollbackPlan) -> dict[str, Any]:
         "omni_resources": [
             {"type": r.type, "id": r.id, "namespace": r.namespace} for r in plan.omni_resources
         ],
+        "links": list(plan.links),
+        "spec_base": plan.spec_base,
     }
     data["checksum"] = checksum(data)
     return data
@@ -114,6 +127,8 @@ def from_dict(data: dict[str, Any]) -> RollbackPlan:
         journal=data["journal"],
         nodes=tuple(RollbackNode(**n) for n in data["nodes"]),
         omni_resources=tuple(OmniRef(**r) for r in data["omni_resources"]),
+        links=tuple(data["links"]),
+        spec_base=data["spec_base"],
     )
 
 
@@ -130,10 +145,16 @@ def write(plan: RollbackPlan, path: Path) -> None:
 def parse(text: str, source: str = "rollback file") -> RollbackPlan:
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError) as err:
         raise RollbackFileError(
-            f"{source} is not a rollback plan (invalid JSON)", "pass the .rollback.json apply wrote"
+            f"{source} is not a rollback plan (invalid JSON: {json_problem(err)})",
+            "pass the .rollback.json apply wrote",
         ) from None
+    if isinstance(data, dict) and "fingerprint" in data and "import_id" not in data:
+        raise RollbackFileError(
+            f"{source} is a plan file, not a rollback plan",
+            "pass the .rollback.json that apply wrote next to the plan",
+        )
     if not isinstance(data, dict) or "checksum" not in data or "import_id" not in data:
         raise RollbackFileError(
             f"{source} is not an omniport rollback plan", "pass the .rollback.json apply wrote"
@@ -145,16 +166,16 @@ def parse(text: str, source: str = "rollback file") -> RollbackPlan:
         )
     if data.get("format_version") != FORMAT_VERSION:
         raise RollbackFileError(
-            f"{source} has rollback format {data.get('format_version')!r}, this omniport reads "
-            f"format {FORMAT_VERSION}",
-            f"use omniport {data.get('tool_version')} to roll it back",
+            f"{source} has rollback format {shown(data.get('format_version'))}, this omniport "
+            f"reads format {FORMAT_VERSION}",
+            f"use omniport {shown(data.get('tool_version'))} to roll it back",
         )
     validator = jsonschema.Draft202012Validator(schemas.load("rollback"))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        where = schema_place(error.absolute_path)
         raise RollbackFileError(
-            f"{source} does not match the rollback schema at {where}: {error.message}",
+            f"{source} does not match the rollback schema at {where}: {shown(error.message, 200)}",
             "use the original file apply wrote",
         )
     return from_dict(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,33 @@ def canonical(data: Any) -> str:
 def checksum(data: dict[str, Any]) -> str:
     body = {k: v for k, v in data.items() if k != "checksum"}
     return hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+def json_problem(err: ValueError | RecursionError) -> str:
+    """Why ``json.loads`` refused a text, in words (not Python's advice on its own limits)."""
+    if isinstance(err, json.JSONDecodeError):
+        return f"{err.msg} at line {err.lineno} column {err.colno}"
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return "a number has too many digits"
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value read from a file, fit for a one-line message: plain when it is a plain word,
+    else its repr (no raw newline or carriage return), cut in the middle when long."""
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return value
+    text = value if isinstance(value, str) and _PLAIN_TEXT.fullmatch(value) else repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 16]}…{text[-12:]}"
+
+
+def schema_place(path: Any) -> str:
+    """Where in a file a schema error is, as ``a/0/b``; ``(top level)`` for the root."""
+    return "/".join(shown(part, 40) for part in path) or "(top level)"
+
+
+_PLAIN = re.compile(r"[\w.+-]{1,40}")
+_PLAIN_TEXT = re.compile(r"[ -~]*")  # printable ASCII: a schema message already quotes values
 
 
 def write_private(path: Path, text: str | bytes, mode: int = 0o600) -> None:

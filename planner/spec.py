@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,15 @@ def canonical_json(data: Any) -> str:
 # --- YAML with positions -------------------------------------------------------------------
 
 
+_TAG_NAMES = {"int": "a number", "float": "a number", "timestamp": "a date", "bool": "true/false"}
+_TOO_DEEP = "invalid YAML: the spec is nested too deeply to read"
+_MAX_VALUES = 200_000
+_TOO_BIG = (
+    f"the spec holds more than {_MAX_VALUES} values once its aliases are expanded; "
+    "write the values out instead of nesting aliases"
+)
+
+
 @dataclass
 class _Located:
     data: Any
@@ -128,33 +138,70 @@ def _compose(text: str, file: str) -> _Located:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = err.problem or err.context or "invalid YAML"
         raise SpecError([SpecProblem(file, line, col, f"invalid YAML: {what}")]) from None
+    except yaml.reader.ReaderError as err:  # a control character; its text spans two lines
+        line = text.count("\n", 0, err.position) + 1
+        col = err.position - text.rfind("\n", 0, err.position)
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        problem = f"invalid YAML: the control character U+{code:04X} is not allowed here"
+        raise SpecError([SpecProblem(file, line, col, problem)]) from None
     except yaml.YAMLError as err:
-        raise SpecError([SpecProblem(file, 1, 1, f"invalid YAML: {err}")]) from None
+        problem = "invalid YAML: " + " ".join(str(err).split())
+        raise SpecError([SpecProblem(file, 1, 1, problem)]) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(file, 1, 1, _TOO_DEEP)]) from None
     if node is None:
         raise SpecError([SpecProblem(file, 1, 1, "the spec is empty; start from examples/")])
     located = _Located(None, {}, {})
     loader = yaml.SafeLoader("")
+    open_nodes: set[int] = set()  # collections being built: an alias to one is a cycle
+    budget = [_MAX_VALUES]
+
+    def construct(n: yaml.Node) -> Any:
+        try:
+            return loader.construct_object(n, deep=True)
+        # PyYAML's constructors fail in their own ways on values that do not fit the tag:
+        # a 5000-digit integer, a 13th month, `!!bool maybe`, `!!timestamp x`, `!!float ""`.
+        except (ValueError, OverflowError, KeyError, AttributeError, IndexError, TypeError):
+            shown = _shown(n.value) if n.value else "an empty value"
+            what = _TAG_NAMES.get(n.tag.rsplit(":", 1)[-1], f"a {n.tag.rsplit(':', 1)[-1]}")
+            line, col = n.start_mark.line + 1, n.start_mark.column + 1
+            problem = f"invalid YAML: cannot read {shown} as {what}; quote it to make it a string"
+            raise SpecError([SpecProblem(file, line, col, problem)]) from None
 
     def build(n: yaml.Node, path: Path_) -> Any:
         located.marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise SpecError([SpecProblem(file, 1, 1, _TOO_BIG)])
+        if isinstance(n, yaml.MappingNode | yaml.SequenceNode):
+            if id(n) in open_nodes:
+                line, col = n.start_mark.line + 1, n.start_mark.column + 1
+                problem = "invalid YAML: an alias refers to itself (the node that contains it)"
+                raise SpecError([SpecProblem(file, line, col, problem)])
+            open_nodes.add(id(n))
+            try:
+                return build_collection(n, path)
+            finally:
+                open_nodes.discard(id(n))
+        return construct(n)
+
+    def build_collection(n: yaml.MappingNode | yaml.SequenceNode, path: Path_) -> Any:
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
-                key = loader.construct_object(key_node, deep=True)
+                key = construct(key_node)
                 if not isinstance(key, str):
                     key = str(key)
                 if key in out:
                     line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                    raise SpecError([SpecProblem(file, line, col, f"duplicate key '{key}'")])
+                    raise SpecError([SpecProblem(file, line, col, f"duplicate key {key!r}")])
                 located.key_marks[path + (key,)] = (
                     key_node.start_mark.line + 1,
                     key_node.start_mark.column + 1,
                 )
                 out[key] = build(value_node, path + (key,))
             return out
-        if isinstance(n, yaml.SequenceNode):
-            return [build(item, path + (i,)) for i, item in enumerate(n.value)]
-        return loader.construct_object(n, deep=True)
+        return [build(item, path + (i,)) for i, item in enumerate(n.value)]
 
     try:
         located.data = build(node, ())
@@ -163,6 +210,8 @@ def _compose(text: str, file: str) -> _Located:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = err.problem or err.context or "invalid YAML"
         raise SpecError([SpecProblem(file, line, col, f"invalid YAML: {what}")]) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(file, 1, 1, _TOO_DEEP)]) from None
     return located
 
 
@@ -193,7 +242,17 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if value is None:
         return "nothing (null)"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, date):
+        return "a date"
     return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut in the middle when long (a 5000-digit version fills no screen)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}…{text[-12:]}"
 
 
 def _dotted(path: Path_) -> str:
@@ -217,7 +276,7 @@ def _schema_problem(
             hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
             problems.append(
-                SpecProblem(file, kline, kcol, f"unknown key '{key}' in {where}; {fix}")
+                SpecProblem(file, kline, kcol, f"unknown key {key!r} in {where}; {fix}")
             )
         return problems
     if err.validator == "required":
@@ -248,16 +307,16 @@ def _schema_problem(
             else None
         )
         if kind:
-            msg = f"{where} is {err.instance!r}, which is not {hint[kind]}"
+            msg = f"{where} is {_shown(err.instance)}, which is not {hint[kind]}"
         elif where.endswith("url"):
-            msg = f"{where} is {err.instance!r}, which is not a URL like https://host[:port]"
+            msg = f"{where} is {_shown(err.instance)}, which is not a URL like https://host[:port]"
         else:
-            msg = f"{where} is {err.instance!r}, which does not match {err.validator_value}"
+            msg = f"{where} is {_shown(err.instance)}, which does not match {err.validator_value}"
         return [SpecProblem(file, line, col, msg)]
     if err.validator == "uniqueItems":
         seen: set[str] = set()
         for i, item in enumerate(err.instance):
-            key = canonical_json(item)
+            key = json.dumps(item, sort_keys=True, default=repr)  # YAML can give dates, bytes
             if key in seen:
                 iline, icol = located.marks.get(path + (i,), (line, col))
                 return [SpecProblem(file, iline, icol, f"{where} lists {item!r} twice")]
@@ -348,12 +407,25 @@ def _semantic_problems(located: _Located, file: str, base: Path) -> list[SpecPro
     ):
         section = data.get(path[0], {})
         if path[1] in section:
-            target = (base / Path(section[path[1]]).expanduser()).resolve()
-            if not target.is_file():
+            try:
+                readable = _local_path(base, section[path[1]]).is_file()
+            except (OSError, ValueError, RuntimeError):  # too long, a NUL byte, ~nosuchuser
+                readable = False
+            if not readable:
                 at(
                     path,
-                    f"{_dotted(path)} names {section[path[1]]!r}, which is not a readable file",
+                    f"{_dotted(path)} names {_shown(section[path[1]])}, which is not a readable "
+                    "file",
                 )
+    directory = data.get("backup", {}).get("directory")
+    if isinstance(directory, str):
+        try:
+            _local_path(base, directory)
+        except (OSError, ValueError, RuntimeError):
+            at(
+                ("backup", "directory"),
+                f"backup.directory names {_shown(directory)}, which is not a usable path",
+            )
     for path in (("healthCheck", "timeout"), ("apply", "waitTimeout")):
         value = data.get(path[0], {}).get(path[1])
         if isinstance(value, str) and _DURATION.match(value) and parse_duration(value) == 0:
@@ -402,8 +474,12 @@ def parse_spec(
     return _build(_with_defaults(located.data), base, path or Path(file))
 
 
+def _local_path(base: Path, value: str) -> Path:
+    return (base / Path(value).expanduser()).resolve()
+
+
 def _opt_path(base: Path, value: str | None) -> Path | None:
-    return (base / Path(value).expanduser()).resolve() if value else None
+    return _local_path(base, value) if value else None
 
 
 def _build(data: dict[str, Any], base: Path, path: Path) -> Spec:

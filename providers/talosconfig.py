@@ -162,10 +162,15 @@ def load_talosconfig(
     where = str(file)
     try:
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
+    except UnicodeDecodeError:
         raise CredentialsError(
-            f"cannot read the talosconfig ({reason})",
+            "the talosconfig is not UTF-8 text",
+            target=where,
+            fix="point at the YAML file `talosctl gen config` wrote",
+        ) from None
+    except OSError as exc:
+        raise CredentialsError(
+            f"cannot read the talosconfig ({exc.strerror or type(exc).__name__})",
             target=where,
             fix="check the file's permissions",
         ) from None

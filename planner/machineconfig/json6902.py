@@ -78,7 +78,17 @@ def apply_json_patch(
     try:
         result = jsonpatch.apply_patch(docs[0].data, [dict(op) for op in operations])
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as err:
-        raise ConfigError(f"{source}: JSON patch failed: {err}") from None
+        raise ConfigError(f"{source}: JSON patch failed: {_reason(err)}") from None
     except (TypeError, ValueError, KeyError, IndexError) as err:
-        raise ConfigError(f"{source}: JSON patch failed: {err}") from None
+        raise ConfigError(f"{source}: JSON patch failed: {_reason(err)}") from None
     return (check_document(result, source, 1),)
+
+
+def _reason(err: Exception) -> str:
+    """jsonpatch's message without the config values it quotes: configs hold private keys."""
+    if isinstance(err, jsonpatch.JsonPatchTestFailed):
+        return "a test operation found a different value at its path"
+    text = str(err)
+    if " not found in " in text:  # jsonpointer appends the whole document it searched
+        return text.split(" not found in ", 1)[0] + " not found"
+    return text
