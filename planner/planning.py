@@ -213,7 +213,9 @@ def _talos_unreachable(exc: ProviderError, spec: Spec) -> PlanningError:
         else f"check talos.endpoints in {spec.path} (or the talosconfig context's endpoints) "
         "and that apid listens there"
     )
-    return PlanningError(f"cannot reach the Talos API: {exc.message}", fix)
+    return PlanningError(
+        f"cannot reach the Talos API, so there is nothing to plan: {exc.message}", fix
+    )
 
 
 def _omni_unreachable(exc: ProviderError, url: str, spec: Spec) -> PlanningError:
