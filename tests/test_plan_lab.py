@@ -298,3 +298,60 @@ def test_talosconfig_of_another_cluster_is_one_line(lab, lab50, tmp_path):
     line = one_line_error(plan(spec, tmp_path / "plan.json"))
     assert "cannot reach the Talos API" in line and "certificate verification failed" in line
     assert f"use this cluster's talosconfig (talos.talosconfig and talos.context in {spec})" in line
+
+
+# --- discovery: hints change the calls, not the facts; the critical path is as counted ------
+
+
+def test_role_hints_change_calls_not_facts(aio, lab50):
+    """A node read with the worker hint, the right hint or none gives the same facts; a control
+    plane misreported as a worker gets its control-plane reads in a second round trip."""
+    from planner.discover import read_node
+
+    cp, worker = lab50.controlplanes[0], lab50.workers[0]
+
+    async def go():
+        async with lab50.client() as client:
+            return {
+                (node, hint): await read_node(client, node, hint)
+                for node in (cp, worker)
+                for hint in (None, "worker", "controlplane")
+            }
+
+    facts = aio(go())
+    for node in (cp, worker):
+        assert facts[node, None] == facts[node, "worker"] == facts[node, "controlplane"]
+    assert facts[cp, "worker"].etcd_members and facts[cp, "worker"].apiserver_image
+    assert facts[cp, "worker"].cluster_name == lab50.info["cluster"]
+    assert facts[worker, None].cluster_name is None and facts[worker, None].etcd_members == ()
+
+
+def test_discovery_waits_for_the_counted_round_trips_only(lab50, tmp_path):
+    """With every call delayed by L, discovery takes the floor the bench divides by (3 round
+    trips) and not one round trip more. Three nodes, no health check: the lab's own CPU per
+    call (it serves every node from one process) stays far below L."""
+    import asyncio
+    import time
+
+    from planner.discover import DEFAULT_PARALLELISM, critical_path_round_trips
+    from planner.planning import TLS_CLOSE_GRACE, discover
+    from planner.spec import load_spec
+
+    def three_nodes(data: dict[str, Any]) -> None:
+        data["talos"]["nodes"] = [lab50.controlplanes[0], *lab50.workers[:2]]
+        data["healthCheck"] = {"enabled": False}
+
+    latency = 1.5  # one round trip more would cost far more than the CPU of 3 nodes
+    trips = critical_path_round_trips(3, DEFAULT_PARALLELISM)
+    assert trips == 3
+    spec = load_spec(spec_variant(lab50, tmp_path, three_nodes))
+    lab50.fault(kind="latency", ms=latency * 1000)
+    try:
+        started = time.perf_counter()
+        facts = asyncio.run(discover(spec))
+        wall = time.perf_counter() - started - TLS_CLOSE_GRACE
+    finally:
+        lab50.fault(kind="clear")
+    assert all(n.error is None for n in facts.nodes) and facts.omni.error is None
+    print(f"discovery of 3 nodes at {latency} s per call: {wall:.2f} s for {trips} round trips")
+    assert trips * latency <= wall < (trips + 1) * latency, wall
