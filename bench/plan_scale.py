@@ -14,6 +14,8 @@ adds ``L`` to every Talos and Omni call on the server side, so a plan spends at 
 counts them from the discovery code (see its docstring). ``ratio`` is wall time over that
 floor; ``latency_cost_ratio`` is the time latency added (wall at L minus wall at 0 ms, same
 node count) over the floor, i.e. how much of the waiting discovery fails to overlap.
+``cpu_s`` is the plan process's CPU time and ``lab_cpu_s`` the lab's while it served the plan:
+on a small machine the two compete, and a plan far above its floor is CPU-bound, not waiting.
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ def _run(argv: list[str]) -> tuple[int, float, Any]:
     return child.returncode, wall, usage
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) ``pid`` has used so far, from /proc (None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def startup_seconds() -> float:
     """What importing the plan command costs before any I/O (not part of the floor)."""
     code = "import planner.cli, planner.plan_command, planner.planning"
@@ -100,6 +111,7 @@ def one(nodes: int, latency_ms: float, controlplanes: int) -> dict[str, Any]:
             nodes=nodes, controlplanes=min(controlplanes, nodes), latency_ms=latency_ms
         )
         info = control.up(directory, options)
+        lab_cpu_before = process_cpu_seconds(int(info["pid"]))
         try:
             code, wall, usage = _run(
                 [
@@ -114,6 +126,7 @@ def one(nodes: int, latency_ms: float, controlplanes: int) -> dict[str, Any]:
                 ]
             )
             plan_bytes = (directory / "plan.json").stat().st_size if code in (0, 1) else 0
+            lab_cpu_after = process_cpu_seconds(int(info["pid"]))
         finally:
             control.down(directory)
     trips = critical_path_round_trips(nodes, DEFAULT_PARALLELISM)
@@ -125,6 +138,9 @@ def one(nodes: int, latency_ms: float, controlplanes: int) -> dict[str, Any]:
         "lab_startup_s": info.get("startup_seconds"),
         "wall_s": round(wall, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "lab_cpu_s": round(lab_cpu_after - lab_cpu_before, 3)
+        if lab_cpu_before is not None and lab_cpu_after is not None
+        else None,
         "peak_rss_mib": round(usage.ru_maxrss / 1024.0, 1),
         "plan_file_kib": round(plan_bytes / 1024.0, 1),
         "round_trips": trips,
