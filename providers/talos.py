@@ -651,11 +651,18 @@ class TalosClient:
 
     async def control_plane_images(self, node: str) -> ControlPlaneImages:
         """Images of the static control-plane pods (control-plane nodes only)."""
-        api, sched, cm = await asyncio.gather(
+        # every call is awaited to its end before an error is raised, so none is left running
+        # (and opening connections) after the caller moved on or closed the client
+        results = await asyncio.gather(
             self.get(node, *APISERVER_CONFIG),
             self.get(node, *SCHEDULER_CONFIG),
             self.get(node, *CONTROLLER_MANAGER_CONFIG),
+            return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        api, sched, cm = results
         return ControlPlaneImages(
             apiserver=str(_field(api, "image", node)),
             scheduler=str(_field(sched, "image", node)),

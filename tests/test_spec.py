@@ -169,3 +169,12 @@ def test_any_structure_gives_a_spec_or_a_spec_error(data):
         parse_spec(yaml.safe_dump(data))
     except SpecError as err:
         assert err.problems
+
+
+def test_readme_spec_reference_is_current():
+    from planner import specdoc
+
+    readme = (ROOT / "README.md").read_text()
+    assert specdoc.replace_section(readme) == readme, (
+        "README's spec reference is stale: run python -m planner.specdoc --write README.md"
+    )
