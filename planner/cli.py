@@ -18,12 +18,8 @@ from typing import Any, NoReturn
 import click
 
 from planner import __version__
-from planner.errors import NotYetAvailable, OmniportError
+from planner.errors import OmniportError
 from providers.errors import ProviderError
-
-
-def _not_yet(what: str, issue: str) -> NoReturn:
-    raise NotYetAvailable(f"`omniport {what}` is not available yet", f"it lands with {issue}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

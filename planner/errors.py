@@ -26,9 +26,3 @@ class OmniportError(Exception):
 
 class UsageProblem(OmniportError):
     """Bad command-line input (a missing file, a wrong flag value)."""
-
-
-class NotYetAvailable(OmniportError):
-    """A command registered in the CLI whose capability has not landed yet."""
-
-    exit_code = 2

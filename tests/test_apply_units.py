@@ -312,3 +312,34 @@ def test_abort_and_unlock_render_plan_style():
     assert "[UNLOCK_PREVIEW] on 10.0.0.1: m" in unlock
     assert "cluster-import-is-in-progress" in unlock
     assert unlock.rstrip().endswith("Unlock: 0 to add, 1 to change, 0 to destroy.")
+
+
+def test_show_renders_a_rollback_plan_with_its_links(tmp_path):
+    from planner import rollbackfile
+    from planner.plan_command import run_show
+    from planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
+
+    rb = RollbackPlan(
+        created_at="2026-11-23T20:00:00Z",
+        import_id="0b6f6e2c-0000-4000-8000-000000000001",
+        plan_checksum=SHA_A,
+        spec={"version": 1},
+        cluster_name="prod",
+        omni_url="https://omni",
+        os_ca_sha256=SHA_A,
+        k8s_ca_sha256=None,
+        backup_path="prod-backup-20261123-200000.zip",
+        backup_sha256=SHA_A,
+        journal="p.journal.jsonl",
+        nodes=(RollbackNode("10.0.0.1", "cp-1", "u1", "cp-1-10.0.0.1.yaml", SHA_A),),
+        omni_resources=(OmniRef("Clusters.omni.sidero.dev", "prod"),),
+        links=("u1",),
+        spec_base=str(tmp_path),
+    )
+    path = tmp_path / "p.rollback.json"
+    rollbackfile.write(rb, path)
+    out = Lines()
+    assert run_show(str(path), as_json=False, color=False, echo=out) == 0
+    text = "\n".join(out.lines)
+    assert "restore 10.0.0.1 (cp-1) to its backup cp-1-10.0.0.1.yaml" in text
+    assert "destroy Links.omni.sidero.dev 'u1' if its node joined Omni" in text

@@ -1,7 +1,5 @@
 """The CLI skeleton: every command of the design is registered and exit codes are mapped."""
 
-import pytest
-
 from planner.cli import run
 
 COMMANDS = [
@@ -39,11 +37,3 @@ def test_usage_error_exits_1_not_2(capsys):
 def test_unknown_command_exits_1(capsys):
     assert run(["frobnicate"]) == 1
     assert "No such command" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("args", [["demo"]])
-def test_unbuilt_commands_say_so_in_one_line(args, capsys):
-    assert run(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0
-    assert "not available yet" in err
