@@ -693,11 +693,6 @@ def _materialize(case: Case, workdir: Path, material: Material, monkeypatch) -> 
         monkeypatch.setenv(name, value(material))
 
 
-def _xfail_if_unbuilt(args: tuple[str, ...], result: Outcome) -> None:
-    if result.code == 2 and "not available yet" in result.err:
-        pytest.xfail(f"`omniport {args[0]}` is not built on this branch yet")
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_clear_error_and_changes_nothing(
     case: Case, workdir: Path, material: Material, omniport, monkeypatch
@@ -706,7 +701,6 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(
     before = snapshot(workdir)
     result = omniport(*case.args)
     after = snapshot(workdir)
-    _xfail_if_unbuilt(case.args, result)
     assert_one_clear_error(result, case.needle, spec_lines=case.spec_lines)
     assert_unchanged(before, after)
 
