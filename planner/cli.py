@@ -85,37 +85,133 @@ def show(ctx: click.Context, path: str, as_json: bool) -> int:
 @cli.command()
 @click.argument("plan_file", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
-@click.option("--parallelism", type=click.IntRange(1, 1000), default=None)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="Nodes connected at once after the canary (default: apply.parallelism of the spec).",
+)
 @click.option("--no-rollback", is_flag=True, help="Keep completed steps when a step fails.")
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+@click.pass_context
 def apply(
-    plan_file: str, auto_approve: bool, parallelism: int | None, no_rollback: bool, as_json: bool
-) -> None:
+    ctx: click.Context,
+    plan_file: str,
+    auto_approve: bool,
+    parallelism: int | None,
+    no_rollback: bool,
+    as_json: bool,
+) -> int:
     """Execute exactly a saved plan, as a transaction that rolls back on failure."""
-    _not_yet("apply", "the apply issue")
+    from planner.apply_command import run_apply
+
+    return run_apply(
+        plan_file,
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        no_rollback=no_rollback,
+        as_json=as_json,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("rollback_file", metavar="ROLLBACK", type=click.Path(dir_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Reach Talos and Omni with this spec's settings instead of the recorded ones.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
-def rollback(rollback_file: str, auto_approve: bool, as_json: bool) -> None:
+@click.pass_context
+def rollback(
+    ctx: click.Context,
+    rollback_file: str,
+    auto_approve: bool,
+    spec_path: str | None,
+    as_json: bool,
+) -> int:
     """Put nodes and Omni back as they were before an apply (idempotent)."""
-    _not_yet("rollback", "the apply issue")
+    from planner.apply_command import run_rollback
+
+    return run_rollback(
+        rollback_file,
+        auto_approve=auto_approve,
+        spec_path=spec_path,
+        as_json=as_json,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("cluster_name", metavar="CLUSTER")
-def abort(cluster_name: str) -> None:
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Import spec whose Talos and Omni access settings to use.",
+)
+@click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+@click.pass_context
+def abort(
+    ctx: click.Context, cluster_name: str, spec_path: str, auto_approve: bool, as_json: bool
+) -> int:
     """Abort an import in Omni and remove the join documents from the nodes."""
-    _not_yet("abort", "the apply issue")
+    from planner.apply_command import run_abort
+
+    return run_abort(
+        cluster_name,
+        spec_path=spec_path,
+        auto_approve=auto_approve,
+        as_json=as_json,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.command()
 @click.argument("cluster_name", metavar="CLUSTER")
-def unlock(cluster_name: str) -> None:
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Import spec whose Omni access settings to use (default: the plan's).",
+)
+@click.option(
+    "--plan",
+    "plan_path",
+    type=click.Path(dir_okay=False),
+    help="The applied plan, for its unlock preview.",
+)
+@click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
+@click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
+@click.pass_context
+def unlock(
+    ctx: click.Context,
+    cluster_name: str,
+    spec_path: str | None,
+    plan_path: str | None,
+    auto_approve: bool,
+    as_json: bool,
+) -> int:
     """Unlock an imported cluster so that Omni starts managing it."""
-    _not_yet("unlock", "the apply issue")
+    from planner.apply_command import run_unlock
+
+    return run_unlock(
+        cluster_name,
+        spec_path=spec_path,
+        plan_path=plan_path,
+        auto_approve=auto_approve,
+        as_json=as_json,
+        color=ctx.obj["color"],
+        echo=click.echo,
+    )
 
 
 @cli.group()

@@ -221,6 +221,9 @@ def render_rollback(data: dict[str, Any], *, color: bool = False) -> str:
     for r in reversed(data["omni_resources"]):
         head = style.paint("-", "-")
         lines.append(f"  {head} destroy {r['type']} {r['id']!r} if it carries this import's mark")
+    for uuid in data.get("links", []):
+        head = style.paint("-", "-")
+        lines.append(f"  {head} destroy Links.omni.sidero.dev {uuid!r} if its node joined Omni")
     lines.append("")
     lines.append(
         style.bold(
@@ -229,3 +232,206 @@ def render_rollback(data: dict[str, Any], *, color: bool = False) -> str:
         )
     )
     return "\n".join(lines) + "\n"
+
+
+# ---- apply, rollback, abort, unlock ---------------------------------------------------------
+
+STEP_VERBS = {
+    "create": ("Creating...", "Creation complete"),
+    "update": ("Modifying...", "Modifications complete"),
+    "delete": ("Destroying...", "Destruction complete"),
+    "read": ("Reading...", "Read complete"),
+}
+
+
+def hook_event(
+    kind: str,
+    message: str,
+    step: dict[str, Any],
+    *,
+    level: str = "info",
+    **fields: Any,
+) -> dict[str, Any]:
+    """``apply_start|progress|complete|errored`` in Terraform's hook shape."""
+    hook = {
+        "resource": {
+            "addr": step["address"],
+            "resource_type": step["resource_type"],
+            "resource_name": step["resource_id"],
+        },
+        "action": step["action"],
+        **({"node": step["node"]} if step.get("node") else {}),
+        **fields,
+    }
+    return event(kind, message, level=level, hook=hook)
+
+
+def step_line(
+    step: dict[str, Any], phase: str, elapsed: float | None = None, note: str = ""
+) -> str:
+    """One human progress line: ``addr: Creating...`` / ``addr: Creation complete after 0.2s``."""
+    starting, finished = STEP_VERBS.get(step["action"], STEP_VERBS["read"])
+    suffix = f" ({note})" if note else ""
+    if phase == "start":
+        return f"{step['address']}: {starting}{suffix}"
+    return f"{step['address']}: {finished} after {elapsed or 0.0:.1f}s{suffix}"
+
+
+def render_abort(data: dict[str, Any], *, color: bool = False) -> str:
+    """What ``omniport abort`` will do, plan-style."""
+    style = Style(color)
+    minus, tilde = style.paint("-", "-"), style.paint("~", "~")
+    lines = [
+        f"omniport will abort the import of cluster {data['cluster']!r} in {data['omni_url']}",
+        "",
+        f'  {minus} Clusters.omni.sidero.dev "{data["cluster"]}"',
+        "      (Omni tears down its machine sets, machine set nodes and config patches, and",
+        "      skips resetting the machines: the cluster is locked and tainted by importing)",
+    ]
+    for uuid in data["machines"]:
+        lines.append(f'  {minus} Links.omni.sidero.dev "{uuid}"')
+    for uuid, address in data["nodes"].items():
+        lines.append(
+            f'  {tilde} MachineConfigs "{address}" ({uuid}): remove SideroLinkConfig, '
+            "EventSinkConfig and KmsgLogConfig omni-kmsg"
+        )
+    for uuid in data["unmatched"]:
+        lines.append(
+            f"  ! machine {uuid} is not among the spec's nodes: its node keeps the join documents"
+        )
+    lines.append("")
+    changes, destroys = len(data["nodes"]), 1 + len(data["machines"])
+    lines.append(style.bold(f"Abort: 0 to add, {changes} to change, {destroys} to destroy."))
+    return "\n".join(lines) + "\n"
+
+
+def abort_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def planned(addr: str, kind: str, name: str, action: str) -> dict[str, Any]:
+        return event(
+            "planned_change",
+            f"{addr}: Plan to {action}",
+            change={
+                "resource": {"addr": addr, "resource_type": kind, "resource_name": name},
+                "action": action,
+            },
+        )
+
+    yield planned(
+        f"omni_cluster.{data['cluster']}", "Clusters.omni.sidero.dev", data["cluster"], "delete"
+    )
+    for uuid in data["machines"]:
+        yield planned(f"omni_link.{uuid}", "Links.omni.sidero.dev", uuid, "delete")
+    for address in data["nodes"].values():
+        yield planned(f"talos_join.{address}", "MachineConfigs", address, "update")
+    yield event(
+        "change_summary",
+        f"Abort: 0 to add, {len(data['nodes'])} to change, {1 + len(data['machines'])} to destroy.",
+        changes={
+            "add": 0,
+            "change": len(data["nodes"]),
+            "remove": 1 + len(data["machines"]),
+            "operation": "abort",
+        },
+    )
+
+
+def render_unlock(data: dict[str, Any], *, color: bool = False) -> str:
+    """The unlock preview (from the plan) and what unlock changes, plan-style."""
+    style = Style(color)
+    lines = [f"omniport will unlock cluster {data['cluster']!r} in {data['omni_url']}", ""]
+    preview = data.get("preview")
+    if preview is None:
+        lines.append(
+            "  (no plan given: pass --plan PLAN to see what Omni will change on the nodes)"
+        )
+    elif not preview:
+        lines.append(
+            "  The plan shows no difference between the live configs and what Omni pushes."
+        )
+    else:
+        lines.append(style.bold("Unlock preview (from the plan):"))
+        for f in preview:
+            where = f" on {f['node']}" if f["node"] else ""
+            lines.append(f"  [{f['code']}]{where}: {f['message']}")
+            lines += [f"      {d}" for d in f["details"]]
+    lines.append("")
+    if data["locked"]:
+        head = style.paint("~", "~")
+        lines.append(f'  {head} Clusters.omni.sidero.dev "{data["cluster"]}" {{')
+        lines.append(f"      {head} annotations: - omni.sidero.dev/cluster-locked")
+        if data["importing"]:
+            lines.append(
+                f"      {head} annotations: - omni.sidero.dev/cluster-import-is-in-progress"
+            )
+        lines.append("    }")
+        lines.append("")
+        lines.append(
+            f"After unlock Omni pushes its rendered config to the {data['machines']} machine(s) "
+            "and manages the cluster."
+        )
+        lines.append(style.bold("Unlock: 0 to add, 1 to change, 0 to destroy."))
+    else:
+        lines.append("No changes. The cluster is not locked.")
+    return "\n".join(lines) + "\n"
+
+
+def unlock_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for f in data.get("preview") or []:
+        yield event(
+            "diagnostic",
+            f"{f['code']}: {f['message']}",
+            diagnostic={
+                "severity": "info",
+                "code": f["code"],
+                "summary": f["message"],
+                "detail": "\n".join(f["details"]),
+                "node": f["node"],
+            },
+        )
+    change = 1 if data["locked"] else 0
+    if change:
+        addr = f"omni_cluster.{data['cluster']}"
+        yield event(
+            "planned_change",
+            f"{addr}: Plan to update",
+            change={
+                "resource": {
+                    "addr": addr,
+                    "resource_type": "Clusters.omni.sidero.dev",
+                    "resource_name": data["cluster"],
+                },
+                "action": "update",
+            },
+        )
+    yield event(
+        "change_summary",
+        f"Unlock: 0 to add, {change} to change, 0 to destroy.",
+        changes={"add": 0, "change": change, "remove": 0, "operation": "unlock"},
+    )
+
+
+def rollback_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The preview of ``rollback --json``: what may be restored and destroyed."""
+    for n in data["nodes"]:
+        addr = f"talos_join.{n['address']}"
+        yield event(
+            "planned_change",
+            f"{addr}: Plan to update (restore the backup)",
+            change={
+                "resource": {
+                    "addr": addr,
+                    "resource_type": "MachineConfigs",
+                    "resource_name": n["address"],
+                },
+                "action": "update",
+            },
+        )
+    for r in reversed(data["omni_resources"]):
+        yield event(
+            "planned_change",
+            f"{r['type']} {r['id']}: Plan to delete (if marked by this import)",
+            change={
+                "resource": {"addr": r["id"], "resource_type": r["type"], "resource_name": r["id"]},
+                "action": "delete",
+            },
+        )

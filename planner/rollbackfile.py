@@ -58,6 +58,10 @@ class RollbackPlan:
     journal: str
     nodes: tuple[RollbackNode, ...]
     omni_resources: tuple[OmniRef, ...]
+    links: tuple[str, ...] = ()
+    """Machine UUIDs whose Omni Link this import brings into being (Omni did not know them)."""
+    spec_base: str = ""
+    """The directory the spec's relative paths (talosconfig, omniconfig, keys) resolve from."""
     tool_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -91,6 +95,8 @@ def to_dict(plan: RollbackPlan) -> dict[str, Any]:
         "omni_resources": [
             {"type": r.type, "id": r.id, "namespace": r.namespace} for r in plan.omni_resources
         ],
+        "links": list(plan.links),
+        "spec_base": plan.spec_base,
     }
     data["checksum"] = checksum(data)
     return data
@@ -114,6 +120,8 @@ def from_dict(data: dict[str, Any]) -> RollbackPlan:
         journal=data["journal"],
         nodes=tuple(RollbackNode(**n) for n in data["nodes"]),
         omni_resources=tuple(OmniRef(**r) for r in data["omni_resources"]),
+        links=tuple(data["links"]),
+        spec_base=data["spec_base"],
     )
 
 

@@ -1,0 +1,927 @@
+"""Apply: execute exactly a saved plan, as a transaction with a write-ahead journal.
+
+Order of a run (DESIGN.md, "Apply, journal, rollback"):
+
+1. read the plan (checksum, format and tool version, schema) and refuse blocking findings;
+2. take the per-cluster lock, re-discover the world and refuse a stale plan, naming what moved;
+3. ask for ``yes`` (unless auto-approved);
+4. write ahead: the backup zip, the rollback plan, then the journal's ``begin`` record;
+5. run the steps, each journaled (fsync) before and after: ImportedClusterSecrets, Cluster
+   (locked, import in progress), MachineSets, MachineSetNodes, ConfigPatches, the node joins
+   (a canary first, then bounded parallelism), the wait for every machine to connect, and the
+   final verification;
+6. on any failure, timeout or first Ctrl-C, roll back what may have happened (``rollback.py``),
+   unless ``--no-rollback``.
+
+Every Omni resource created carries ``omniport.dev/import=<import id>``, so that rollback
+removes only what this run made. The journal is the one source of truth for resuming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import hashlib
+import itertools
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from planner import __version__, journal, planfile, rollbackfile
+from planner.backup import BackupEntry, backup_name, write_backup
+from planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME
+from planner.errors import OmniportError
+from planner.join import join_documents
+from planner.lock import ClusterLock
+from planner.machineconfig import document as mcdoc
+from planner.machineconfig.merge import strategic_merge
+from planner.machineconfig.redact import SENSITIVE, redact_value
+from planner.plan import Action, Change, Plan
+from planner.planning import Computed, compute, discover, omni_client, sha256, talos_client
+from planner.sealed import checksum
+from planner.spec import Spec, SpecError, parse_spec
+from providers import omni as o
+from providers.errors import ProviderError
+from providers.omni import OmniClient
+from providers.talos import ApplyMode, TalosClient, map_nodes
+from providers.timeouts import Timeouts
+from providers.wire.omni.specs import omni_pb2
+
+KILL_ENV = "OMNIPORT_TEST_KILL_AFTER_RECORD"
+"""Test hook: SIGKILL this process right after it has fsynced its N-th journal record."""
+
+POLL_SECONDS = 0.2
+JOIN_TYPE = "MachineConfigs.config.talos.dev"
+INTERRUPTED = "(interrupt)"
+
+
+class ApplyError(OmniportError):
+    """Apply refused to start, or failed (the message says whether anything was rolled back)."""
+
+
+class StalePlanError(ApplyError):
+    """The world moved since the plan was made: the plan no longer describes what would happen."""
+
+
+# ---- paths ----------------------------------------------------------------------------------
+
+
+def _stem(plan_path: Path) -> str:
+    return plan_path.name[: -len(".json")] if plan_path.name.endswith(".json") else plan_path.name
+
+
+def rollback_path(plan_path: Path) -> Path:
+    """``<plan stem>.rollback.json`` beside the plan."""
+    return plan_path.parent / f"{_stem(plan_path)}.rollback.json"
+
+
+def journal_path(plan_path: Path) -> Path:
+    """``<plan stem>.journal.jsonl`` beside the plan."""
+    return plan_path.parent / f"{_stem(plan_path)}.journal.jsonl"
+
+
+def lock_scope(omni_url: str, cluster: str) -> str:
+    host = urlsplit(omni_url).netloc or omni_url
+    return f"{host}/{cluster}"
+
+
+# ---- the UI seam ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRef:
+    """One journaled step as the UI shows it (Terraform's hook: address, type, name, action)."""
+
+    address: str
+    action: str  # create | update | delete | read
+    resource_type: str
+    resource_id: str
+    node: str | None = None
+
+
+class Ui(Protocol):
+    """What the engines report; ``planner/apply_command.py`` draws it as text or JSON Lines."""
+
+    def say(self, text: str) -> None: ...
+
+    def start(self, step: StepRef, note: str = "") -> None: ...
+
+    def progress(self, step: StepRef, message: str, **fields: Any) -> None: ...
+
+    def done(self, step: StepRef, elapsed: float, note: str = "") -> None: ...
+
+    def failed(self, step: StepRef, message: str, elapsed: float) -> None: ...
+
+    def summary(self, operation: str, message: str, add: int, change: int, remove: int) -> None: ...
+
+
+# ---- journal with the crash hook ------------------------------------------------------------
+
+
+class Recorder:
+    """Appends journal records (each fsynced); the test hook kills the process after the N-th."""
+
+    def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
+        self.path = Path(path)
+        self.journal = journal.Journal(self.path)
+        self.count = 0
+        raw = (os.environ if environ is None else environ).get(KILL_ENV, "")
+        self.kill_after = int(raw) if raw.strip().isdigit() else None
+
+    def __call__(self, event: str, step: str | None = None, **data: Any) -> None:
+        self.journal.append(event, step, **data)
+        self.count += 1
+        if self.kill_after is not None and self.count == self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+# ---- secrets never leave through messages ---------------------------------------------------
+
+
+class Scrubber:
+    """Replaces every known secret string in a message with ``(sensitive value)``.
+
+    Error messages come from Talos and Omni; a server may echo what it was sent. Every message
+    that reaches the terminal or the journal passes through here first.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: set[str] = set()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        for value in secrets:
+            if isinstance(value, str) and len(value) >= 6:
+                self._secrets.add(value)
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, SENSITIVE)
+        return text
+
+
+def config_secrets(config: bytes) -> set[str]:
+    """Every secret string in a machine config: what redaction would hide, plus decodings."""
+    try:
+        parsed = mcdoc.parse(config, source="machine config")
+    except OmniportError:
+        return set()
+    found: set[str] = set()
+
+    def walk(original: Any, redacted: Any) -> None:
+        if isinstance(original, dict) and isinstance(redacted, dict):
+            for key, value in original.items():
+                walk(value, redacted.get(key))
+        elif isinstance(original, list) and isinstance(redacted, list):
+            for a, b in zip(original, redacted, strict=False):
+                walk(a, b)
+        elif isinstance(original, str) and original != redacted:
+            found.add(original)
+            if isinstance(redacted, str) and SENSITIVE in redacted and redacted != SENSITIVE:
+                # a secret inside a URL query: the part that was replaced
+                head, _, tail = redacted.partition(SENSITIVE)
+                inner = original[len(head) : len(original) - len(tail) or None]
+                found.add(inner)
+            try:
+                decoded = base64.b64decode(original, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                decoded = ""
+            if decoded:
+                found.add(decoded)
+                found.update(line for line in decoded.splitlines() if len(line) >= 16)
+
+    for doc in parsed.documents:
+        walk(doc.data, redact_value(doc.data))
+    return found
+
+
+# ---- reading and checking the plan ----------------------------------------------------------
+
+
+def spec_from_data(data: dict[str, Any], base: Path, source: str) -> Spec:
+    """The Spec a plan or rollback file recorded, with relative paths resolved from ``base``."""
+    try:
+        return parse_spec(json.dumps(data), file=source, base=base, path=base / "import.yaml")
+    except SpecError as err:
+        first = err.problems[0].message if err.problems else str(err)
+        raise ApplyError(
+            f"the spec recorded in {source} cannot be used from {base}: {first}",
+            "keep the plan file beside its spec (where `omniport plan` writes it by default)",
+        ) from None
+
+
+def load_plan(path: Path) -> tuple[Plan, Spec]:
+    """The plan (checksum, versions and schema checked) and the spec it was made from."""
+    plan = planfile.read(path)
+    blocking = plan.blocking_findings
+    if blocking:
+        codes = ", ".join(sorted({f.code for f in blocking}))
+        raise ApplyError(
+            f"{path} has {len(blocking)} blocking finding(s) ({codes}); it cannot be applied",
+            "fix them, or accept them under findings.accept in the spec after review, then "
+            "run `omniport plan` again",
+        )
+    if not plan.has_changes:
+        raise ApplyError(f"{path} has no changes to apply", "nothing to do")
+    spec = spec_from_data(plan.spec, path.resolve().parent, str(path))
+    if spec.sha256 != plan.spec_sha256:
+        raise ApplyError(
+            f"the spec recorded in {path} does not hash to its spec_sha256",
+            "run `omniport plan` again",
+        )
+    return plan, spec
+
+
+def stale_reasons(plan: Plan, now: Plan, unreadable: Mapping[str, str] | None = None) -> list[str]:
+    """What differs between the saved plan and the one recomputed now, in words.
+
+    ``unreadable`` maps node addresses that could not be read now to the reason."""
+    reasons: list[str] = []
+    saved = {n.address: n for n in plan.nodes}
+    fresh = {n.address: n for n in now.nodes}
+    for address, old in saved.items():
+        new = fresh.get(address)
+        if new is None:
+            reasons.append(f"node {address} is no longer part of the spec")
+            continue
+        if unreadable and address in unreadable:
+            reasons.append(f"node {address} cannot be read now ({unreadable[address]})")
+            continue
+        for label, a, b in (
+            ("machine UUID", old.machine_uuid, new.machine_uuid),
+            ("role", old.role, new.role),
+            ("hostname", old.hostname, new.hostname),
+            ("Talos version", old.talos_version, new.talos_version),
+            ("schematic", old.schematic_id, new.schematic_id),
+        ):
+            if a != b:
+                reasons.append(f"node {address}'s {label} changed since the plan ({a} -> {b})")
+        if old.config_sha256 != new.config_sha256:
+            reasons.append(f"node {address}'s config changed since the plan")
+        elif [(p.id, p.sha256) for p in old.patches] != [(p.id, p.sha256) for p in new.patches]:
+            reasons.append(f"node {address}'s patches would differ from the plan")
+    if plan.secrets_sha256 != now.secrets_sha256:
+        reasons.append("the cluster's secrets bundle changed since the plan")
+    for label, a, b in (
+        ("Talos version", plan.cluster.talos_version, now.cluster.talos_version),
+        ("Kubernetes version", plan.cluster.kubernetes_version, now.cluster.kubernetes_version),
+        ("cluster name", plan.cluster.name, now.cluster.name),
+    ):
+        if a != b:
+            reasons.append(f"the cluster's {label} changed since the plan ({a} -> {b})")
+    old_codes = {(f.code, f.node) for f in plan.findings if f.blocking}
+    for f in now.findings:
+        if f.blocking and (f.code, f.node) not in old_codes:
+            where = f" on {f.node}" if f.node else ""
+            reasons.append(f"a new blocking finding {f.code}{where}: {f.message}")
+    if not reasons:
+        old_changes = planfile.to_dict(plan)["changes"]
+        new_changes = planfile.to_dict(now)["changes"]
+        if old_changes != new_changes:
+            reasons.append("the changes the plan would make are no longer the same")
+    if not reasons and plan.fingerprint != now.fingerprint:
+        reasons.append(
+            "Omni's state changed since the plan (its join token, SideroLink settings, Talos "
+            "versions or the machines it knows)"
+        )
+    return reasons
+
+
+# ---- steps ----------------------------------------------------------------------------------
+
+
+def step_of(change: Change) -> StepRef:
+    action = {Action.CREATE: "create", Action.UPDATE: "update", Action.DELETE: "delete"}.get(
+        change.action, "read"
+    )
+    return StepRef(change.address, action, change.resource_type, change.resource_id, change.node)
+
+
+def wait_step(cluster: str) -> StepRef:
+    return StepRef(f"omni_wait_connected.{cluster}", "read", o.MACHINES, cluster)
+
+
+def verify_step(cluster: str) -> StepRef:
+    return StepRef(f"omniport_verify.{cluster}", "read", "Verification", cluster)
+
+
+class StepFailed(Exception):
+    """A step failed; ``message`` is already scrubbed of secrets."""
+
+    def __init__(self, step: StepRef, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, ProviderError | OmniportError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Transaction:
+    """The steps of one apply and what they need (the recomputed secrets and patch texts)."""
+
+    plan: Plan
+    computed: Computed
+    talos: TalosClient
+    omni: OmniClient
+    ui: Ui
+    record: Recorder
+    import_id: str
+    backups: dict[str, bytes]  # node address -> backup bytes
+    parallelism: int
+    wait_timeout: float
+    scrub: Scrubber
+    done: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def cluster(self) -> str:
+        return self.plan.cluster.name
+
+    @property
+    def mark(self) -> dict[str, str]:
+        return {OWNER_ANNOTATION: self.import_id}
+
+    # -- one step, journaled --
+
+    async def run_step(
+        self, step: StepRef, action: Callable[[], Awaitable[dict[str, Any] | None]], note: str = ""
+    ) -> None:
+        self.record("start", step.address, action=step.action, node=step.node)
+        self.ui.start(step, note)
+        started = time.monotonic()
+        try:
+            result = await action()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = self.scrub(error_text(exc))
+            code = getattr(exc, "code", None)
+            self.record("failed", step.address, error=message, code=code)
+            self.ui.failed(step, message, time.monotonic() - started)
+            raise StepFailed(step, message) from exc
+        self.record("end", step.address, **(result or {}))
+        self.done.append(step.address)
+        self.ui.done(step, time.monotonic() - started, note)
+
+    # -- the whole transaction --
+
+    async def run(self) -> None:
+        changes = self.plan.changes
+        joins = [c for c in changes if c.resource_type == JOIN_TYPE]
+        creates = [c for c in changes if c.resource_type != JOIN_TYPE]
+        for kind, group in itertools.groupby(creates, key=lambda c: c.resource_type):
+            items = list(group)
+            if kind in (o.MACHINE_SET_NODES, o.CONFIG_PATCHES):
+                # one per node: independent of each other, so created with bounded parallelism
+                label = "machine set nodes" if kind == o.MACHINE_SET_NODES else "config patches"
+                await self.bounded(items, self.create, f"{label} created")
+            else:
+                for change in items:
+                    await self.run_step(step_of(change), functools.partial(self.create, change))
+        await self.connect_nodes(joins)
+        await self.run_step(wait_step(self.cluster), self.wait_connected)
+        await self.run_step(verify_step(self.cluster), self.verify)
+
+    async def bounded(
+        self,
+        changes: list[Change],
+        action: Callable[[Change], Awaitable[dict[str, Any]]],
+        label: str,
+        *,
+        first_done: int = 0,
+        total: int | None = None,
+    ) -> None:
+        """Run one step per change, at most ``parallelism`` at once, with progress counts.
+
+        After the first failure no new step starts; the ones running finish (and are
+        journaled), then the first failure is raised."""
+        gate = asyncio.Semaphore(self.parallelism)
+        failures: list[StepFailed] = []
+        finished = first_done
+        total = len(changes) + first_done if total is None else total
+        t0 = time.monotonic()
+
+        async def one(change: Change) -> None:
+            nonlocal finished
+            async with gate:
+                if failures:
+                    return
+                step = step_of(change)
+                try:
+                    await self.run_step(step, functools.partial(action, change))
+                except StepFailed as exc:
+                    failures.append(exc)
+                    return
+                finished += 1
+                self.ui.progress(
+                    step,
+                    f"{finished}/{total} {label}",
+                    done=finished,
+                    total=total,
+                    elapsed_seconds=round(time.monotonic() - t0, 3),
+                )
+
+        await asyncio.gather(*(one(c) for c in changes))
+        if failures:
+            raise failures[0]
+
+    # -- Omni resources --
+
+    async def create(self, change: Change) -> dict[str, Any]:
+        kind, rid = change.resource_type, change.resource_id
+        labels = dict(change.after.get("labels") or {})
+        annotations = dict(self.mark)
+        spec: Any
+        if kind == o.IMPORTED_CLUSTER_SECRETS:
+            spec = omni_pb2.ImportedClusterSecretsSpec(data=self.computed.secrets_yaml)
+        elif kind == o.CLUSTERS:
+            spec = omni_pb2.ClusterSpec(
+                talos_version=self.plan.cluster.talos_version,
+                kubernetes_version=self.plan.cluster.kubernetes_version,
+            )
+            annotations[o.ANNOTATION_CLUSTER_LOCKED] = ""
+            annotations[o.ANNOTATION_IMPORT_IN_PROGRESS] = ""
+        elif kind == o.MACHINE_SETS:
+            spec = omni_pb2.MachineSetSpec()
+        elif kind == o.MACHINE_SET_NODES:
+            spec = omni_pb2.MachineSetNodeSpec()
+        elif kind == o.CONFIG_PATCHES:
+            spec = omni_pb2.ConfigPatchSpec(data=self.patch_text(rid))
+            annotations[o.ANNOTATION_CONFIG_PATCH_NAME] = PATCH_NAME
+            annotations[o.ANNOTATION_CONFIG_PATCH_DESCRIPTION] = PATCH_DESCRIPTION
+        else:
+            raise ApplyError(f"the plan names an unknown resource type {kind}", "plan again")
+        created = await self.omni.create(kind, rid, spec, labels=labels, annotations=annotations)
+        return {"version": created.version}
+
+    def patch_text(self, patch_id: str) -> str:
+        for work in self.computed.nodes:
+            for pid, text in work.patch_texts:
+                if pid == patch_id:
+                    return text
+        raise ApplyError(f"patch {patch_id} was not recomputed", "run `omniport plan` again")
+
+    # -- nodes --
+
+    async def connect_nodes(self, joins: list[Change]) -> None:
+        """A canary node first (the first worker, else the first node), then the rest."""
+        if not joins:
+            return
+        roles = {n.address: n.role for n in self.plan.nodes}
+        canary = next((c for c in joins if roles.get(c.resource_id) == "worker"), joins[0])
+        first = step_of(canary)
+        t0 = time.monotonic()
+        await self.run_step(first, functools.partial(self.join, canary), note="canary")
+        label = "node(s) hold the join documents"
+        self.ui.progress(
+            first,
+            f"1/{len(joins)} {label}",
+            done=1,
+            total=len(joins),
+            elapsed_seconds=round(time.monotonic() - t0, 3),
+        )
+        rest = [c for c in joins if c is not canary]
+        await self.bounded(rest, self.join, label, first_done=1, total=len(joins))
+
+    async def join(self, change: Change) -> dict[str, Any]:
+        """Merge the three join documents into the live config and apply it (mode AUTO)."""
+        address = change.resource_id
+        backup = self.backups[address]
+        live = await self.talos.machine_config(address)
+        if live != backup:
+            raise ApplyError(
+                f"node {address}'s config changed after the backup was taken",
+                "run `omniport plan` again",
+            )
+        assert self.computed.join is not None
+        merged = strategic_merge(
+            mcdoc.parse(live, source=f"machine config of {address}"),
+            join_documents(self.computed.join),
+        )
+        data = mcdoc.emit(merged).encode()
+        # write-ahead: from here on the node may hold the join documents
+        self.record("send", f"talos_join.{address}", node=address, config_sha256=sha256(data))
+        result = await self.talos.apply_configuration(address, data, ApplyMode.AUTO)
+        return {"mode": result.mode.name, "config_sha256": sha256(data)}
+
+    # -- waiting and verifying --
+
+    async def wait_connected(self) -> dict[str, Any]:
+        """Until every machine is connected in Omni and has its ClusterMachine."""
+        step = wait_step(self.cluster)
+        wanted = {n.machine_uuid: n.address for n in self.plan.nodes}
+        deadline = time.monotonic() + self.wait_timeout
+        t0 = time.monotonic()
+        shown = -1
+        last_shown = 0.0
+        while True:
+            machines = await self.omni.list(o.MACHINES)
+            members = await self.omni.list(
+                o.CLUSTER_MACHINES, labels={o.LABEL_CLUSTER: self.cluster}
+            )
+            connected = {m.id for m in machines if m.spec is not None and m.spec.connected}
+            in_cluster = {m.id for m in members}
+            ready = {u for u in wanted if u in connected and u in in_cluster}
+            now = time.monotonic()
+            if len(ready) != shown or now - last_shown > 5:
+                shown, last_shown = len(ready), now
+                self.ui.progress(
+                    step,
+                    f"{len(ready)}/{len(wanted)} machine(s) connected to Omni",
+                    done=len(ready),
+                    total=len(wanted),
+                    elapsed_seconds=round(now - t0, 3),
+                )
+            if len(ready) == len(wanted):
+                return {"connected": len(ready)}
+            if now >= deadline:
+                missing = sorted(f"{wanted[u]} ({u})" for u in wanted if u not in ready)
+                raise ApplyError(
+                    f"{len(missing)} machine(s) did not connect to Omni within "
+                    f"{self.wait_timeout:g}s: {', '.join(missing[:5])}"
+                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
+                    "check that the nodes reach Omni's SideroLink endpoint, or raise "
+                    "apply.waitTimeout",
+                )
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def verify(self) -> dict[str, Any]:
+        """Each node = its backup + exactly the join documents; Omni = exactly the plan."""
+        assert self.computed.join is not None
+        joined = join_documents(self.computed.join)
+        problems: list[str] = []
+
+        async def check(address: str) -> None:
+            live = await self.talos.machine_config(address)
+            expected = strategic_merge(mcdoc.parse(self.backups[address]), joined)
+            if mcdoc.canonical_json(mcdoc.parse(live)) != mcdoc.canonical_json(expected):
+                problems.append(f"node {address}'s config is not its backup plus the join")
+
+        read = await map_nodes([n.address for n in self.plan.nodes], check, self.parallelism)
+        problems += [f"node {a} could not be read: {e}" for a, e in read.items() if e is not None]
+        planned: dict[str, set[str]] = {}
+        for change in self.plan.changes:
+            planned.setdefault(change.resource_type, set()).add(change.resource_id)
+        cluster = await self.omni.find(o.CLUSTERS, self.cluster)
+        if cluster is None or cluster.annotations.get(OWNER_ANNOTATION) != self.import_id:
+            problems.append(f"Omni holds no cluster {self.cluster} made by this import")
+        elif o.ANNOTATION_CLUSTER_LOCKED not in cluster.annotations:
+            problems.append(f"cluster {self.cluster} is not locked in Omni")
+        for kind in (o.MACHINE_SETS, o.MACHINE_SET_NODES, o.CONFIG_PATCHES):
+            held = await self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster})
+            ours = {r.id for r in held if r.annotations.get(OWNER_ANNOTATION) == self.import_id}
+            ids = {r.id for r in held}
+            want = planned.get(kind, set())
+            if ids != want or ours != want:
+                extra, missing = sorted(ids - want), sorted(want - ours)
+                problems.append(
+                    f"Omni's {kind} differ from the plan"
+                    + (f" (unexpected: {', '.join(extra)})" if extra else "")
+                    + (f" (missing: {', '.join(missing)})" if missing else "")
+                )
+        if problems:
+            raise ApplyError("; ".join(problems), "the import is rolled back; investigate")
+        return {"nodes": len(self.plan.nodes)}
+
+
+# ---- write-ahead ----------------------------------------------------------------------------
+
+
+def os_ca_sha256(config: bytes) -> str | None:
+    """sha256 of the OS CA certificate a config trusts (``machine.ca.crt``)."""
+    return _ca_sha(config, ("machine", "ca", "crt"))
+
+
+def k8s_ca_sha256(config: bytes) -> str | None:
+    return _ca_sha(config, ("cluster", "ca", "crt"))
+
+
+def _ca_sha(config: bytes, path: tuple[str, ...]) -> str | None:
+    try:
+        legacy = mcdoc.parse(config).v1alpha1
+    except OmniportError:
+        return None
+    value: Any = legacy.data if legacy else None
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return sha256(str(value)) if value else None
+
+
+def retire_previous(journal_file: Path, rollback_file: Path) -> None:
+    """Move the journal and rollback plan of an earlier, fully rolled back run out of the way.
+
+    A run that began and was not rolled back completely blocks a new apply of the same plan
+    file: its rollback plan and journal are the only record of what to undo.
+    """
+    present = [p for p in (journal_file, rollback_file) if p.exists()]
+    if not present:
+        return
+    records = journal.read(journal_file)
+    last_begin = max((i for i, r in enumerate(records) if r.event == "begin"), default=None)
+    if last_begin is not None and not any(
+        r.event == "rollback_complete" for r in records[last_begin:]
+    ):
+        raise ApplyError(
+            f"an earlier apply of this plan is recorded in {journal_file} and was not rolled back",
+            f"run `omniport rollback {rollback_file}` first (or move both files away)",
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    for path in present:
+        path.rename(path.with_name(f"{path.name}.{stamp}"))
+
+
+@dataclass(frozen=True)
+class WriteAhead:
+    backup: Path
+    rollback: Path
+    journal: Path
+    plan: rollbackfile.RollbackPlan
+
+
+def write_ahead(
+    plan_path: Path,
+    plan: Plan,
+    spec: Spec,
+    computed: Computed,
+    import_id: str,
+    *,
+    now: datetime | None = None,
+) -> WriteAhead:
+    """The backup zip and the rollback plan, both fsynced and mode 0600, before any change."""
+    now = now or datetime.now()
+    directory = spec.backup_directory or plan_path.resolve().parent
+    name = backup_name(plan.cluster.name, now)
+    backup = directory / name
+    suffix = 1
+    while backup.exists():  # never overwrite an earlier backup
+        suffix += 1
+        backup = directory / name.replace(".zip", f"-{suffix}.zip")
+    configs = {n.facts.address: n.facts.config or b"" for n in computed.nodes}
+    entries = [BackupEntry(n.address, n.hostname, configs[n.address]) for n in plan.nodes]
+    write_backup(backup, entries)
+    zipped = backup.read_bytes()
+    cp = next(n for n in plan.nodes if n.role == "controlplane")
+    known = set(computed.facts.omni.machines)
+    rb = rollbackfile.RollbackPlan(
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        import_id=import_id,
+        plan_checksum=checksum(planfile.to_dict(plan)),
+        spec=plan.spec,
+        cluster_name=plan.cluster.name,
+        omni_url=plan.cluster.omni_url,
+        os_ca_sha256=os_ca_sha256(configs[cp.address]) or sha256(b""),
+        k8s_ca_sha256=k8s_ca_sha256(configs[cp.address]),
+        backup_path=str(backup.resolve()),
+        backup_sha256=hashlib.sha256(zipped).hexdigest(),
+        journal=str(journal_path(plan_path).resolve()),
+        nodes=tuple(
+            rollbackfile.RollbackNode(
+                address=e.node,
+                hostname=e.hostname,
+                machine_uuid=n.machine_uuid,
+                backup_entry=e.name,
+                config_sha256=e.sha256,
+            )
+            for e, n in zip(entries, plan.nodes, strict=True)
+        ),
+        omni_resources=tuple(
+            rollbackfile.OmniRef(c.resource_type, c.resource_id)
+            for c in plan.changes
+            if c.resource_type.endswith(".omni.sidero.dev")
+        ),
+        links=tuple(n.machine_uuid for n in plan.nodes if n.machine_uuid not in known),
+        spec_base=str(plan_path.resolve().parent),
+    )
+    rpath = rollback_path(plan_path)
+    rollbackfile.write(rb, rpath)
+    return WriteAhead(backup=backup, rollback=rpath, journal=journal_path(plan_path), plan=rb)
+
+
+# ---- the apply run --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    auto_approve: bool = False
+    parallelism: int | None = None
+    no_rollback: bool = False
+    environ: Mapping[str, str] | None = None
+
+
+class Interrupts:
+    """Ctrl-C handling: the first cancels the guarded task (which then rolls back), the second
+    exits at once; every journal record is already fsynced, so nothing is lost."""
+
+    def __init__(self, ui: Ui, exit_now: Callable[[], None] | None = None) -> None:
+        self.ui = ui
+        self.count = 0
+        self.task: asyncio.Task[Any] | None = None
+        self.hint = ""
+        self._exit_now = exit_now or (lambda: os._exit(130))
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def arm(self) -> None:
+        """Take over SIGINT on the running loop (after any prompt: a blocked read would hide
+        the signal until the read returns)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_signal_handler(signal.SIGINT, self.fire)
+
+    def disarm(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGINT)
+            self._loop = None
+
+    def fire(self) -> None:
+        self.count += 1
+        if self.count == 1 and self.task is not None and not self.task.done():
+            self.ui.say("Interrupt received: stopping and rolling back what was done…")
+            self.ui.say("Press Ctrl-C again to exit at once (the journal stays intact).")
+            self.task.cancel()
+            return
+        if self.count == 1:
+            self.ui.say("Interrupt received; press Ctrl-C again to exit at once.")
+            return
+        self.ui.say("Exiting immediately; the journal is intact." + self.hint)
+        self._exit_now()
+
+
+Confirm = Callable[[str], bool]
+
+
+async def apply_plan(
+    plan_path: Path,
+    options: ApplyOptions,
+    ui: Ui,
+    confirm: Confirm,
+    interrupts: Interrupts,
+    show_plan: Callable[[Plan], None],
+) -> WriteAhead:
+    """Run ``omniport apply``; raises ApplyError when refused or failed (after rolling back)."""
+    from planner import rollback  # the undo side lives in its own module
+
+    plan_path = Path(plan_path)
+    plan, spec = load_plan(plan_path)
+    env = dict(os.environ if options.environ is None else options.environ)
+    cluster = plan.cluster.name
+    lock = ClusterLock(lock_scope(plan.cluster.omni_url, cluster), "apply")
+    lock.acquire()
+    try:
+        retire_previous(journal_path(plan_path), rollback_path(plan_path))
+        timeouts = Timeouts(wait_connected=spec.wait_timeout)
+        ui.say(f"Reading {len(plan.nodes)} node(s) and Omni to check that the plan is current…")
+        facts = await discover(spec, timeouts=timeouts, env=env, health_check=False)
+        computed = compute(spec, facts)
+        unreadable = {
+            n.address: f"{n.error.kind}: {n.error.message}" for n in facts.nodes if n.error
+        }
+        reasons = stale_reasons(plan, computed.plan, unreadable)
+        if reasons:
+            more = f" (and {len(reasons) - 1} more difference(s))" if len(reasons) > 1 else ""
+            raise StalePlanError(
+                f"the plan {plan_path} is stale: {reasons[0]}{more}",
+                "run `omniport plan` again and review the new plan",
+            )
+        if computed.join is None:
+            raise ApplyError("Omni's SideroLink settings could not be read", "plan again")
+        show_plan(plan)
+        if not options.auto_approve and not confirm(cluster):
+            raise ApplyError("Apply cancelled.", None)
+        interrupts.arm()
+        scrub = Scrubber()
+        for work in computed.nodes:
+            scrub.add(config_secrets(work.facts.config or b""))
+        scrub.add([computed.join.join_token, computed.join.api_url])
+        import_id = str(uuid.uuid4())
+        ahead = write_ahead(plan_path, plan, spec, computed, import_id)
+        record = Recorder(ahead.journal, env)
+        ui.say(f"Backup:   {ahead.backup} (mode 0600)")
+        ui.say(f"Rollback: {ahead.rollback}")
+        ui.say(f"Journal:  {ahead.journal}")
+        record(
+            "begin",
+            None,
+            import_id=import_id,
+            cluster=cluster,
+            plan=str(plan_path.resolve()),
+            plan_checksum=ahead.plan.plan_checksum,
+            rollback=str(ahead.rollback.resolve()),
+            backup=str(ahead.backup.resolve()),
+            tool_version=__version__,
+        )
+        interrupts.hint = f" To undo what was done, run: omniport rollback {ahead.rollback}"
+        backups = {n.facts.address: n.facts.config or b"" for n in computed.nodes}
+        talos = talos_client(spec, timeouts, env)
+        omni = omni_client(spec, timeouts, env)
+        async with talos, omni:
+            tx = Transaction(
+                plan=plan,
+                computed=computed,
+                talos=talos,
+                omni=omni,
+                ui=ui,
+                record=record,
+                import_id=import_id,
+                backups=backups,
+                parallelism=options.parallelism or spec.parallelism,
+                wait_timeout=spec.wait_timeout,
+                scrub=scrub,
+            )
+            failure = await _guarded(tx, interrupts)
+            if failure is None:
+                record("complete", None, import_id=import_id)
+                record.close()
+                add, change, _ = plan.counts
+                ui.summary(
+                    "apply",
+                    f"Apply complete! Resources: {add} added, {change} changed, 0 destroyed.",
+                    add,
+                    change,
+                    0,
+                )
+                return ahead
+            where, message = failure
+            if options.no_rollback:
+                record("kept", None, failed_step=where, error=message)
+                record.close()
+                ui.say(
+                    f"Apply failed at {where}; the completed steps are kept (--no-rollback). "
+                    "To undo them, run:"
+                )
+                ui.say(f"    omniport rollback {ahead.rollback}")
+                raise ApplyError(
+                    f"apply failed at {where}: {message}",
+                    f"undo with `omniport rollback {ahead.rollback}`",
+                )
+            what = "apply was interrupted" if where == INTERRUPTED else f"apply failed at {where}"
+            ui.say(f"{what[0].upper()}{what[1:]}: {message}")
+            ui.say("Rolling back every step that was started, in reverse order…")
+            undo = rollback.Undo(
+                plan=ahead.plan,
+                talos=talos,
+                omni=omni,
+                ui=ui,
+                record=record,
+                backup=rollback.read_backup_for(ahead.plan, Path(ahead.rollback)),
+                timeout=spec.wait_timeout,
+                parallelism=options.parallelism or spec.parallelism,
+                scrub=scrub,
+                rollback_file=ahead.rollback,
+            )
+            try:
+                report = await undo.run()
+            except OmniportError as err:
+                record.close()
+                raise ApplyError(
+                    f"{what}: {message}; the automatic rollback did not finish: {err.message}",
+                    f"run `omniport rollback {ahead.rollback}` once the cause is fixed",
+                ) from None
+            record.close()
+            raise ApplyError(
+                f"{what}: {message}; {report.sentence()}",
+                "fix the cause and run `omniport plan` again",
+            )
+    finally:
+        interrupts.disarm()
+        lock.release()
+
+
+async def _guarded(tx: Transaction, interrupts: Interrupts) -> tuple[str, str] | None:
+    """Run the transaction in a task the first Ctrl-C cancels; None on success, else
+    (where, why) of the failure."""
+    task = asyncio.create_task(tx.run())
+    interrupts.task = task
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled() or interrupts.count == 0:
+            raise
+        tx.record("interrupted", None)
+        return INTERRUPTED, "interrupted by the user (Ctrl-C)"
+    except StepFailed as exc:
+        return exc.step.address, exc.message
+    except Exception as exc:  # any error rolls back, a bug included
+        tx.record("failed", None, error=tx.scrub(error_text(exc)))
+        return "a step", tx.scrub(error_text(exc))
+    finally:
+        interrupts.task = None
+    return None

@@ -1,0 +1,72 @@
+"""Crash matrix: SIGKILL apply right after each journal record in turn, then rollback must
+restore everything; and SIGKILL rollback after each of its records, then rollback again.
+
+The apply kills itself (OMNIPORT_TEST_KILL_AFTER_RECORD=N) right after fsyncing its N-th record,
+so every step boundary is covered: before a step, after its start, after the node's new config
+was sent, after its end. Each case runs against its own 3-node lab.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from planner import planfile
+from planner.apply import KILL_ENV
+from tests.reliability.labkit import World, assert_restored, start_world
+
+pytestmark = pytest.mark.reliability
+
+APPLY_RECORDS = 37
+"""Records of a full 3-node apply of the default lab: begin; 11 Omni creates x (start, end);
+3 node joins x (start, send, end); wait (start, end); verify (start, end); complete."""
+
+ROLLBACK_RECORDS = 36
+"""Records of the rollback of that apply: rollback_begin; 3 restores, the cluster, 9 marked
+resources, the imported secrets and 3 Links x (undo_start, undo_end); rollback_complete."""
+
+KILLED = -signal.SIGKILL
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = start_world(tmp_path / "lab")
+    try:
+        w.make_plan()
+        yield w
+    finally:
+        w.stop()
+
+
+def expected_apply_records(world: World) -> int:
+    plan = planfile.read(world.plan)
+    omni = sum(1 for c in plan.changes if c.resource_type.endswith(".omni.sidero.dev"))
+    joins = len(plan.changes) - omni
+    return 1 + 2 * omni + 3 * joins + 2 + 2 + 1
+
+
+@pytest.mark.parametrize("record", range(1, APPLY_RECORDS + 1))
+def test_rollback_restores_after_apply_is_killed(world: World, record: int):
+    assert expected_apply_records(world) == APPLY_RECORDS, "update APPLY_RECORDS"
+    before = world.snapshot()
+    killed = world.apply(env={KILL_ENV: str(record)})
+    assert killed.code == KILLED, killed.text
+    assert len(world.records()) == record  # every record up to N is on disk, intact
+    rolled = world.roll_back()
+    assert rolled.code == 0, rolled.text
+    assert_restored(world, before)
+
+
+@pytest.mark.parametrize("record", range(1, ROLLBACK_RECORDS + 1))
+def test_rollback_finishes_after_rollback_is_killed(world: World, record: int):
+    before = world.snapshot()
+    applied = world.apply()
+    assert applied.code == 0, applied.text
+    killed = world.roll_back(env={KILL_ENV: str(record)})
+    assert killed.code == KILLED, killed.text
+    rolled = world.roll_back()
+    assert rolled.code == 0, rolled.text
+    assert_restored(world, before)
+    if record == 1:
+        assert len(world.records()) == APPLY_RECORDS + 1 + ROLLBACK_RECORDS
