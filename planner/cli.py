@@ -674,9 +674,13 @@ def lab_patch(directory: Path, node: str, patch_file: Any) -> None:
 
 
 @cli.command()
-def demo() -> None:
+@click.option("--keep", is_flag=True, help="Leave the lab running and show how to use it.")
+@click.pass_context
+def demo(ctx: click.Context, keep: bool) -> int:
     """Run plan, apply and rollback against a temporary lab, in one command."""
-    _not_yet("demo", "the demo issue")
+    from planner.demo import run_demo
+
+    return run_demo(keep=keep, color=ctx.obj["color"], echo=click.echo)
 
 
 def run(args: Sequence[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def _after_lines(after: dict[str, Any], symbol: str, indent: str) -> Iterator[st
             yield f"{indent}{symbol} {key.ljust(width)} = <<-EOT"
             for line in value.rstrip("\n").split("\n"):
                 yield f"{indent}      {line}"
-            yield f"{indent}  {' ' * width}   EOT"
+            yield f"{indent}    EOT"
         else:
             yield f"{indent}{symbol} {key.ljust(width)} = {_value(value)}"
 
