@@ -24,6 +24,7 @@ than the floor the latency actually cost (1.0 = every round trip overlapped as t
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -191,18 +192,39 @@ class Child:
     peak_rss_mib: float
     stdout: Path
     stderr: Path
+    samples: list[tuple[float, float, float]]
+    """(time.time(), the child's CPU seconds, the lab's CPU seconds), every 20 ms."""
 
     def error(self) -> str:
         lines = self.stderr.read_text(errors="replace").strip().splitlines()
         return lines[-1] if lines else f"exit code {self.code}"
 
+    def cpu_between(self, a: float, b: float) -> tuple[float, float]:
+        """CPU seconds (the child's, the lab's) spent between two instants (20 ms grain)."""
 
-def run_child(args: list[str], out: Path, timeout: float) -> Child:
-    """Run ``python -m planner.cli ARGS`` to completion; killed by its pid on timeout or ^C."""
+        def at(t: float) -> tuple[float, float]:
+            i = bisect.bisect_right(self.samples, (t, math.inf, math.inf)) - 1
+            return self.samples[max(i, 0)][1:]
+
+        (c0, l0), (c1, l1) = at(a), at(b)
+        return c1 - c0, l1 - l0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a running (or not yet reaped) process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(args: list[str], out: Path, timeout: float, lab_pid: int) -> Child:
+    """Run ``python -m planner.cli ARGS`` to completion, sampling its CPU time and the lab's;
+    the child is killed by its pid on timeout or ^C."""
     err = out.with_suffix(".stderr")
+    samples: list[tuple[float, float, float]] = []
     with open(out, "wb") as so, open(err, "wb") as se:
         started = time.time()
         t0 = time.perf_counter()
+        samples.append((started, 0.0, cpu_seconds(lab_pid)))
         proc = subprocess.Popen(
             [sys.executable, "-m", "planner.cli", *args],
             cwd=ROOT,
@@ -213,6 +235,10 @@ def run_child(args: list[str], out: Path, timeout: float) -> Child:
         )
         try:
             while True:
+                try:
+                    samples.append((time.time(), cpu_seconds(proc.pid), cpu_seconds(lab_pid)))
+                except OSError:
+                    pass
                 pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     break
@@ -224,22 +250,20 @@ def run_child(args: list[str], out: Path, timeout: float) -> Child:
             proc.wait()
             raise
     wall = time.perf_counter() - t0
+    cpu = usage.ru_utime + usage.ru_stime
+    samples.append((started + wall, cpu, cpu_seconds(lab_pid)))
+    samples.sort()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Child(
         code=proc.returncode,
         wall=wall,
         started=started,
-        cpu=usage.ru_utime + usage.ru_stime,
+        cpu=cpu,
         peak_rss_mib=usage.ru_maxrss / 1024.0,
         stdout=out,
         stderr=err,
+        samples=samples,
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a running process (the lab), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -296,33 +320,36 @@ def _events(path: Path) -> list[tuple[float, dict[str, Any]]]:
     return out
 
 
-def phases(child: Child, before_steps: tuple[str, str], after_steps: str) -> dict[str, float]:
-    """Seconds per phase: start-up, the part before the first step (split at the first
-    ``planned_change``), each step kind (first start to last end, by address prefix), the part
-    after the last step, and exit."""
+def phases(
+    child: Child, before_steps: tuple[str, str], after_steps: str
+) -> dict[str, tuple[float, float]]:
+    """(start, end) instants per phase: start-up, the part before the first step (split at the
+    first ``planned_change``), each step kind (first start to last end, by address prefix),
+    the part after the last step, and exit."""
     events = _events(child.stdout)
     if not events:
         return {}
-    out: dict[str, float] = {"startup": events[0][0] - child.started}
+    end = child.started + child.wall
+    out: dict[str, tuple[float, float]] = {"startup": (child.started, events[0][0])}
     steps = [(t, ev) for t, ev in events if ev["type"] in STEP_EVENTS]
     first_step = steps[0][0] if steps else events[-1][0]
     split = next((t for t, ev in events if ev["type"] == "planned_change"), first_step)
-    out[before_steps[0]] = split - events[0][0]
-    out[before_steps[1]] = first_step - split
+    out[before_steps[0]] = (events[0][0], split)
+    out[before_steps[1]] = (split, first_step)
     spans: dict[str, list[float]] = {}
     for t, ev in steps:
         prefix = ev["hook"]["resource"]["addr"].split(".", 1)[0]
         span = spans.setdefault(prefix, [t, t])
         span[1] = t
     for prefix, (a, b) in spans.items():
-        out[prefix] = b - a
+        out[prefix] = (a, b)
     last_step = steps[-1][0] if steps else first_step
     summary = next(
         (t for t, ev in events if ev["type"] == "change_summary" and t >= last_step), last_step
     )
-    out[after_steps] = summary - last_step
-    out["finish_and_exit"] = child.started + child.wall - summary
-    return {k: round(v, 3) for k, v in out.items()}
+    out[after_steps] = (last_step, summary)
+    out["finish_and_exit"] = (summary, end)
+    return out
 
 
 # ---- one configuration ----------------------------------------------------------------------
@@ -348,15 +375,28 @@ def counts_from(plan: dict[str, Any], rollback: dict[str, Any] | None) -> dict[s
 
 def measured(
     child: Child,
-    wall_phases: dict[str, float],
+    spans: dict[str, tuple[float, float]],
     model: dict[str, int],
     latency_ms: float,
-    lab_cpu: float,
     records: int,
     fsync: float,
 ) -> dict[str, Any]:
     rtts = sum(model.values())
     floor_s = rtts * latency_ms / 1000.0
+    _, lab_cpu = child.cpu_between(child.started, child.started + child.wall)
+
+    def phase(name: str, a: float, b: float) -> dict[str, Any]:
+        cpu, lab = child.cpu_between(a, b)
+        out: dict[str, Any] = {
+            "wall_s": round(b - a, 3),
+            "cpu_s": round(cpu, 2),
+            "lab_cpu_s": round(lab, 2),
+        }
+        if name in model:
+            out["floor_round_trips"] = model[name]
+            out["floor_s"] = round(model[name] * latency_ms / 1000.0, 3)
+        return out
+
     return {
         "exit_code": child.code,
         "wall_s": round(child.wall, 3),
@@ -368,20 +408,7 @@ def measured(
         "lab_cpu_s": round(lab_cpu, 3),
         "journal_records": records,
         "journal_fsync_s_est": round(records * fsync / 1000.0, 3),
-        "phases": {
-            name: {
-                "wall_s": seconds,
-                **(
-                    {
-                        "floor_round_trips": model[name],
-                        "floor_s": round(model[name] * latency_ms / 1000.0, 3),
-                    }
-                    if name in model
-                    else {}
-                ),
-            }
-            for name, seconds in wall_phases.items()
-        },
+        "phases": {name: phase(name, a, b) for name, (a, b) in spans.items()},
     }
 
 
@@ -422,6 +449,7 @@ def one(
             ["plan", str(spec_path), "-o", str(plan_path), "--json", "--detailed-exitcode"],
             work / "plan.jsonl",
             timeout,
+            lab_pid,
         )
         result["plan"] = {
             "exit_code": planned.code,
@@ -437,13 +465,12 @@ def one(
         result["fsync_ms"] = round(fsync, 3)
         journal = lab_dir / "import.plan.journal.jsonl"
         rollback_file = lab_dir / "import.plan.rollback.json"
-        cpu0 = cpu_seconds(lab_pid)
         applied = run_child(
             ["apply", "--auto-approve", "--json", "--parallelism", str(p), str(plan_path)],
             work / "apply.jsonl",
             timeout,
+            lab_pid,
         )
-        lab_cpu = cpu_seconds(lab_pid) - cpu0
         rollback = json.loads(rollback_file.read_text()) if rollback_file.exists() else None
         counts = counts_from(plan, rollback)
         result["counts"] = counts
@@ -453,7 +480,6 @@ def one(
             phases(applied, ("recheck", "write_ahead"), "complete"),
             floor(APPLY_FLOOR, counts, p),
             latency_ms,
-            lab_cpu,
             apply_records,
             fsync,
         )
@@ -461,19 +487,17 @@ def one(
             result["error"] = f"apply: {applied.error()}"
             return result
 
-        cpu0 = cpu_seconds(lab_pid)
         rolled = run_child(
             ["rollback", "--auto-approve", "--json", str(rollback_file)],
             work / "rollback.jsonl",
             timeout,
+            lab_pid,
         )
-        lab_cpu = cpu_seconds(lab_pid) - cpu0
         result["rollback"] = measured(
             rolled,
             phases(rolled, ("check", "confirm"), "leftovers"),
             floor(ROLLBACK_FLOOR, counts, p),
             latency_ms,
-            lab_cpu,
             _journal_lines(journal) - apply_records,
             fsync,
         )
