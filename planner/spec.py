@@ -149,6 +149,8 @@ def _compose(text: str, file: str) -> _Located:
         raise SpecError([SpecProblem(file, 1, 1, problem)]) from None
     except RecursionError:
         raise SpecError([SpecProblem(file, 1, 1, _TOO_DEEP)]) from None
+    except (ValueError, OverflowError):  # PyYAML's scanner: chr() of a \U escape past U+10FFFF
+        raise SpecError([_bad_escape(text, file)]) from None
     if node is None:
         raise SpecError([SpecProblem(file, 1, 1, "the spec is empty; start from examples/")])
     located = _Located(None, {}, {})
@@ -158,7 +160,18 @@ def _compose(text: str, file: str) -> _Located:
 
     def construct(n: yaml.Node) -> Any:
         try:
-            return loader.construct_object(n, deep=True)
+            value = loader.construct_object(n, deep=True)
+            if isinstance(value, str):
+                value.encode("utf-8")  # a "\ud800" escape gives a lone surrogate
+            return value
+        except UnicodeEncodeError as err:
+            line, col = n.start_mark.line + 1, n.start_mark.column + 1
+            code = ord(err.object[err.start])
+            problem = (
+                f"invalid YAML: the escape for U+{code:04X} is half of a UTF-16 pair; "
+                "write the character itself"
+            )
+            raise SpecError([SpecProblem(file, line, col, problem)]) from None
         # PyYAML's constructors fail in their own ways on values that do not fit the tag:
         # a 5000-digit integer, a 13th month, `!!bool maybe`, `!!timestamp x`, `!!float ""`.
         except (ValueError, OverflowError, KeyError, AttributeError, IndexError, TypeError):
@@ -213,6 +226,17 @@ def _compose(text: str, file: str) -> _Located:
     except RecursionError:
         raise SpecError([SpecProblem(file, 1, 1, _TOO_DEEP)]) from None
     return located
+
+
+def _bad_escape(text: str, file: str) -> SpecProblem:
+    problem = "invalid YAML: a \\U escape names no Unicode character (the last is \\U0010FFFF)"
+    for match in re.finditer(r"\\U([0-9A-Fa-f]{8})", text):
+        if int(match.group(1), 16) > 0x10FFFF:
+            line = text.count("\n", 0, match.start()) + 1
+            return SpecProblem(
+                file, line, match.start() - text.rfind("\n", 0, match.start()), problem
+            )
+    return SpecProblem(file, 1, 1, problem)
 
 
 # --- schema errors as one sentence each ----------------------------------------------------

@@ -94,6 +94,19 @@ class ConfigurationError(ProviderError):
         return self.message
 
 
+YAML_VALUE_ERRORS = (
+    ValueError,
+    OverflowError,
+    RecursionError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    TypeError,
+)
+"""What PyYAML's scanner and constructors raise besides YAMLError on a malformed value (a
+5000-digit integer, `!!timestamp x`, a \\U escape past U+10FFFF, nesting past the stack)."""
+
+
 # gRPC status code number -> class. Numbers are the gRPC wire values.
 _GRPC_CODES: dict[int, type[ProviderError]] = {
     3: InvalidRequest,  # INVALID_ARGUMENT

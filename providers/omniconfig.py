@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from providers.codec import siderov1
-from providers.errors import ConfigurationError
+from providers.errors import YAML_VALUE_ERRORS, ConfigurationError
 
 SERVICE_ACCOUNT_ENV_VARS = ("SIDERO_SERVICE_ACCOUNT_KEY", "OMNI_SERVICE_ACCOUNT_KEY")
 ENDPOINT_ENV_VAR = "OMNI_ENDPOINT"
@@ -207,6 +207,11 @@ def load_omniconfig(path: Path) -> OmniConfig:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigurationError(
             f"{where}: omniconfig is not valid YAML ({problem}); fix the file", target=str(path)
+        ) from None
+    except YAML_VALUE_ERRORS:
+        raise ConfigurationError(
+            f"{path}: omniconfig is not valid YAML (a value cannot be read); fix the file",
+            target=str(path),
         ) from None
     if doc is None:
         doc = {}

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from providers.errors import CredentialsError
+from providers.errors import YAML_VALUE_ERRORS, CredentialsError
 
 APID_PORT = 50000
 HTTPS_PORT = 443
@@ -181,6 +181,12 @@ def load_talosconfig(
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise CredentialsError(
             f"the talosconfig is not valid YAML{at}",
+            target=where,
+            fix="fix the file or regenerate it with `talosctl config merge`",
+        ) from None
+    except YAML_VALUE_ERRORS:
+        raise CredentialsError(
+            "the talosconfig is not valid YAML (a value cannot be read)",
             target=where,
             fix="fix the file or regenerate it with `talosctl config merge`",
         ) from None

@@ -200,7 +200,7 @@ class SecretsBundle(_Redacted):
                 f"{source} is not valid YAML{where}: {problem}",
                 "pass a file written by `omniport config secrets` or `talosctl gen secrets`",
             ) from None
-        except (ValueError, RecursionError, UnicodeDecodeError) as err:
+        except (ValueError, OverflowError, RecursionError) as err:  # \U escape past U+10FFFF
             raise SecretsError(
                 f"{source} is not valid YAML: {type(err).__name__}",
                 "pass a file written by `omniport config secrets` or `talosctl gen secrets`",
