@@ -538,11 +538,5 @@ def test_no_secret_reaches_the_plan_file_the_output_or_the_json_stream(mutated, 
     assert leaks(mutated_texts, secrets) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner/machineconfig/redact.py redacts password, auth and identityToken of a "
-    "registry's auth block but shows its username; DESIGN counts registry credentials as "
-    "sensitive",
-)
 def test_registry_username_is_redacted(mutated_texts):
     assert leaks(mutated_texts, {REGISTRY_SECRETS["username"]}) == []

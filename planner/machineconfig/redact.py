@@ -29,6 +29,7 @@ _EXACT = frozenset(
         "secret",
         "password",
         "passwd",
+        "username",  # registry auth: DESIGN counts every registry credential as sensitive
         "auth",
         "keydata",
         "credentials",
