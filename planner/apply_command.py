@@ -130,6 +130,18 @@ class ConsoleUi:
             )
 
 
+def approval_console(
+    command: str, *, auto_approve: bool, as_json: bool, color: bool, echo: Echo
+) -> ConsoleUi:
+    """The console of a command that changes things: JSON starts with the version event, and
+    without a terminal the command needs --auto-approve."""
+    ui = ConsoleUi(echo, as_json=as_json, color=color)
+    if as_json:
+        ui.emit(render.version_event())
+    require_approval_channel(auto_approve, as_json, command)
+    return ui
+
+
 def require_approval_channel(auto_approve: bool, as_json: bool, command: str) -> None:
     """Refuse before doing anything when approval cannot be asked for."""
     if auto_approve:
@@ -189,10 +201,9 @@ def run_apply(
     color: bool,
     echo: Echo,
 ) -> int:
-    ui = ConsoleUi(echo, as_json=as_json, color=color)
-    if as_json:
-        ui.emit(render.version_event())
-    require_approval_channel(auto_approve, as_json, "apply")
+    ui = approval_console(
+        "apply", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo
+    )
     path = Path(plan_file)
 
     def show(plan: Plan) -> None:
@@ -239,10 +250,9 @@ def run_rollback(
     from planner.rollback import RollbackOptions
     from planner.rollback import rollback_file as execute
 
-    ui = ConsoleUi(echo, as_json=as_json, color=color)
-    if as_json:
-        ui.emit(render.version_event())
-    require_approval_channel(auto_approve, as_json, "rollback")
+    ui = approval_console(
+        "rollback", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo
+    )
 
     def show(rb: RollbackPlan) -> None:
         data = rollbackfile.to_dict(rb)
@@ -294,10 +304,9 @@ def run_abort(
 ) -> int:
     from planner.abort import AbortPlan, abort_import, spec_for
 
-    ui = ConsoleUi(echo, as_json=as_json, color=color)
-    if as_json:
-        ui.emit(render.version_event())
-    require_approval_channel(auto_approve, as_json, "abort")
+    ui = approval_console(
+        "abort", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo
+    )
     spec, _ = spec_for(spec_path, None)
 
     def show(plan: AbortPlan) -> None:
@@ -334,10 +343,9 @@ def run_unlock(
 ) -> int:
     from planner.abort import spec_for, unlock_cluster
 
-    ui = ConsoleUi(echo, as_json=as_json, color=color)
-    if as_json:
-        ui.emit(render.version_event())
-    require_approval_channel(auto_approve, as_json, "unlock")
+    ui = approval_console(
+        "unlock", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo
+    )
     spec, plan = spec_for(spec_path, plan_path)
 
     def show(data: dict[str, Any]) -> None:

@@ -12,9 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-import schemas
 from planner import __version__
 from planner.errors import OmniportError
 from planner.plan import (
@@ -32,7 +29,7 @@ from planner.sealed import (
     canonical,
     checksum,
     json_problem,
-    schema_place,
+    schema_problem,
     shown,
     write_private,
 )
@@ -216,12 +213,10 @@ def parse(text: str, source: str = "plan file") -> Plan:
             f"{__version__}; plan files cannot move between versions",
             "run `omniport plan` again with this version",
         )
-    validator = jsonschema.Draft202012Validator(schemas.load("plan"))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is not None:
-        where = schema_place(error.absolute_path)
+    problem = schema_problem(data, "plan")
+    if problem is not None:
         raise PlanFileError(
-            f"{source} does not match the plan schema at {where}: {shown(error.message, 200)}",
+            f"{source} does not match the plan schema {problem}",
             "run `omniport plan` again to produce a valid one",
         )
     return from_dict(data)

@@ -12,16 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
-import schemas
 from planner import __version__
 from planner.errors import OmniportError
 from planner.sealed import (
     canonical,
     checksum,
     json_problem,
-    schema_place,
+    schema_problem,
     shown,
     write_private,
 )
@@ -170,12 +167,10 @@ def parse(text: str, source: str = "rollback file") -> RollbackPlan:
             f"reads format {FORMAT_VERSION}",
             f"use omniport {shown(data.get('tool_version'))} to roll it back",
         )
-    validator = jsonschema.Draft202012Validator(schemas.load("rollback"))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is not None:
-        where = schema_place(error.absolute_path)
+    problem = schema_problem(data, "rollback")
+    if problem is not None:
         raise RollbackFileError(
-            f"{source} does not match the rollback schema at {where}: {shown(error.message, 200)}",
+            f"{source} does not match the rollback schema {problem}",
             "use the original file apply wrote",
         )
     return from_dict(data)

@@ -76,3 +76,16 @@ def write_private(path: Path, text: str | bytes, mode: int = 0o600) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def schema_problem(data: Any, schema_name: str) -> str | None:
+    """Where and why ``data`` breaks ``schemas/<schema_name>.schema.json``, or None if it fits."""
+    import jsonschema
+
+    import schemas
+
+    validator = jsonschema.Draft202012Validator(schemas.load(schema_name))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is None:
+        return None
+    return f"at {schema_place(error.absolute_path)}: {shown(error.message, 200)}"
