@@ -106,14 +106,14 @@ APPLY_FLOOR: tuple[Term, ...] = (
     ),
     Term(
         "omni_wait_connected",
-        "2: one poll (List Machines, then List ClusterMachines) when all are connected",
-        lambda k, p: 2,
+        "1: one poll (List Machines and List ClusterMachines together) when all are connected",
+        lambda k, p: 1,
     ),
     Term(
         "omniport_verify",
-        "ceil(nodes/P) + 4: Get MachineConfig per node, P at once; Get Cluster; List "
-        "MachineSets, MachineSetNodes, ConfigPatches one after the other",
-        lambda k, p: _c(k["nodes"], p) + 4,
+        "ceil(nodes/P) + 1: Get MachineConfig per node, P at once; then Get Cluster and List "
+        "MachineSets, MachineSetNodes, ConfigPatches together",
+        lambda k, p: _c(k["nodes"], p) + 1,
     ),
 )
 
@@ -157,13 +157,14 @@ ROLLBACK_FLOOR: tuple[Term, ...] = (
     ),
     Term(
         "omni_link",
-        "3 x ceil(links/P): per Link Get, Teardown, Watch until destroyed",
-        lambda k, p: 3 * _c(k["links"], p),
+        "1 + 3 x ceil(links/P): one List of Links, then per Link Get, Teardown, Watch until "
+        "destroyed",
+        lambda k, p: (1 if k["links"] else 0) + 3 * _c(k["links"], p),
     ),
     Term(
         "leftovers",
-        "4 + links: Get Cluster, 3 Lists, then a Get per Link, one after the other",
-        lambda k, p: 4 + k["links"],
+        "1: Get Cluster, 3 Lists and a List of Links, together",
+        lambda k, p: 1,
     ),
 )
 

@@ -47,7 +47,15 @@ from planner.machineconfig import document as mcdoc
 from planner.machineconfig.merge import strategic_merge
 from planner.machineconfig.redact import SENSITIVE, redact_value
 from planner.plan import Action, Change, Plan
-from planner.planning import Computed, compute, discover, omni_client, sha256, talos_client
+from planner.planning import (
+    Computed,
+    NodeWork,
+    compute,
+    discover,
+    omni_client,
+    sha256,
+    talos_client,
+)
 from planner.sealed import checksum
 from planner.spec import Spec, SpecError, parse_spec
 from providers import omni as o
@@ -129,7 +137,8 @@ class Ui(Protocol):
 
 
 class Recorder:
-    """Appends journal records (each fsynced); the test hook kills the process after the N-th."""
+    """Appends journal records (each durable before the caller goes on); the test hook kills
+    the process right after the N-th record this process wrote is on disk."""
 
     def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
         self.path = Path(path)
@@ -139,9 +148,21 @@ class Recorder:
         self.kill_after = int(raw) if raw.strip().isdigit() else None
 
     def __call__(self, event: str, step: str | None = None, **data: Any) -> None:
+        """Write and fsync one record now (for the sequential parts of a run)."""
         self.journal.append(event, step, **data)
         self.count += 1
-        if self.kill_after is not None and self.count == self.kill_after:
+        self._hook(self.count)
+
+    async def durably(self, event: str, step: str | None = None, **data: Any) -> None:
+        """Write one record and wait until it is on disk; concurrent steps share fsyncs."""
+        record = self.journal.write(event, step, **data)
+        self.count += 1
+        ordinal = self.count
+        await self.journal.durable(record.seq)
+        self._hook(ordinal)
+
+    def _hook(self, ordinal: int) -> None:
+        if self.kill_after is not None and ordinal == self.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def close(self) -> None:
@@ -351,6 +372,9 @@ class Transaction:
     scrub: Scrubber
     done: list[str] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
+    _patch_texts: dict[str, str] | None = field(default=None, repr=False)
+    _sent: dict[str, str] = field(default_factory=dict, repr=False)  # address -> sha256 sent
+    _works: dict[str, NodeWork] | None = field(default=None, repr=False)
 
     @property
     def cluster(self) -> str:
@@ -365,7 +389,7 @@ class Transaction:
     async def run_step(
         self, step: StepRef, action: Callable[[], Awaitable[dict[str, Any] | None]], note: str = ""
     ) -> None:
-        self.record("start", step.address, action=step.action, node=step.node)
+        await self.record.durably("start", step.address, action=step.action, node=step.node)
         self.ui.start(step, note)
         started = time.monotonic()
         try:
@@ -375,10 +399,10 @@ class Transaction:
         except Exception as exc:
             message = self.scrub(error_text(exc))
             code = getattr(exc, "code", None)
-            self.record("failed", step.address, error=message, code=code)
+            await self.record.durably("failed", step.address, error=message, code=code)
             self.ui.failed(step, message, time.monotonic() - started)
             raise StepFailed(step, message) from exc
-        self.record("end", step.address, **(result or {}))
+        await self.record.durably("end", step.address, **(result or {}))
         self.done.append(step.address)
         self.ui.done(step, time.monotonic() - started, note)
 
@@ -474,13 +498,25 @@ class Transaction:
         return {"version": created.version}
 
     def patch_text(self, patch_id: str) -> str:
-        for work in self.computed.nodes:
-            for pid, text in work.patch_texts:
-                if pid == patch_id:
-                    return text
-        raise ApplyError(f"patch {patch_id} was not recomputed", "run `omniport plan` again")
+        if self._patch_texts is None:
+            self._patch_texts = {
+                pid: text for work in self.computed.nodes for pid, text in work.patch_texts
+            }
+        text = self._patch_texts.get(patch_id)
+        if text is None:
+            raise ApplyError(f"patch {patch_id} was not recomputed", "run `omniport plan` again")
+        return text
 
     # -- nodes --
+
+    def _parsed_backup(self, address: str) -> mcdoc.MachineConfig | None:
+        """The backup as re-discovery already parsed it (None: parse it again)."""
+        if self._works is None:
+            self._works = {work.facts.address: work for work in self.computed.nodes}
+        work = self._works.get(address)
+        if work is None or work.facts.config != self.backups.get(address):
+            return None
+        return work.live
 
     async def connect_nodes(self, joins: list[Change]) -> None:
         """A canary node first (the first worker, else the first node), then the rest."""
@@ -513,13 +549,19 @@ class Transaction:
                 "run `omniport plan` again",
             )
         assert self.computed.join is not None
+        parsed = self._parsed_backup(address)
         merged = strategic_merge(
-            mcdoc.parse(live, source=f"machine config of {address}"),
+            parsed
+            if parsed is not None
+            else mcdoc.parse(live, source=f"machine config of {address}"),
             join_documents(self.computed.join),
         )
         data = mcdoc.emit(merged).encode()
+        self._sent[address] = sha256(data)
         # write-ahead: from here on the node may hold the join documents
-        self.record("send", f"talos_join.{address}", node=address, config_sha256=sha256(data))
+        await self.record.durably(
+            "send", f"talos_join.{address}", node=address, config_sha256=sha256(data)
+        )
         result = await self.talos.apply_configuration(address, data, ApplyMode.AUTO)
         return {"mode": result.mode.name, "config_sha256": sha256(data)}
 
@@ -534,9 +576,9 @@ class Transaction:
         shown = -1
         last_shown = 0.0
         while True:
-            machines = await self.omni.list(o.MACHINES)
-            members = await self.omni.list(
-                o.CLUSTER_MACHINES, labels={o.LABEL_CLUSTER: self.cluster}
+            machines, members = await asyncio.gather(  # independent reads: one round trip
+                self.omni.list(o.MACHINES),
+                self.omni.list(o.CLUSTER_MACHINES, labels={o.LABEL_CLUSTER: self.cluster}),
             )
             connected = {m.id for m in machines if m.spec is not None and m.spec.connected}
             in_cluster = {m.id for m in members}
@@ -572,6 +614,8 @@ class Transaction:
 
         async def check(address: str) -> None:
             live = await self.talos.machine_config(address)
+            if self._sent.get(address) == sha256(live):
+                return  # the very bytes this run sent, which were its backup plus the join
             expected = strategic_merge(mcdoc.parse(self.backups[address]), joined)
             if mcdoc.canonical_json(mcdoc.parse(live)) != mcdoc.canonical_json(expected):
                 problems.append(f"node {address}'s config is not its backup plus the join")
@@ -581,13 +625,16 @@ class Transaction:
         planned: dict[str, set[str]] = {}
         for change in self.plan.changes:
             planned.setdefault(change.resource_type, set()).add(change.resource_id)
-        cluster = await self.omni.find(o.CLUSTERS, self.cluster)
+        kinds = (o.MACHINE_SETS, o.MACHINE_SET_NODES, o.CONFIG_PATCHES)
+        cluster, *helds = await asyncio.gather(  # independent reads: one round trip
+            self.omni.find(o.CLUSTERS, self.cluster),
+            *(self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster}) for kind in kinds),
+        )
         if cluster is None or cluster.annotations.get(OWNER_ANNOTATION) != self.import_id:
             problems.append(f"Omni holds no cluster {self.cluster} made by this import")
         elif o.ANNOTATION_CLUSTER_LOCKED not in cluster.annotations:
             problems.append(f"cluster {self.cluster} is not locked in Omni")
-        for kind in (o.MACHINE_SETS, o.MACHINE_SET_NODES, o.CONFIG_PATCHES):
-            held = await self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster})
+        for kind, held in zip(kinds, helds, strict=True):
             ours = {r.id for r in held if r.annotations.get(OWNER_ANNOTATION) == self.import_id}
             ids = {r.id for r in held}
             want = planned.get(kind, set())

@@ -69,6 +69,8 @@ class NodeWork:
     patch_texts: tuple[tuple[str, str], ...]  # (patch id, exact text)
     patch_redacted: tuple[str, ...]
     removed: tuple[str, ...]
+    live: mcdoc.MachineConfig | None = field(default=None, repr=False, compare=False)
+    """``facts.config`` parsed (when it parsed), so apply need not parse it again."""
 
 
 @dataclass(frozen=True)
@@ -322,7 +324,7 @@ def compute(spec: Spec, facts: ClusterFacts, *, now: datetime | None = None) -> 
                 )
             )
         if not can_compute:
-            works.append(NodeWork(node, (), (), ()))
+            works.append(NodeWork(node, (), (), (), live))
             continue
         assert bundle is not None and cluster_name is not None
         role = node.role
@@ -399,7 +401,7 @@ def compute(spec: Spec, facts: ClusterFacts, *, now: datetime | None = None) -> 
                         details=tuple(str(m) for m in preview[:20]),
                     )
                 )
-        works.append(NodeWork(node, tuple(texts), tuple(redacted), tuple(removed)))
+        works.append(NodeWork(node, tuple(texts), tuple(redacted), tuple(removed), live))
 
     if secrets_problem and any(n.error is None for n in facts.nodes):
         findings.append(finding("NODE_READ_FAILED", secrets_problem, spec))

@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from planner import journal, rollbackfile
 from planner.apply import (
@@ -264,7 +265,7 @@ class Undo:
         self, ref: OmniRef, action: Callable[[], Awaitable[str]], report: Report
     ) -> None:
         step = StepRef(address(ref), "delete", ref.type, ref.id)
-        self.record("undo_start", step.address)
+        await self.record.durably("undo_start", step.address)
         self.ui.start(step)
         t0 = time.monotonic()
         try:
@@ -273,11 +274,11 @@ class Undo:
             raise
         except Exception as exc:
             message = self.scrub(error_text(exc))
-            self.record("undo_failed", step.address, error=message)
+            await self.record.durably("undo_failed", step.address, error=message)
             self.ui.failed(step, message, time.monotonic() - t0)
             report.failures.append(f"{step.address}: {message}")
             return
-        self.record("undo_end", step.address, result=note)
+        await self.record.durably("undo_end", step.address, result=note)
         if note in ("destroyed", "destroyed with the cluster"):
             (report.links if ref.type == o.LINKS else report.destroyed).append(step.address)
         self.ui.done(step, time.monotonic() - t0, note)
@@ -295,7 +296,7 @@ class Undo:
             nonlocal finished
             step = StepRef(f"talos_join.{node.address}", "update", "MachineConfigs", node.address)
             async with gate:
-                self.record("undo_start", step.address, node=node.address)
+                await self.record.durably("undo_start", step.address, node=node.address)
                 self.ui.start(step, "restoring the backup")
                 started = time.monotonic()
                 try:
@@ -304,11 +305,11 @@ class Undo:
                     raise
                 except Exception as exc:
                     message = self.scrub(error_text(exc))
-                    self.record("undo_failed", step.address, error=message)
+                    await self.record.durably("undo_failed", step.address, error=message)
                     self.ui.failed(step, message, time.monotonic() - started)
                     report.failures.append(f"{step.address}: {message}")
                     return
-                self.record("undo_end", step.address, restored=restored)
+                await self.record.durably("undo_end", step.address, restored=restored)
                 (report.restored if restored else report.unchanged).append(node.address)
                 ok.append(node)
                 finished += 1
@@ -446,19 +447,30 @@ class Undo:
         return "destroyed"
 
     async def leftovers(self, link_uuids: set[str]) -> list[str]:
-        """What of this import is still in Omni after the undo (should be nothing)."""
+        """What of this import is still in Omni after the undo (should be nothing).
+
+        The reads are independent, so they go out together: one round trip, not five."""
+        kinds = (o.MACHINE_SETS, o.MACHINE_SET_NODES, o.CONFIG_PATCHES)
+        wanted = [uuid for uuid in self.plan.links if uuid in link_uuids]
+        cluster, held, links = await asyncio.gather(
+            self.omni.find(o.CLUSTERS, self.cluster),
+            asyncio.gather(
+                *(self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster}) for kind in kinds)
+            ),
+            self.omni.list(o.LINKS) if wanted else _nothing(),
+        )
         found: list[str] = []
-        cluster = await self.omni.find(o.CLUSTERS, self.cluster)
         if cluster is not None and self.ours(cluster):
             found.append(f"cluster {self.cluster} is still in Omni")
-        for kind in (o.MACHINE_SETS, o.MACHINE_SET_NODES, o.CONFIG_PATCHES):
-            held = await self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster})
-            found += [f"{kind} {r.id} is still in Omni" for r in held if self.ours(r)]
-        wanted = [uuid for uuid in self.plan.links if uuid in link_uuids]
-        if wanted:  # one List instead of a Get per machine: 1 round trip, not N
-            present = {r.id for r in await self.omni.list(o.LINKS)}
-            found += [f"the Link of machine {u} is still in Omni" for u in wanted if u in present]
+        for kind, resources in zip(kinds, held, strict=True):
+            found += [f"{kind} {r.id} is still in Omni" for r in resources if self.ours(r)]
+        present = {r.id for r in links}
+        found += [f"the Link of machine {u} is still in Omni" for u in wanted if u in present]
         return found
+
+
+async def _nothing() -> list[Any]:
+    return []
 
 
 # ---- checks before a rollback run -----------------------------------------------------------

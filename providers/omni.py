@@ -458,6 +458,7 @@ class OmniClient:
         self._clock = clock
         self._channel: Channel | None = None
         self._stub: StateStub | None = None
+        self._signed: dict[str, tuple[int, list[tuple[str, str]]]] = {}
 
     @classmethod
     def from_settings(
@@ -517,7 +518,22 @@ class OmniClient:
             raise from_exception(exc, target=self.endpoint.url, method=method) from exc
 
     def _metadata(self, name: str) -> list[tuple[str, str]]:
-        return siderov1.signed_metadata(f"/{SERVICE}/{name}", self._key, now=self._clock())
+        """The siderov1 headers for a call to ``name``, signed at most once per method a second.
+
+        The signed payload holds only the method and the outgoing headers, whose one varying
+        value is the timestamp in whole seconds; so every call to one method within a second
+        signs the very same bytes, and Omni accepts the same signature for each (it checks
+        the payload and the clock, and keeps no nonce). Re-signing identical bytes cost about
+        0.7 ms of CPU per call; at a thousand calls a second that was the client's largest
+        single cost.
+        """
+        second = int(self._clock())
+        cached = self._signed.get(name)
+        if cached is None or cached[0] != second:
+            method = f"/{SERVICE}/{name}"
+            cached = (second, siderov1.signed_metadata(method, self._key, now=second))
+            self._signed[name] = cached
+        return list(cached[1])
 
     def _error(self, exc: BaseException, name: str, where: str | None) -> ProviderError:
         method = f"{SERVICE}/{name}"

@@ -114,6 +114,29 @@ def test_signed_calls_are_accepted_and_identified(tls_files, account, key) -> No
     assert server.rejections == []
 
 
+def test_one_signature_per_method_and_second_is_accepted_for_every_call(
+    tls_files, account, key
+) -> None:
+    now = [time.time()]
+
+    def signature(client: OmniClient, name: str) -> str:
+        return dict(client._metadata(name))["x-sidero-signature"]
+
+    async def body(server: StateServer, client: OmniClient) -> None:
+        await client.create(omni.CLUSTERS, "c1", cluster_spec())
+        first = signature(client, "Get")
+        for _ in range(3):
+            await client.get(omni.CLUSTERS, "c1")
+        assert signature(client, "Get") == first
+        assert signature(client, "Create") != first  # the method is part of the payload
+        now[0] += 1
+        assert signature(client, "Get") != first  # so is the second
+        await client.get(omni.CLUSTERS, "c1")
+
+    server = run(tls_files, account, key, body, clock=lambda: now[0])
+    assert len(server.calls) == 5 and server.rejections == []
+
+
 def test_unregistered_key_is_unauthenticated(tls_files, account) -> None:
     stranger = siderov1.generate_service_account("stranger", now=time.time() - 60)
     stranger_key = siderov1.decode_service_account(stranger.env_value).key

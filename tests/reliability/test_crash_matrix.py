@@ -3,7 +3,10 @@ restore everything; and SIGKILL rollback after each of its records, then rollbac
 
 The apply kills itself (OMNIPORT_TEST_KILL_AFTER_RECORD=N) right after fsyncing its N-th record,
 so every step boundary is covered: before a step, after its start, after the node's new config
-was sent, after its end. Each case runs against its own 3-node lab.
+was sent, after its end. Concurrent steps share fsyncs (group commit), so when the N-th record
+is on disk a concurrent step may already have written its next record too; no step acts on a
+record before it is on disk, and rollback must cope with either. Each case runs against its own
+3-node lab.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ def test_rollback_restores_after_apply_is_killed(world: World, record: int):
     before = world.snapshot()
     killed = world.apply(env={KILL_ENV: str(record)})
     assert killed.code == KILLED, killed.text
-    assert len(world.records()) == record  # every record up to N is on disk, intact
+    # every record up to N is on disk, intact (concurrent steps may have written more)
+    assert len(world.records()) >= record
     rolled = world.roll_back()
     assert rolled.code == 0, rolled.text
     assert_restored(world, before)
