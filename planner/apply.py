@@ -195,12 +195,16 @@ class Scrubber:
         return text
 
 
-def config_secrets(config: bytes) -> set[str]:
-    """Every secret string in a machine config: what redaction would hide, plus decodings."""
-    try:
-        parsed = mcdoc.parse(config, source="machine config")
-    except OmniportError:
-        return set()
+def config_secrets(config: bytes | mcdoc.MachineConfig) -> set[str]:
+    """Every secret string in a machine config (bytes, or already parsed): what redaction
+    would hide, plus decodings."""
+    if isinstance(config, mcdoc.MachineConfig):
+        parsed = config
+    else:
+        try:
+            parsed = mcdoc.parse(config, source="machine config")
+        except OmniportError:
+            return set()
     found: set[str] = set()
 
     def walk(original: Any, redacted: Any) -> None:
@@ -837,7 +841,7 @@ async def apply_plan(
         timeouts = Timeouts(wait_connected=spec.wait_timeout)
         ui.say(f"Reading {len(plan.nodes)} node(s) and Omni to check that the plan is current…")
         facts = await discover(spec, timeouts=timeouts, env=env, health_check=False)
-        computed = compute(spec, facts)
+        computed = compute(spec, facts, compare_results=False)
         unreadable = {
             n.address: f"{n.error.kind}: {n.error.message}" for n in facts.nodes if n.error
         }
@@ -856,7 +860,7 @@ async def apply_plan(
         interrupts.arm()
         scrub = Scrubber()
         for work in computed.nodes:
-            scrub.add(config_secrets(work.facts.config or b""))
+            scrub.add(config_secrets(work.live or work.facts.config or b""))
         scrub.add([computed.join.join_token, computed.join.api_url])
         import_id = str(uuid.uuid4())
         ahead = write_ahead(plan_path, plan, spec, computed, import_id)
