@@ -111,9 +111,10 @@ APPLY_FLOOR: tuple[Term, ...] = (
     ),
     Term(
         "omniport_verify",
-        "ceil(nodes/P) + 1: Get MachineConfig per node, P at once; then Get Cluster and List "
-        "MachineSets, MachineSetNodes, ConfigPatches together",
-        lambda k, p: _c(k["nodes"], p) + 1,
+        f"ceil(nodes/max(P, {READ_PARALLELISM})) + 1: Get MachineConfig per node (reads, so "
+        f"as wide as discovery); then Get Cluster and List MachineSets, MachineSetNodes, "
+        "ConfigPatches together",
+        lambda k, p: _c(k["nodes"], max(p, READ_PARALLELISM)) + 1,
     ),
 )
 

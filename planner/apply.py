@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 from planner import __version__, journal, planfile, rollbackfile
 from planner.backup import BackupEntry, backup_name, write_backup
 from planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME
+from planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
 from planner.errors import OmniportError
 from planner.join import join_documents
 from planner.lock import ClusterLock
@@ -624,7 +625,9 @@ class Transaction:
             if mcdoc.canonical_json(mcdoc.parse(live)) != mcdoc.canonical_json(expected):
                 problems.append(f"node {address}'s config is not its backup plus the join")
 
-        read = await map_nodes([n.address for n in self.plan.nodes], check, self.parallelism)
+        # reads only: as wide as discovery, whatever apply.parallelism allows for changes
+        width = max(self.parallelism, READ_PARALLELISM)
+        read = await map_nodes([n.address for n in self.plan.nodes], check, width)
         problems += [f"node {a} could not be read: {e}" for a, e in read.items() if e is not None]
         planned: dict[str, set[str]] = {}
         for change in self.plan.changes:
