@@ -41,7 +41,7 @@ class ConsoleUi:
         if self.as_json:
             self.emit(render.event("log", text))
         else:
-            self.echo(text)
+            self.echo(render.printable(text))
 
     def start(self, step: StepRef, note: str = "") -> None:
         data = asdict(step)
@@ -49,7 +49,7 @@ class ConsoleUi:
         if self.as_json:
             self.emit(render.hook_event("apply_start", line, data))
         else:
-            self.echo(line)
+            self.echo(render.printable(line))
 
     def progress(self, step: StepRef, message: str, **fields: Any) -> None:
         data = asdict(step)
@@ -70,7 +70,7 @@ class ConsoleUi:
         )
         if due:
             self._last_progress[key] = now
-            self.echo(f"  {text}")
+            self.echo(f"  {render.printable(text)}")
 
     def done(self, step: StepRef, elapsed: float, note: str = "") -> None:
         data = asdict(step)
@@ -80,7 +80,7 @@ class ConsoleUi:
                 render.hook_event("apply_complete", line, data, elapsed_seconds=round(elapsed, 3))
             )
         else:
-            self.echo(line)
+            self.echo(render.printable(line))
 
     def failed(self, step: StepRef, message: str, elapsed: float) -> None:
         data = asdict(step)
@@ -97,7 +97,7 @@ class ConsoleUi:
                 )
             )
         else:
-            self.echo(self.style.paint(line, "error"))
+            self.echo(self.style.paint(render.printable(line), "error"))
 
     def summary(self, operation: str, message: str, add: int, change: int, remove: int) -> None:
         if self.as_json:
@@ -115,7 +115,7 @@ class ConsoleUi:
             )
         else:
             self.echo("")
-            self.echo(self.style.bold(message))
+            self.echo(self.style.bold(render.printable(message)))
 
     def error(self, err: OmniportError) -> None:
         """In JSON mode the failure is also an event; ``cli.run`` prints the line on stderr."""

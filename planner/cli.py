@@ -690,19 +690,26 @@ def _usage_line(err: click.UsageError) -> str:
     return f"{message.rstrip('.')}; see {help_hint}"
 
 
+def _printable(text: str) -> str:
+    """Error text may quote servers and files: no control characters reach the terminal."""
+    from planner.render import printable
+
+    return printable(text)
+
+
 def run(args: Sequence[str] | None = None) -> int:
     """Run the CLI and return the process exit code (0 ok, 1 error, 2 changes/not built)."""
     try:
         result = cli.main(args=args, prog_name="omniport", standalone_mode=False)
     except OmniportError as err:
-        click.echo(f"Error: {err}", err=True)
+        click.echo(f"Error: {_printable(str(err))}", err=True)
         return err.exit_code
     except ProviderError as err:
         text = str(err)
         fix = getattr(err, "fix", None)
         if fix and not text.endswith(fix):  # some provider errors already end with their fix
             text += f"; {fix}"
-        click.echo(f"Error: {text}", err=True)
+        click.echo(f"Error: {_printable(text)}", err=True)
         return 1
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

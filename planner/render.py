@@ -7,6 +7,7 @@ Computes nothing: both views read the same dict that ``show --json`` prints, so 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,29 @@ VERBS = {
     "no-op": "is unchanged",
 }
 _COLORS = {"+": "32", "~": "33", "-": "31", "error": "31", "warning": "33", "info": "36"}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN`` (newlines and tabs kept).
+
+    Hostnames, server error messages and every string of a plan file reach the terminal: a
+    node, a server or a crafted (validly sealed) plan must not be able to move the cursor,
+    rewrite lines or change the terminal's title through them."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def printable_data(value: Any) -> Any:
+    """:func:`printable` applied to every string (keys too) of a JSON-like value."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable_data(k): printable_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable_data(v) for v in value]
+    return value
 
 
 class Style:
@@ -76,6 +100,7 @@ def render_findings(findings: list[dict[str, Any]], style: Style) -> Iterator[st
 
 def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None = None) -> str:
     """The human plan: header, findings by severity, changes, node patch summary, summary."""
+    data = printable_data(data)
     style = Style(color)
     c = data["cluster"]
     lines = [
@@ -203,6 +228,7 @@ def json_line(ev: dict[str, Any]) -> str:
 
 def render_rollback(data: dict[str, Any], *, color: bool = False) -> str:
     """The human view of a rollback plan: what rollback restores and removes."""
+    data = printable_data(data)
     style = Style(color)
     c = data["cluster"]
     lines = [
@@ -279,6 +305,7 @@ def step_line(
 
 def render_abort(data: dict[str, Any], *, color: bool = False) -> str:
     """What ``omniport abort`` will do, plan-style."""
+    data = printable_data(data)
     style = Style(color)
     minus, tilde = style.paint("-", "-"), style.paint("~", "~")
     lines = [
@@ -337,6 +364,7 @@ def abort_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def render_unlock(data: dict[str, Any], *, color: bool = False) -> str:
     """The unlock preview (from the plan) and what unlock changes, plan-style."""
+    data = printable_data(data)
     style = Style(color)
     lines = [f"omniport will unlock cluster {data['cluster']!r} in {data['omni_url']}", ""]
     preview = data.get("preview")

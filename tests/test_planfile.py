@@ -1,14 +1,17 @@
 """Plan files: canonical, schema-valid, sealed; refusals name the reason."""
 
+import dataclasses
 import json
 import os
 import stat
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner import __version__, planfile, render
+from planner.cli import cli
 from planner.plan import Action, Change, ClusterInfo, Finding, NodePlan, Patch, Plan, Severity
 
 SHA = "a" * 64
@@ -172,3 +175,24 @@ def test_any_bytes_give_a_plan_or_a_plan_file_error(blob):
         planfile.parse(blob.decode("utf-8", "replace"))
     except planfile.PlanFileError:
         pass
+
+
+def test_show_escapes_control_characters_of_a_validly_sealed_plan(tmp_path):
+    """The seal proves integrity, not authorship: a crafted plan (or a node's hostname) must
+    not drive the terminal through `show`."""
+    nasty = "cp-1\x1b]0;owned\x07\x1b[2J\r\x9b"
+    plan = sample_plan()
+    node = dataclasses.replace(plan.nodes[0], hostname=nasty)
+    path = tmp_path / "p.plan.json"
+    planfile.write(dataclasses.replace(plan, nodes=(node,)), path)
+    result = CliRunner().invoke(cli, ["show", str(path)])
+    assert result.exit_code == 0, result.output
+    assert not any(ch in result.output for ch in "\x1b\x07\r\x9b")
+    assert "cp-1\\x1b]0;owned\\x07\\x1b[2J\\x0d\\x9b" in result.output
+    as_json = CliRunner().invoke(cli, ["show", "--json", str(path)])
+    assert "\x1b" not in as_json.output  # JSON escapes them itself
+
+
+def test_printable_keeps_newlines_tabs_and_text():
+    assert render.printable("a\tb\nc é ✓") == "a\tb\nc é ✓"
+    assert render.printable("\x00\x7f") == "\\x00\\x7f"
