@@ -50,13 +50,13 @@ class InProcessLab:
         return TalosClient(ctx, [Endpoint("127.0.0.1", self.port)])
 
 
-@pytest.fixture(scope="module")
-def world(aio):
+def start_world(aio, **options: Any) -> InProcessLab:
+    """Build a lab world and serve its apid in this process (stop with ``aio(w.apid.close())``)."""
     from lab import build
     from lab.apid import Apid, server_tls
     from lab.world import Lab
 
-    built = build.build_world(build.BuildOptions(nodes=6, controlplanes=2), now=NOW)
+    built = build.build_world(build.BuildOptions(**options), now=NOW)
     lab = Lab(
         built.nodes,
         cluster_name=built.options.cluster_name,
@@ -67,8 +67,14 @@ def world(aio):
     ca = pki.CertAndKey(crt=os_ca.crt, key=os_ca.key)
     apid = Apid(lab, endpoint_hosts=("127.0.0.1",))
     port = aio(apid.start(server_tls(ca, NOW, ["127.0.0.1"]), "127.0.0.1", 0))
-    yield InProcessLab(lab, apid, ca, port)
-    aio(apid.close())
+    return InProcessLab(lab, apid, ca, port)
+
+
+@pytest.fixture(scope="module")
+def world(aio):
+    started = start_world(aio, nodes=6, controlplanes=2)
+    yield started
+    aio(started.apid.close())
 
 
 async def _settle(aw: Any) -> Any:
@@ -267,3 +273,25 @@ def test_fact_the_config_does_not_state_is_read_from_its_resource(
     assert got.kubelet_image and got.role == role
     if role == "controlplane":
         assert got.apiserver_image and got.cluster_name is not None
+
+
+@pytest.mark.parametrize(
+    ("version", "config_states_kubernetes_facts"),
+    [("v1.13.9", True), ("v1.14.0", False)],
+    ids=["1.13 (config as a YAML string spec)", "1.14 (Kube* documents)"],
+)
+def test_facts_equal_on_other_talos_versions(aio, version, config_states_kubernetes_facts):
+    """From 1.14 the Kubernetes facts live in Kube* documents, which discovery does not
+    interpret: their resources are read in a second round trip, and the facts stay the same."""
+    started = start_world(
+        aio, nodes=3, controlplanes=1, talos_version=version, initial_talos_version=version
+    )
+    try:
+        facts, calls = discover(aio, started)
+        want = reference(aio, started)
+    finally:
+        aio(started.apid.close())
+    assert facts == want
+    assert all(f.error is None and f.kubelet_image for f in facts)
+    extra = 0 if config_states_kubernetes_facts else 3 * 1 + 1 * (3 + 1)  # kubelet; cp images, name
+    assert calls == 3 + 4 * 3 + extra
