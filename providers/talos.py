@@ -443,10 +443,11 @@ class TalosClient:
                 return dict(zip(targets, items, strict=True))
             return {n: _for_node(exc, n) for n in targets}
         found: dict[str, Any] = {}
+        wanted = set(targets)
         for item in reply.messages:
             meta = item.metadata
             host = meta.hostname
-            if host in found or host not in targets:
+            if host in found or host not in wanted:
                 continue
             has_status = meta.HasField("status")
             if meta.error or (has_status and meta.status.code):
