@@ -1,12 +1,19 @@
 """Discovery: read the live cluster, Omni and the Image Factory — strictly read-only.
 
-Per node, every read is issued at once, so discovery costs one round trip per node, and nodes
-are read with bounded parallelism. Calls that only control planes answer (control-plane images,
-etcd members, the cluster identity) are skipped on nodes that Talos discovery reported as
-workers, and issued speculatively (ignored on workers) for nodes it did not report: on a
-1000-node cluster that saves about 40 % of all calls. A node discovery called a worker that
-turns out to be a control plane gets the missing reads in a second round trip. Either way the
-facts are the same.
+Nodes are read in batches of ``parallelism``, and each batch costs one round trip: the machine
+service answers for the whole batch in one call per method (Version, ServiceList, and
+EtcdMemberList for the nodes that may be control planes: apid proxies one-to-many), while the
+COSI reads (hostname, SMBIOS UUID, machine config, extensions; apid never proxies COSI
+one-to-many) are issued per node, all at once. The machine config states the machine type, the
+kubelet and control-plane images and the cluster name (:mod:`planner.configfacts`), so their
+resources are read only for a node whose config does not state them (Talos then uses its
+version's default) or could not be read: that node costs a second round trip. On a 1000-node
+cluster this is about 4 calls per node instead of 8 to 13.
+
+EtcdMemberList is skipped for nodes that Talos discovery reported as workers, and issued
+speculatively (ignored on workers) for the others. A node discovery called a worker that turns
+out to be a control plane gets its etcd members in a second round trip. Either way the facts are
+the same as reading every resource.
 
 Provider errors become ``ReadError`` facts, never exceptions: one unreachable node is a
 finding, not a crash.
@@ -15,9 +22,11 @@ finding, not a crash.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from planner.configfacts import NOTHING, StatedFacts, stated_facts
 from planner.facts import (
     EtcdMember,
     FactoryFacts,
@@ -30,13 +39,13 @@ from planner.facts import (
     Service,
 )
 from providers.errors import ProviderError, TLSFailure, Unreachable
-from providers.talos import TalosClient, map_nodes
+from providers.talos import ControlPlaneImages, TalosClient
 
 T = TypeVar("T")
 
 DEFAULT_PARALLELISM = 50
-"""Nodes read at once. Each node costs about ten concurrent calls, so 50 nodes keep ~500
-calls in flight on one HTTP/2 connection."""
+"""Nodes read at once (one batch). A batch costs three one-to-many machine calls and four COSI
+calls per node, so 50 nodes keep ~200 calls in flight on one HTTP/2 connection."""
 
 
 def critical_path_round_trips(nodes: int, parallelism: int = DEFAULT_PARALLELISM) -> int:
@@ -44,11 +53,12 @@ def critical_path_round_trips(nodes: int, parallelism: int = DEFAULT_PARALLELISM
 
     :func:`planner.planning.discover` first reads the discovery member list (one round trip,
     alongside Omni's settings): it proves the Talos endpoint answers and says which nodes are
-    workers. Then it reads every node in one concurrent burst of calls (one round trip),
-    ``parallelism`` nodes at a time: ``ceil(nodes / parallelism)`` round trips. Then one more
+    workers. Then it reads the nodes in batches of ``parallelism``, each batch one concurrent
+    burst of calls (one round trip): ``ceil(nodes / parallelism)`` round trips. Then one more
     round trip runs the health check, the Omni cluster lookup and the Image Factory checks
-    together. Connection setup and the second round trip of a node that discovery misreported
-    as a worker are not counted.
+    together. Not counted: connection setup, and the second round trip of a batch holding a
+    node whose config does not state its machine type, images or cluster name (or could not be
+    read), or that discovery misreported as a worker.
     """
     return 1 + -(-nodes // parallelism) + 1
 
@@ -64,7 +74,7 @@ async def _settle(aw: Awaitable[T]) -> T | ProviderError:
         return exc
 
 
-async def _gather(calls: Mapping[str, Awaitable[Any]]) -> dict[str, Any]:
+async def _gather(calls: Mapping[Any, Awaitable[Any]]) -> dict[Any, Any]:
     """Run ``calls`` concurrently; each value is a result or the ProviderError it raised."""
     values = await asyncio.gather(*(_settle(c) for c in calls.values()))
     return dict(zip(calls, values, strict=True))
@@ -74,92 +84,195 @@ def _strip_v(tag: str) -> str:
     return tag[1:] if tag.startswith("v") else tag
 
 
-def _controlplane_calls(client: TalosClient, address: str) -> dict[str, Awaitable[Any]]:
-    """Reads only control planes answer (workers reply NotFound/Unimplemented)."""
+# --- Talos nodes -----------------------------------------------------------------------------
+
+_ESSENTIAL = ("version", "type", "hostname", "uuid")
+_CONTROL_PLANE_ONLY = ("cp_images", "cluster", "etcd")
+"""Reads only control planes answer (workers reply NotFound/Unimplemented)."""
+
+
+async def _cluster_name(client: TalosClient, address: str) -> str:
+    return (await client.cluster_info(address)).cluster_name
+
+
+# Per-node reads by fact key; "version", "services" and "etcd" go one-to-many instead.
+_NODE_CALLS: dict[str, Callable[[TalosClient, str], Awaitable[Any]]] = {
+    "hostname": TalosClient.hostname,
+    "uuid": TalosClient.system_uuid,
+    "config": TalosClient.machine_config,
+    "extensions": TalosClient.extension_statuses,
+    "type": TalosClient.machine_type,
+    "kubelet": TalosClient.kubelet_image,
+    "cp_images": TalosClient.control_plane_images,
+    "cluster": _cluster_name,
+}
+_FIRST_ROUND = ("hostname", "uuid", "config", "extensions")
+
+
+@dataclass
+class _NodeRead:
+    """What is known about one node so far: fact key -> value or the ProviderError read."""
+
+    address: str
+    hint: str | None
+    values: dict[str, Any] = field(default_factory=dict)
+    asked: set[str] = field(default_factory=set)
+
+    def failed(self, key: str) -> bool:
+        return isinstance(self.values.get(key), ProviderError)
+
+    def take_config(self) -> None:
+        """Fill in what the config states, once it is read (see planner.configfacts)."""
+        config = self.values.get("config")
+        stated = NOTHING if not isinstance(config, bytes) else stated_facts(config)
+        for key, value in _stated_values(stated).items():
+            if value is not None:
+                self.values.setdefault(key, value)
+
+    def missing(self) -> list[str]:
+        """Reads still needed, given what is known (never one already asked)."""
+        if self.failed("version"):
+            return []  # the node is unreadable: nothing else matters
+        wanted = ["type"]
+        if not any(self.failed(k) for k in ("type", "hostname", "uuid")):
+            wanted.append("kubelet")
+            machine_type = self.values.get("type")
+            if machine_type is None:  # role unknown yet: speculate unless called a worker
+                if self.hint != "worker":
+                    wanted += ["cp_images", "cluster"]
+            elif _role(machine_type) == "controlplane":
+                wanted += _CONTROL_PLANE_ONLY
+        return [k for k in wanted if k not in self.values and k not in self.asked]
+
+    def facts(self) -> NodeFacts:
+        values = self.values
+        for key in _ESSENTIAL:
+            if isinstance(values[key], ProviderError):
+                return NodeFacts(address=self.address, error=read_error(values[key]))
+        role = _role(values["type"])
+
+        def ok(key: str) -> Any:
+            value = values.get(key)
+            return None if isinstance(value, ProviderError) else value
+
+        config_error = None
+        if isinstance(values["config"], ProviderError):
+            config_error = read_error(values["config"])
+        extensions = ok("extensions") or []
+        schematic = next((e for e in extensions if e.name == "schematic"), None)
+        is_cp = role == "controlplane"
+        cp_images = ok("cp_images") if is_cp else None
+        etcd = ok("etcd") if is_cp else None
+        return NodeFacts(
+            address=self.address,
+            role=role,
+            talos_version=_strip_v(values["version"].tag),
+            hostname=values["hostname"],
+            machine_uuid=values["uuid"],
+            config=ok("config"),
+            config_error=config_error,
+            schematic_id=schematic.version if schematic else None,
+            schematic_yaml=(schematic.extra_info or None) if schematic else None,
+            extensions=tuple(e.name for e in extensions if e.name != "schematic"),
+            kubelet_image=ok("kubelet"),
+            apiserver_image=cp_images.apiserver if cp_images else None,
+            scheduler_image=cp_images.scheduler if cp_images else None,
+            controller_manager_image=cp_images.controller_manager if cp_images else None,
+            services=tuple(Service(s.id, s.state, s.healthy) for s in ok("services") or ()),
+            etcd_members=tuple(
+                EtcdMember(m.id, m.hostname, tuple(m.peer_urls), m.is_learner) for m in etcd or ()
+            ),
+            cluster_name=ok("cluster") if is_cp else None,
+        )
+
+
+def _role(machine_type: str) -> str:
+    return "controlplane" if machine_type in ("controlplane", "init") else "worker"
+
+
+def _stated_values(stated: StatedFacts) -> dict[str, Any]:
+    api, sched, cm = stated.apiserver_image, stated.scheduler_image, stated.controller_manager_image
     return {
-        "cp_images": client.control_plane_images(address),
-        "etcd": client.etcd_members(address),
-        "cluster": client.cluster_info(address),
+        "type": stated.machine_type,
+        "kubelet": stated.kubelet_image,
+        "cp_images": ControlPlaneImages(api, sched, cm) if api and sched and cm else None,
+        "cluster": stated.cluster_name,
     }
+
+
+async def read_batch(
+    client: TalosClient, addresses: Sequence[str], role_hints: Mapping[str, str] | None = None
+) -> dict[str, NodeFacts]:
+    """Every fact about each of ``addresses`` (distinct), in one round trip when their configs
+    state what they can (see the module docstring); ``role_hints`` maps an address to the
+    machine type Talos discovery reported for it ("worker" skips the etcd read)."""
+    hints: Mapping[str, str] = role_hints if role_hints is not None else {}
+    nodes = {a: _NodeRead(a, hints.get(a)) for a in dict.fromkeys(addresses)}
+    first = True
+    while True:
+        calls: dict[tuple[str, str], Awaitable[Any]] = {}
+        if first:
+            batch = list(nodes)
+            calls["*", "version"] = client.version_many(batch)
+            calls["*", "services"] = client.service_list_many(batch)
+            maybe_cp = [a for a, n in nodes.items() if n.hint != "worker"]
+            if maybe_cp:
+                calls["*", "etcd"] = client.etcd_members_many(maybe_cp)
+                for a in maybe_cp:
+                    nodes[a].asked.add("etcd")
+            for a, node in nodes.items():
+                node.asked.update(("version", "services", *_FIRST_ROUND))
+                for key in _FIRST_ROUND:
+                    calls[a, key] = _NODE_CALLS[key](client, a)
+        else:
+            etcd = []
+            for a, node in nodes.items():
+                for key in node.missing():
+                    node.asked.add(key)
+                    if key == "etcd":
+                        etcd.append(a)
+                    else:
+                        calls[a, key] = _NODE_CALLS[key](client, a)
+            if etcd:
+                calls["*", "etcd"] = client.etcd_members_many(etcd)
+        if not calls:
+            break
+        for (address, key), value in (await _gather(calls)).items():
+            if address != "*":
+                nodes[address].values[key] = value
+                continue
+            per_node = value if isinstance(value, dict) else dict.fromkeys(nodes, value)
+            for a, item in per_node.items():
+                if key in nodes[a].asked:
+                    nodes[a].values[key] = item
+        if first:
+            for node in nodes.values():
+                node.take_config()
+            first = False
+    return {a: n.facts() for a, n in nodes.items()}
 
 
 async def read_node(client: TalosClient, address: str, role_hint: str | None = None) -> NodeFacts:
-    """Every fact about one node, in one concurrent burst of calls.
-
-    ``role_hint`` is the machine type Talos discovery reported for the node: "worker" skips
-    the control-plane-only reads; anything else issues them speculatively.
-    """
-    calls: dict[str, Awaitable[Any]] = {
-        "version": client.version(address),
-        "type": client.machine_type(address),
-        "hostname": client.hostname(address),
-        "uuid": client.system_uuid(address),
-        "config": client.machine_config(address),
-        "extensions": client.extension_statuses(address),
-        "kubelet": client.kubelet_image(address),
-        "services": client.service_list(address),
-    }
-    speculative = role_hint != "worker"
-    if speculative:
-        calls.update(_controlplane_calls(client, address))
-    values = await _gather(calls)
-    essential = ("version", "type", "hostname", "uuid")
-    for key in essential:
-        if isinstance(values[key], ProviderError):
-            return NodeFacts(address=address, error=read_error(values[key]))
-    role = "controlplane" if values["type"] in ("controlplane", "init") else "worker"
-    if role == "controlplane" and not speculative:
-        values.update(await _gather(_controlplane_calls(client, address)))
-
-    def ok(key: str) -> Any:
-        value = values.get(key)
-        return None if isinstance(value, ProviderError) else value
-
-    config_error = None
-    if isinstance(values["config"], ProviderError):
-        config_error = read_error(values["config"])
-    extensions = ok("extensions") or []
-    schematic = next((e for e in extensions if e.name == "schematic"), None)
-    is_cp = role == "controlplane"
-    cp_images = ok("cp_images") if is_cp else None
-    etcd = ok("etcd") if is_cp else None
-    cluster = ok("cluster") if is_cp else None
-    return NodeFacts(
-        address=address,
-        role=role,
-        talos_version=_strip_v(values["version"].tag),
-        hostname=values["hostname"],
-        machine_uuid=values["uuid"],
-        config=ok("config"),
-        config_error=config_error,
-        schematic_id=schematic.version if schematic else None,
-        schematic_yaml=(schematic.extra_info or None) if schematic else None,
-        extensions=tuple(e.name for e in extensions if e.name != "schematic"),
-        kubelet_image=ok("kubelet"),
-        apiserver_image=cp_images.apiserver if cp_images else None,
-        scheduler_image=cp_images.scheduler if cp_images else None,
-        controller_manager_image=cp_images.controller_manager if cp_images else None,
-        services=tuple(Service(s.id, s.state, s.healthy) for s in ok("services") or ()),
-        etcd_members=tuple(
-            EtcdMember(m.id, m.hostname, tuple(m.peer_urls), m.is_learner) for m in etcd or ()
-        ),
-        cluster_name=cluster.cluster_name if cluster else None,
-    )
+    """Every fact about one node (:func:`read_batch` of one)."""
+    hints = {address: role_hint} if role_hint else {}
+    return (await read_batch(client, [address], hints))[address]
 
 
 async def read_nodes(
     client: TalosClient,
-    addresses: tuple[str, ...],
+    addresses: Sequence[str],
     parallelism: int = DEFAULT_PARALLELISM,
     role_hints: Mapping[str, str] | None = None,
 ) -> tuple[NodeFacts, ...]:
-    """Read every node; ``role_hints`` maps addresses to the machine type discovery reports."""
-    hints: Mapping[str, str] = role_hints if role_hints is not None else {}
-    results = await map_nodes(addresses, lambda a: read_node(client, a, hints.get(a)), parallelism)
-    return tuple(
-        r if isinstance(r, NodeFacts) else NodeFacts(address=a, error=read_error(r))
-        for a, r in results.items()
-    )
+    """Read every distinct node, ``parallelism`` at a time (one :func:`read_batch` each);
+    ``role_hints`` maps addresses to the machine type discovery reports."""
+    if parallelism < 1:
+        raise ValueError("parallelism must be at least 1")
+    order = list(dict.fromkeys(addresses))
+    facts: dict[str, NodeFacts] = {}
+    for start in range(0, len(order), parallelism):
+        facts.update(await read_batch(client, order[start : start + parallelism], role_hints))
+    return tuple(facts[a] for a in order)
 
 
 def role_hints(members: tuple[Member, ...] | None) -> dict[str, str]:

@@ -381,3 +381,134 @@ def test_machine_config_from_yaml_spec_when_no_proto_spec(ca, admin) -> None:
                 assert await client.machine_config("10.7.0.2") == config.encode()
 
     run(go())
+
+
+# ---- one-to-many machine calls (`nodes` metadata) ----
+
+
+def test_many_calls_answer_per_node_with_the_one_to_one_errors(ca, admin) -> None:
+    """One call for three nodes: every node gets what its own call would give, errors
+    included (same class, message, target and code), in the order asked."""
+
+    async def go() -> None:
+        async with TalosTestServer(ca, cluster_nodes()) as server:
+            async with make_client(ca.crt, admin, server.port) as client:
+                nodes = ["10.5.0.3", "10.99.0.1", "10.5.0.2", "10.5.0.3"]
+                versions = await client.version_many(nodes)
+                services = await client.service_list_many(nodes)
+                members = await client.etcd_members_many(nodes)
+                calls = len(server.calls.log)
+                alone = {
+                    n: (
+                        await settle(client.version(n)),
+                        await settle(client.service_list(n)),
+                        await settle(client.etcd_members(n)),
+                    )
+                    for n in dict.fromkeys(nodes)
+                }
+            assert calls == 3
+            assert server.calls.log[0][1] == "10.5.0.3,10.99.0.1,10.5.0.2"
+            for many in (versions, services, members):
+                assert list(many) == ["10.5.0.3", "10.99.0.1", "10.5.0.2"]
+            for node, (version, service, member) in alone.items():
+                for got, want in ((versions, version), (services, service), (members, member)):
+                    if isinstance(want, ProviderError):
+                        assert type(got[node]) is type(want)
+                        assert (str(got[node]), got[node].target, got[node].code) == (
+                            str(want),
+                            want.target,
+                            want.code,
+                        )
+                    else:
+                        assert got[node] == want
+            assert isinstance(versions["10.99.0.1"], Unreachable)
+            assert versions["10.99.0.1"].code == 14
+            assert isinstance(members["10.5.0.3"], Unsupported)
+            assert [m.hostname for m in members["10.5.0.2"]] == ["cp-1"]
+
+    run(go())
+
+
+async def settle(aw):
+    try:
+        return await aw
+    except ProviderError as exc:
+        return exc
+
+
+def test_many_call_failing_as_a_whole_fails_every_node(ca) -> None:
+    """PermissionDenied for the call (a role that may not call Version) and an endpoint that is
+    down are each node's error, naming that node."""
+    backup = pki.admin_client_cert(ca, NOW, roles=["os:etcd:backup"])
+
+    async def go() -> None:
+        async with TalosTestServer(ca, cluster_nodes()) as server:
+            async with make_client(ca.crt, backup, server.port) as client:
+                denied = await client.version_many(["10.5.0.2", "10.5.0.3"])
+                members = await client.etcd_members_many(["10.5.0.2"])
+        assert [m.hostname for m in members["10.5.0.2"]] == ["cp-1"]
+        for node, err in denied.items():
+            assert isinstance(err, PermissionDenied)
+            assert_user_error(err, node, "/machine.MachineService/Version")
+        async with make_client(ca.crt, backup, _free_port()) as client:
+            down = await client.service_list_many(["10.5.0.2", "10.5.0.3"])
+        for node, err in down.items():
+            assert isinstance(err, Unreachable) and err.code is None
+            assert_user_error(err, node, "/machine.MachineService/ServiceList")
+        assert denied["10.5.0.2"] is not denied["10.5.0.3"]
+
+    run(go())
+
+
+def test_node_missing_from_the_reply_is_a_protocol_error(ca, admin) -> None:
+    from providers.errors import ProtocolError
+
+    nodes = cluster_nodes()
+    nodes[1].missing_from_many = True
+
+    async def go() -> None:
+        async with TalosTestServer(ca, nodes) as server:
+            async with make_client(ca.crt, admin, server.port) as client:
+                return await client.version_many(["10.5.0.2", "10.5.0.3"])
+
+    versions = run(go())
+    assert versions["10.5.0.2"].tag == "v1.9.5"
+    assert isinstance(versions["10.5.0.3"], ProtocolError)
+    assert_user_error(versions["10.5.0.3"], "10.5.0.3", "Version")
+    assert "no message for this node" in str(versions["10.5.0.3"])
+
+
+def test_many_call_falls_back_to_one_call_per_node(ca, admin) -> None:
+    """An apid that refuses `nodes`, and a call held up by one hung node until it times out:
+    each node is then asked on its own, so only the hung node fails."""
+    slow = FakeNode.typical("10.5.0.9", "slow")
+    slow.delay = 2.0
+
+    async def go() -> tuple[dict, dict, list]:
+        async with TalosTestServer(ca, cluster_nodes(), one_to_many=False) as server:
+            async with make_client(ca.crt, admin, server.port) as client:
+                refused = await client.version_many(["10.5.0.2", "10.5.0.3"])
+        async with TalosTestServer(ca, [slow, *cluster_nodes()]) as server:
+            timeouts = Timeouts(connect=5.0, call=0.3)
+            async with make_client(ca.crt, admin, server.port, timeouts=timeouts) as client:
+                hung = await client.version_many(["10.5.0.2", "10.5.0.9", "10.5.0.3"])
+            return refused, hung, [node for _, node, _ in server.calls.log]
+
+    refused, hung, log = run(go())
+    assert {n: v.tag for n, v in refused.items()} == {"10.5.0.2": "v1.9.5", "10.5.0.3": "v1.9.5"}
+    assert hung["10.5.0.2"].tag == hung["10.5.0.3"].tag == "v1.9.5"
+    assert isinstance(hung["10.5.0.9"], Timeout)
+    assert_user_error(hung["10.5.0.9"], "10.5.0.9", "/machine.MachineService/Version")
+    assert log[0] == "10.5.0.2,10.5.0.9,10.5.0.3"
+    assert sorted(log[1:]) == ["10.5.0.2", "10.5.0.3", "10.5.0.9"]
+
+
+def test_many_calls_with_no_node_make_no_call(ca, admin) -> None:
+    async def go() -> None:
+        async with TalosTestServer(ca, cluster_nodes()) as server:
+            async with make_client(ca.crt, admin, server.port) as client:
+                assert await client.version_many([]) == {}
+                assert await client.etcd_members_many(()) == {}
+            assert server.calls.log == []
+
+    run(go())

@@ -1,9 +1,10 @@
 """A small real apid for tests: grpclib over Ed25519 mutual TLS on loopback.
 
 It answers the Talos methods omniport uses for in-memory nodes, routed by the single-valued
-``node`` metadata, and enforces Talos's role rules from the client certificate's ``O=``. It
-records every call and the highest number of calls in flight at once, and can delay a node to
-provoke timeouts. The embedded lab is the full simulator; this stays small on purpose.
+``node`` metadata (or, for unary machine methods, one-to-many by the ``nodes`` metadata, as
+apid does), and enforces Talos's role rules from the client certificate's ``O=``. It records
+every call and the highest number of calls in flight at once, and can delay a node to provoke
+timeouts. The embedded lab is the full simulator; this stays small on purpose.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 from grpclib.const import Status
@@ -22,6 +24,7 @@ from planner.machineconfig import pki
 from providers.tls import server_context
 from providers.wire.cluster import cluster_grpc, cluster_pb2
 from providers.wire.common import common_pb2
+from providers.wire.google.rpc import status_pb2
 from providers.wire.machine import machine_grpc, machine_pb2
 from providers.wire.resource.config import config_pb2
 from providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
@@ -42,6 +45,14 @@ RULES: dict[str, frozenset[str]] = {
     "/cosi.resource.State/Watch": READ_ROLES,
 }
 SENSITIVE_TYPES = frozenset({"MachineConfigs.config.talos.dev"})
+# unary machine methods apid proxies one-to-many, with the reply class they answer with
+ONE_TO_MANY: dict[str, type] = {
+    "/machine.MachineService/Version": machine_pb2.VersionResponse,
+    "/machine.MachineService/Hostname": machine_pb2.HostnameResponse,
+    "/machine.MachineService/ServiceList": machine_pb2.ServiceListResponse,
+    "/machine.MachineService/EtcdMemberList": machine_pb2.EtcdMemberListResponse,
+    "/machine.MachineService/EtcdStatus": machine_pb2.EtcdStatusResponse,
+}
 
 Handler = Callable[[Stream, "FakeNode", tuple[str, ...]], Awaitable[None]]
 
@@ -80,6 +91,8 @@ class FakeNode:
     applied: list[machine_pb2.ApplyConfigurationRequest] = field(default_factory=list)
     health_messages: list[str] = field(default_factory=lambda: ["waiting for etcd", "all good"])
     health_error: str = ""
+    missing_from_many: bool = False
+    """Left out of one-to-many replies altogether (a proxy that lost the target's answer)."""
 
     def put(self, namespace: str, rtype: str, rid: str, spec: object, **kw: object) -> None:
         text = spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False)
@@ -209,9 +222,12 @@ class TalosTestServer:
         local: str | None = None,
         host: str = "127.0.0.1",
         now: dt.datetime | None = None,
+        one_to_many: bool = True,
     ) -> None:
         self.nodes = {n.name: n for n in nodes}
         self.local = local
+        self.one_to_many = one_to_many
+        """False: refuse the ``nodes`` metadata, as an apid that no longer proxies one-to-many."""
         self.host = host
         self.calls = _Calls()
         now = now or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
@@ -249,7 +265,9 @@ class TalosTestServer:
             raise GRPCError(Status.PERMISSION_DENIED, "not authorized")
         if len(nodes) > 1:
             raise GRPCError(Status.INVALID_ARGUMENT, "node metadata must be single-valued")
-        name = nodes[0] if nodes else self.local
+        return self.node(nodes[0] if nodes else self.local)
+
+    def node(self, name: str | None) -> FakeNode:
         node = self.nodes.get(name or "")
         if node is None:
             raise GRPCError(
@@ -263,12 +281,77 @@ class TalosTestServer:
         self.calls.in_flight += 1
         self.calls.max_in_flight = max(self.calls.max_in_flight, self.calls.in_flight)
         try:
+            md = stream.metadata
+            many = [str(n) for n in md.getall("nodes", [])] if md else []
+            if many and not (md and md.getall("node", [])):
+                await self._one_to_many(stream, method, handler, many)
+                return
             node = await self.enter(stream, method)
             if node.delay:
                 await asyncio.sleep(node.delay)
             await handler(stream, node, _peer_roles(stream))
         finally:
             self.calls.in_flight -= 1
+
+    async def _one_to_many(
+        self, stream: Stream, method: str, handler: Handler, targets: list[str]
+    ) -> None:
+        """apid's one-to-many proxying: every target answers (concurrently, after its delay),
+        items are stamped with the target as given, a failed target is a metadata-only item."""
+        roles = _peer_roles(stream)
+        self.calls.log.append((method, ",".join(targets), roles))
+        if not set(roles) & RULES.get(method, ADMIN_ONLY):
+            raise GRPCError(Status.PERMISSION_DENIED, "not authorized")
+        reply_cls = ONE_TO_MANY.get(method)
+        if reply_cls is None or not self.one_to_many:
+            raise GRPCError(
+                Status.INVALID_ARGUMENT, "one-2-many proxying is not supported for this method"
+            )
+        request = await stream.recv_message()
+
+        async def one(target: str) -> tuple[str, Any]:
+            capture = _Captured(request)
+            try:
+                node = self.node(target)
+                if node.delay:
+                    await asyncio.sleep(node.delay)
+                await handler(capture, node, roles)  # type: ignore[arg-type]
+            except GRPCError as err:
+                return target, err
+            return target, capture.sent
+
+        reply = reply_cls()
+        for done in asyncio.as_completed([one(t) for t in targets]):
+            target, result = await done
+            if target in self.nodes and self.nodes[target].missing_from_many:
+                continue
+            if isinstance(result, GRPCError):
+                item = reply.messages.add()
+                item.metadata.hostname = target
+                item.metadata.error = result.message or ""
+                item.metadata.status.CopyFrom(
+                    status_pb2.Status(code=int(result.status.value), message=result.message or "")
+                )
+                continue
+            for sent in result:
+                for item in sent.messages:
+                    item.metadata.hostname = target
+                    reply.messages.append(item)
+        await stream.send_message(reply)
+
+
+class _Captured:
+    """The stream a handler sees for one target of a one-to-many call."""
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.sent: list[Any] = []
+
+    async def recv_message(self) -> Any:
+        return self.request
+
+    async def send_message(self, message: Any, **_: Any) -> None:
+        self.sent.append(message)
 
 
 def _peer_roles(stream: Stream) -> tuple[str, ...]:
