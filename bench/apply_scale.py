@@ -76,8 +76,8 @@ def _c(n: int, p: int) -> int:
 APPLY_FLOOR: tuple[Term, ...] = (
     Term(
         "recheck",
-        f"ceil(nodes/{READ_PARALLELISM}) + 1: discover() again, one burst of reads per node, "
-        f"{READ_PARALLELISM} nodes at a time (members read alongside), then Omni's settings",
+        f"ceil(nodes/{READ_PARALLELISM}) + 1: discover() again, one round trip per batch of "
+        f"{READ_PARALLELISM} nodes (members read alongside), then Omni's settings",
         lambda k, p: _c(k["nodes"], READ_PARALLELISM) + 1,
     ),
     Term("write_ahead", "0: backup zip and rollback plan, local files", lambda k, p: 0),
@@ -405,6 +405,10 @@ def measured(
         "floor_round_trips": rtts,
         "floor_s": round(floor_s, 3),
         "ratio": round(child.wall / floor_s, 2) if floor_s else None,
+        # wall over the largest cost this machine cannot avoid: latency, our CPU, the lab's CPU
+        "bound_ratio": round(child.wall / max(floor_s, child.cpu, lab_cpu), 2)
+        if max(floor_s, child.cpu, lab_cpu) > 0
+        else None,
         "cpu_s": round(child.cpu, 3),
         "peak_rss_mib": round(child.peak_rss_mib, 1),
         "lab_cpu_s": round(lab_cpu, 3),

@@ -16,6 +16,8 @@ floor; ``latency_cost_ratio`` is the time latency added (wall at L minus wall at
 node count) over the floor, i.e. how much of the waiting discovery fails to overlap.
 ``cpu_s`` is the plan process's CPU time and ``lab_cpu_s`` the lab's while it served the plan:
 on a small machine the two compete, and a plan far above its floor is CPU-bound, not waiting.
+``bound_ratio`` is wall time over the largest of the floor, ``cpu_s`` and ``lab_cpu_s``: close
+to 1.0 when the plan wastes no time beyond latency and CPU it cannot avoid.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ FORMULA = (
     "floor_s = round_trips x latency_ms / 1000, with round_trips = 1 + ceil(nodes / "
     "parallelism) + 1 (planner.discover.critical_path_round_trips): first the discovery member "
     "list and Omni's settings, read together (they prove both endpoints answer and tell which "
-    "nodes are workers); then every node in one concurrent burst of calls (one round trip per "
-    "node), at most `parallelism` nodes at a time; then the health check, the Omni cluster "
-    "lookup and the Image Factory checks, together. The lab delays every call on the server "
-    "side, not TCP/TLS handshakes, so connection setup is not counted; interpreter start-up and "
-    "the CPU time of the calls and of computing patches are not latency and are not in the "
-    "floor."
+    "nodes are workers); then the nodes in batches of `parallelism`, one round trip per batch "
+    "(one Version, one ServiceList and one EtcdMemberList call for the whole batch, through "
+    "apid's one-to-many `nodes` routing, plus four COSI reads per node, all at once); then the "
+    "health check, the Omni cluster lookup and the Image Factory checks, together. The lab "
+    "delays every call on the server side, not TCP/TLS handshakes, so connection setup is not "
+    "counted; interpreter start-up and the CPU time of the calls and of computing patches are "
+    "not latency and are not in the floor."
 )
 
 
@@ -146,7 +149,20 @@ def one(nodes: int, latency_ms: float, controlplanes: int) -> dict[str, Any]:
         "round_trips": trips,
         "floor_s": round(floor, 3),
         "ratio": round(wall / floor, 2) if floor else None,
+        "bound_ratio": _bound_ratio(
+            wall, floor, usage.ru_utime + usage.ru_stime, lab_cpu_after, lab_cpu_before
+        ),
     }
+
+
+def _bound_ratio(
+    wall: float, floor: float, cpu: float, lab_after: float | None, lab_before: float | None
+) -> float | None:
+    """wall / max(latency floor, the plan's CPU, the lab's CPU): 1.0 means the run took no
+    longer than the largest of the three costs it cannot avoid on this machine."""
+    lab = lab_after - lab_before if lab_after is not None and lab_before is not None else 0.0
+    bound = max(floor, cpu, lab)
+    return round(wall / bound, 2) if bound > 0 else None
 
 
 def main() -> int:
