@@ -569,6 +569,12 @@ def _print_faults(active: dict[str, Any]) -> None:
         lines.append(
             f"Omni {f['method']} fails for {f['resource_type'] or 'every type'} (code {f['code']})"
         )
+    for node, services in (active.get("unhealthy_services") or {}).items():
+        lines.append(f"unhealthy on {node}: {', '.join(services)}")
+    for node in active.get("etcd_learners") or []:
+        lines.append(f"etcd learner: {node}")
+    for hostname in active.get("stale_etcd_members") or []:
+        lines.append(f"stale etcd member: {hostname}")
     if active.get("factory_down"):
         lines.append("Image Factory is down")
     if active.get("never_connect"):
@@ -633,6 +639,35 @@ def fault_factory_down(ctx: click.Context, clear: bool) -> None:
 def fault_never_connect(ctx: click.Context, clear: bool) -> None:
     """Nodes accept the join documents but never register with Omni."""
     _fault(ctx, {"kind": "never-connect", "clear": clear})
+
+
+@lab_fault.command("service-unhealthy")
+@click.argument("node")
+@click.argument("service")
+@click.option("--clear", is_flag=True, help="Make the service healthy again.")
+@click.pass_context
+def fault_service_unhealthy(ctx: click.Context, node: str, service: str, clear: bool) -> None:
+    """NODE reports SERVICE (etcd, kubelet, ...) running but unhealthy."""
+    _fault(ctx, {"kind": "service-unhealthy", "node": node, "service": service, "clear": clear})
+
+
+@lab_fault.command("etcd-learner")
+@click.argument("node")
+@click.option("--clear", is_flag=True, help="Promote the member again.")
+@click.pass_context
+def fault_etcd_learner(ctx: click.Context, node: str, clear: bool) -> None:
+    """NODE's etcd member is still a learner (not yet promoted)."""
+    _fault(ctx, {"kind": "etcd-member", "node": node, "learner": True, "clear": clear})
+
+
+@lab_fault.command("etcd-stale-member")
+@click.argument("hostname")
+@click.option("--clear", is_flag=True, help="Remove the stale member.")
+@click.pass_context
+def fault_etcd_stale_member(ctx: click.Context, hostname: str, clear: bool) -> None:
+    """etcd lists a member HOSTNAME that no node is (a machine removed without
+    `etcdctl member remove`)."""
+    _fault(ctx, {"kind": "etcd-member", "hostname": hostname, "clear": clear})
 
 
 @lab_fault.command("clear")

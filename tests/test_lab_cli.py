@@ -129,6 +129,20 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     assert "no node '10.0.0.1'" in one_line_error(capsys)
     assert run(["lab", "fault", "--dir", str(lab_dir), "clear"]) == 0
     assert "Active faults: none" in capsys.readouterr().out
+    cp = doc["nodes"][0]["address"]
+    fault = ["lab", "fault", "--dir", str(lab_dir)]
+    assert run([*fault, "service-unhealthy", cp, "etcd"]) == 0
+    assert run([*fault, "etcd-learner", cp]) == 0
+    assert run([*fault, "etcd-stale-member", "gone-cp-9"]) == 0
+    out = capsys.readouterr().out
+    assert f"  unhealthy on {cp}: etcd" in out
+    assert f"  etcd learner: {cp}" in out and "  stale etcd member: gone-cp-9" in out
+    assert run([*fault, "etcd-learner", cp, "--clear"]) == 0
+    assert f"etcd learner: {cp}" not in capsys.readouterr().out
+    assert run([*fault, "service-unhealthy", "10.0.0.1", "etcd"]) == 1
+    assert "no node '10.0.0.1'" in one_line_error(capsys)
+    assert run([*fault, "clear"]) == 0
+    assert "Active faults: none" in capsys.readouterr().out
 
     # patch as talosctl patch machineconfig would
     patch = tmp_path / "labels.yaml"
