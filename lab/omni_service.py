@@ -123,8 +123,9 @@ def _metadata(res: Resource) -> resource_pb2.Metadata:
 def _to_proto(res: Resource) -> resource_pb2.Resource:
     spec = resource_pb2.Spec()
     if hasattr(res.spec, "SerializeToString"):
-        spec.proto_spec = res.spec.SerializeToString()
-        spec.yaml_spec = spec_yaml(res.spec)
+        data = res.spec.SerializeToString()
+        spec.proto_spec = data
+        spec.yaml_spec = spec_yaml(res.spec, data)
     elif isinstance(res.spec, bytes):
         spec.proto_spec = res.spec
     return resource_pb2.Resource(metadata=_metadata(res), spec=spec)
