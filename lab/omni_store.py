@@ -255,7 +255,8 @@ Listener = Callable[[Event], None]
 class Store:
     """COSI in-memory state: Create/Update/Destroy/Teardown with versions, owners and finalizers.
 
-    Readers get copies; listeners receive the stored objects and must not mutate them.
+    Stored objects are never changed in place (every write stores a new one): ``peek``, ``scan``
+    and listeners get them as they are and must not edit them; ``get`` and ``list`` copy.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
