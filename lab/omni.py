@@ -48,6 +48,7 @@ from lab.omni_render import (
 )
 from lab.omni_runtime import Runtime
 from lab.omni_service import StateService
+from lab.omni_signatures import VerifiedCalls
 from lab.omni_store import (
     PHASE_RUNNING,
     Resource,
@@ -142,6 +143,7 @@ class OmniSim:
         self.store = Store(clock)
         self.nodes: dict[str, NodeInfo] = {}
         self._keys: dict[str, _Key] = {}
+        self._verified = VerifiedCalls()
         self._tls = self._ssl_context(tls_cert, tls_key)
         self.validator = Validator(
             self.store,
@@ -228,7 +230,7 @@ class OmniSim:
         if not metadata or siderov1.SIGNATURE_HEADER not in metadata:
             return ANONYMOUS
         try:
-            call = siderov1.verify(
+            call = self._verified.verify(
                 metadata,
                 method,
                 {fp: k.public for fp, k in self._keys.items()},

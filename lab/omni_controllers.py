@@ -20,9 +20,11 @@ from typing import Any, Protocol
 from lab.omni_store import (
     PHASE_RUNNING,
     PHASE_TEARING_DOWN,
+    Event,
     Resource,
     Store,
     equal,
+    exists,
 )
 from lab.omni_types import (
     ANNOTATION_CLUSTER_LOCKED,
@@ -134,6 +136,11 @@ class Controller:
     async def reconcile(self, key: Key) -> None:
         raise NotImplementedError
 
+    def observe(self, event: Event) -> None:
+        """Called by the runtime for every store event, before keys are queued; controllers
+        that keep derived state (to reconcile in time independent of the cluster's size)
+        update it here from the store's current state, so a replayed event is harmless."""
+
     # ---- helpers ---------------------------------------------------------------------------
 
     def peek(self, type_: str, id_: str) -> Resource | None:
@@ -141,6 +148,9 @@ class Controller:
 
     def scan(self, type_: str, label: str, value: str) -> list[Resource]:
         return self.store.scan(TYPES[type_].namespace, type_, [equal(label, value)])
+
+    def count(self, type_: str, label: str, value: str) -> int:
+        return self.store.count(TYPES[type_].namespace, type_, [equal(label, value)])
 
     def ensure(
         self,
@@ -462,9 +472,42 @@ class LoadBalancerController(Controller):
 
 
 class ClusterStatusController(Controller):
-    """ClusterStatus: phase and counts, ``tainted-by-importing``, mirrored ``cluster-locked``."""
+    """ClusterStatus: phase and counts, ``tainted-by-importing``, mirrored ``cluster-locked``.
+
+    Counts come from the store's label index, and which ClusterMachines have a connected
+    Machine is kept per cluster as events arrive, so a reconcile does not walk the cluster.
+    """
 
     name = CLUSTER_STATUS_CONTROLLER
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self._connected: dict[str, set[str]] = {}
+        """Cluster ID -> IDs of its ClusterMachines whose Machine is connected."""
+        self._connected_in: dict[str, str] = {}
+        """ClusterMachine ID -> the cluster it counts as connected in."""
+
+    def observe(self, event: Event) -> None:
+        if event.resource.type not in (CLUSTER_MACHINES, MACHINES):
+            return
+        id_ = event.resource.id
+        cm = self.peek(CLUSTER_MACHINES, id_)
+        machine = self.peek(MACHINES, id_)
+        cluster = None
+        if cm is not None and machine is not None and machine.spec.connected:
+            cluster = cm.labels.get(LABEL_CLUSTER)
+        before = self._connected_in.get(id_)
+        if before == cluster:
+            return
+        if before is not None:
+            members = self._connected[before]
+            members.discard(id_)
+            if not members:
+                del self._connected[before]
+            del self._connected_in[id_]
+        if cluster is not None:
+            self._connected.setdefault(cluster, set()).add(id_)
+            self._connected_in[id_] = cluster
 
     def inputs(self) -> dict[str, Callable[[Resource], Iterable[Key]]]:
         def by_machine(res: Resource) -> list[Key]:
@@ -483,18 +526,19 @@ class ClusterStatusController(Controller):
         if cluster is None:
             self.destroy_owned(CLUSTER_STATUSES, key)
             return
-        machines = self.scan(CLUSTER_MACHINES, LABEL_CLUSTER, key)
-        connected = []
-        for cm in machines:
-            machine = self.peek(MACHINES, cm.id)
-            if machine is not None and machine.spec.connected:
-                connected.append(cm)
-        cps = [cm for cm in machines if LABEL_ROLE_CONTROLPLANE in cm.labels]
-        cps_up = [cm for cm in connected if LABEL_ROLE_CONTROLPLANE in cm.labels]
+        machines = self.count(CLUSTER_MACHINES, LABEL_CLUSTER, key)
+        up = self._connected.get(key, set())
+        connected = len(up)
+        cps = self.store.scan(
+            TYPES[CLUSTER_MACHINES].namespace,
+            CLUSTER_MACHINES,
+            [(*equal(LABEL_CLUSTER, key), exists(LABEL_ROLE_CONTROLPLANE))],
+        )
+        cps_up = [cm for cm in cps if cm.id in up]
         phases = omni_pb2.ClusterStatusSpec
         if cluster.phase == PHASE_TEARING_DOWN:
             phase = phases.DESTROYING
-        elif machines and len(connected) < len(machines):
+        elif machines and connected < machines:
             phase = phases.SCALING_UP
         elif machines:
             phase = phases.RUNNING
@@ -504,7 +548,7 @@ class ClusterStatusController(Controller):
         initial = (
             current.spec.initial_talos_version if current is not None else ""
         ) or cluster.spec.talos_version
-        ready = bool(machines) and len(connected) == len(machines)
+        ready = bool(machines) and connected == machines
         spec = omni_pb2.ClusterStatusSpec(
             available=bool(cps_up),
             phase=phase,
@@ -516,10 +560,10 @@ class ClusterStatusController(Controller):
             kubernetes_version=cluster.spec.kubernetes_version,
             initial_talos_version=initial,
         )
-        spec.machines.total = len(machines)
-        spec.machines.healthy = len(connected)
-        spec.machines.connected = len(connected)
-        spec.machines.requested = len(self.scan(MACHINE_SET_NODES, LABEL_CLUSTER, key))
+        spec.machines.total = machines
+        spec.machines.healthy = connected
+        spec.machines.connected = connected
+        spec.machines.requested = self.count(MACHINE_SET_NODES, LABEL_CLUSTER, key)
         labels: dict[str, str] = {}
         secrets = self.peek(CLUSTER_SECRETS, key)
         if secrets is not None and secrets.spec.imported:

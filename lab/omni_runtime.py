@@ -65,6 +65,7 @@ class Runtime:
             DestroyController(ctx),
         ]
         self.queues = [_Queue(c, c.inputs()) for c in controllers]
+        self._observers = [c for c in controllers if type(c).observe is not Controller.observe]
 
     def controller(self, cls: type[Controller]) -> Controller:
         return next(q.controller for q in self.queues if isinstance(q.controller, cls))
@@ -91,6 +92,8 @@ class Runtime:
             self._task = None
 
     def _on_event(self, event: Event) -> None:
+        for observer in self._observers:
+            observer.observe(event)
         for queue in self.queues:
             mapper = queue.inputs.get(event.resource.type)
             if mapper is None:

@@ -123,8 +123,9 @@ def _metadata(res: Resource) -> resource_pb2.Metadata:
 def _to_proto(res: Resource) -> resource_pb2.Resource:
     spec = resource_pb2.Spec()
     if hasattr(res.spec, "SerializeToString"):
-        spec.proto_spec = res.spec.SerializeToString()
-        spec.yaml_spec = spec_yaml(res.spec)
+        data = res.spec.SerializeToString()
+        spec.proto_spec = data
+        spec.yaml_spec = spec_yaml(res.spec, data)
     elif isinstance(res.spec, bytes):
         spec.proto_spec = res.spec
     return resource_pb2.Resource(metadata=_metadata(res), spec=spec)
@@ -210,7 +211,7 @@ class StateService(state_grpc.StateBase):
 
     async def Get(self, stream: Stream[Any, Any]) -> None:
         async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
-            res = self.store.get(req.namespace, req.type, req.id)
+            res = self.store.peek(req.namespace, req.type, req.id)
             self._check([authorize(caller, req.type, "get")])
             if res is None:
                 raise not_found(req.namespace, req.type, req.id)
@@ -223,7 +224,8 @@ class StateService(state_grpc.StateBase):
             self._check([authorize(caller, req.type, "list")])
             queries = _queries(req.options.label_query)
             regexp = req.options.id_query.regexp if req.options.HasField("id_query") else None
-            for res in self.store.list(req.namespace, req.type, queries, regexp or None):
+            # stored objects are replaced, never changed: the snapshot needs no copies
+            for res in self.store.scan(req.namespace, req.type, queries, regexp or None):
                 await stream.send_message(state_pb2.ListResponse(resource=_to_proto(res)))
 
         await self._run(stream, "List", body)
@@ -364,7 +366,7 @@ class StateService(state_grpc.StateBase):
 
         # snapshot and subscribe with no await in between: nothing can slip through
         if single:
-            cur = self.store.get(req.namespace, req.type, req.id)
+            cur = self.store.peek(req.namespace, req.type, req.id)
             initial = [
                 state_pb2.Event(event_type=state_pb2.CREATED, resource=_to_proto(cur))
                 if cur is not None
@@ -376,7 +378,7 @@ class StateService(state_grpc.StateBase):
         elif req.options.bootstrap_contents:
             initial = [
                 state_pb2.Event(event_type=state_pb2.CREATED, resource=_to_proto(r))
-                for r in self.store.list(req.namespace, req.type, queries, regexp or None)
+                for r in self.store.scan(req.namespace, req.type, queries, regexp or None)
             ]
             if req.api_version >= 1:
                 initial.append(

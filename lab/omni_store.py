@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from grpclib.const import Status
 
@@ -164,6 +164,79 @@ def equal(key: str, value: str) -> LabelQuery:
     return (LabelTerm(key, LabelOp.EQUAL, (value,)),)
 
 
+def exists(key: str) -> LabelTerm:
+    return LabelTerm(key, LabelOp.EXISTS)
+
+
+_NO_IDS: frozenset[str] = frozenset()
+_EXACT_OPS = (LabelOp.EQUAL, LabelOp.IN, LabelOp.EXISTS)
+"""Operators whose index lookup is exactly the set of matches (not only a superset)."""
+
+
+K = TypeVar("K")
+
+
+def _discard(index: dict[K, set[str]], slot: K, id_: str) -> None:
+    ids = index.get(slot)
+    if ids is not None:
+        ids.discard(id_)
+        if not ids:
+            del index[slot]
+
+
+@dataclass
+class _LabelIndex:
+    """The IDs of one collection by label key and by (key, value), so that label queries look
+    at the resources that carry the label rather than at the whole collection."""
+
+    by_key: dict[str, set[str]] = field(default_factory=dict)
+    by_value: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def add(self, id_: str, labels: dict[str, str]) -> None:
+        for key, value in labels.items():
+            self.by_key.setdefault(key, set()).add(id_)
+            self.by_value.setdefault((key, value), set()).add(id_)
+
+    def remove(self, id_: str, labels: dict[str, str]) -> None:
+        for key, value in labels.items():
+            _discard(self.by_key, key, id_)
+            _discard(self.by_value, (key, value), id_)
+
+    def term_ids(self, term: LabelTerm) -> frozenset[str] | set[str] | None:
+        """A superset of the IDs ``term`` matches, or None when the index cannot narrow it
+        (an inverted term, or NOT_EXISTS: those match resources without the label)."""
+        if term.invert or term.op == LabelOp.NOT_EXISTS:
+            return None
+        if term.op == LabelOp.EQUAL:
+            first = term.values[0] if term.values else ""
+            return self.by_value.get((term.key, first), _NO_IDS)
+        if term.op == LabelOp.IN:
+            found: set[str] = set()
+            for value in set(term.values):
+                found |= self.by_value.get((term.key, value), _NO_IDS)
+            return found
+        return self.by_key.get(term.key, _NO_IDS)  # EXISTS and the comparisons need the label
+
+    def query_ids(self, queries: list[LabelQuery]) -> tuple[set[str] | frozenset[str], bool] | None:
+        """Candidate IDs for ``queries`` (any query matching) and whether they are exactly the
+        matches; None when some query has no term the index can narrow."""
+        candidates: list[set[str] | frozenset[str]] = []
+        exact = True
+        for query in queries:
+            best: set[str] | frozenset[str] | None = None
+            for term in query:
+                ids = self.term_ids(term)
+                if ids is not None and (best is None or len(ids) < len(best)):
+                    best = ids
+            if best is None:
+                return None
+            exact = exact and len(query) == 1 and query[0].op in _EXACT_OPS
+            candidates.append(best)
+        if len(candidates) == 1:
+            return candidates[0], exact
+        return set().union(*candidates), exact
+
+
 EVENT_CREATED = "created"
 EVENT_UPDATED = "updated"
 EVENT_DESTROYED = "destroyed"
@@ -182,12 +255,14 @@ Listener = Callable[[Event], None]
 class Store:
     """COSI in-memory state: Create/Update/Destroy/Teardown with versions, owners and finalizers.
 
-    Readers get copies; listeners receive the stored objects and must not mutate them.
+    Stored objects are never changed in place (every write stores a new one): ``peek``, ``scan``
+    and listeners get them as they are and must not edit them; ``get`` and ``list`` copy.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._items: dict[tuple[str, str], dict[str, Resource]] = {}
+        self._labels: dict[tuple[str, str], _LabelIndex] = {}
         self._listeners: list[Listener] = []
 
     # ---- listeners -------------------------------------------------------------------------
@@ -233,15 +308,36 @@ class Store:
         id_regexp: str | None = None,
     ) -> list[Resource]:
         """Stored objects (no copies) matching the label queries and ID regexp, sorted by ID."""
-        queries = list(queries)
-        pattern = re.compile(id_regexp) if id_regexp else None
-        out = [
-            res
-            for res in self._items.get((namespace, type_), {}).values()
-            if matches_queries(res.labels, queries) and (pattern is None or pattern.search(res.id))
-        ]
+        out = self._matching(namespace, type_, list(queries))
+        if id_regexp:
+            pattern = re.compile(id_regexp)
+            out = [res for res in out if pattern.search(res.id)]
         out.sort(key=lambda r: r.id)
         return out
+
+    def count(self, namespace: str, type_: str, queries: Iterable[LabelQuery] = ()) -> int:
+        """How many resources match the label queries (``len(scan(...))`` without the list)."""
+        queries = list(queries)
+        index = self._labels.get((namespace, type_))
+        if queries and index is not None:
+            found = index.query_ids(queries)
+            if found is not None and found[1]:
+                return len(found[0])
+        return len(self._matching(namespace, type_, queries))
+
+    def _matching(self, namespace: str, type_: str, queries: list[LabelQuery]) -> list[Resource]:
+        coll = self._items.get((namespace, type_), {})
+        if not queries:
+            return list(coll.values())
+        index = self._labels.get((namespace, type_))
+        found = index.query_ids(queries) if index is not None else None
+        if found is None:
+            return [res for res in coll.values() if matches_queries(res.labels, queries)]
+        ids, exact = found
+        candidates = [coll[id_] for id_ in ids]
+        if exact:
+            return candidates
+        return [res for res in candidates if matches_queries(res.labels, queries)]
 
     def list(
         self,
@@ -267,6 +363,7 @@ class Store:
         new.created = self._clock()
         new.updated = new.created
         coll[new.id] = new
+        self._reindex(None, new)
         self._publish(Event(EVENT_CREATED, new))
         return new.copy()
 
@@ -296,6 +393,7 @@ class Store:
         new.created = cur.created
         new.updated = self._clock()
         coll[new.id] = new
+        self._reindex(cur, new)
         self._publish(Event(EVENT_UPDATED, new, cur))
         return new.copy()
 
@@ -314,6 +412,7 @@ class Store:
                 f"resource {cur.ref()} has pending finalizers {render_finalizers(cur.finalizers)}",
             )
         del coll[id_]
+        self._reindex(cur, None)
         self._publish(Event(EVENT_DESTROYED, cur))
 
     def teardown(self, namespace: str, type_: str, id_: str, owner: str = "") -> bool:
@@ -350,7 +449,20 @@ class Store:
         new.version = cur.version + 1
         new.updated = self._clock()
         self._collection(cur.namespace, cur.type)[cur.id] = new
+        self._reindex(cur, new)
         self._publish(Event(EVENT_UPDATED, new, cur))
+
+    def _reindex(self, old: Resource | None, new: Resource | None) -> None:
+        """Keep the label index in step with a write (before listeners see it)."""
+        if old is not None and new is not None and old.labels == new.labels:
+            return
+        res = new if new is not None else old
+        assert res is not None
+        index = self._labels.setdefault((res.namespace, res.type), _LabelIndex())
+        if old is not None:
+            index.remove(old.id, old.labels)
+        if new is not None:
+            index.add(new.id, new.labels)
 
 
 def _ver(version: int) -> str:

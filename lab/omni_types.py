@@ -242,5 +242,63 @@ def _plain(fd: FieldDescriptor, value: Any) -> Any:
     return value
 
 
-def spec_yaml(msg: Message) -> str:
-    return yaml.safe_dump(spec_to_plain(msg), sort_keys=False)
+_C_DUMPER: Any = getattr(yaml, "CSafeDumper", None)
+_YAML_CACHE_SIZE = 16384
+_yaml_cache: dict[tuple[str, bytes], str] = {}
+_has_maps: dict[str, bool] = {}
+
+
+def emits_alike(value: Any) -> bool:
+    """True when libyaml's emitter writes ``value`` exactly as PyYAML's pure-Python one does.
+
+    The two differ only in how they fold long double-quoted scalars (strings with line breaks,
+    tabs, control or non-ASCII characters); strings of printable ASCII are never double-quoted,
+    so a value made of those, numbers, booleans and nulls comes out byte for byte the same.
+    """
+    if isinstance(value, str):
+        return value.isascii() and value.isprintable()
+    if isinstance(value, dict):
+        return all(emits_alike(k) and emits_alike(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(emits_alike(v) for v in value)
+    return True
+
+
+def _dump(plain: dict[str, Any]) -> str:
+    dumper = _C_DUMPER if _C_DUMPER is not None and emits_alike(plain) else yaml.SafeDumper
+    return yaml.dump(plain, Dumper=dumper, sort_keys=False)
+
+
+def _with_maps(descriptor: Any, seen: frozenset[str] = frozenset()) -> bool:
+    for fd in descriptor.fields:
+        sub = fd.message_type
+        if sub is None or sub.full_name in seen:
+            continue
+        if sub.GetOptions().map_entry or _with_maps(sub, seen | {descriptor.full_name}):
+            return True
+    return False
+
+
+def spec_yaml(msg: Message, serialized: bytes | None = None) -> str:
+    """The informational ``yaml_spec`` of a spec, as PyYAML's ``safe_dump`` writes it.
+
+    Pass the spec's serialized bytes to reuse the text of an identical spec rendered before
+    (Lists send the same specs again and again). Specs with maps are never cached: equal bytes
+    do not promise the same map iteration order.
+    """
+    name = msg.DESCRIPTOR.full_name
+    if serialized is None:
+        return _dump(spec_to_plain(msg))
+    maps = _has_maps.get(name)
+    if maps is None:
+        maps = _has_maps[name] = _with_maps(msg.DESCRIPTOR)
+    if maps:
+        return _dump(spec_to_plain(msg))
+    key = (name, serialized)
+    text = _yaml_cache.get(key)
+    if text is None:
+        text = _dump(spec_to_plain(msg))
+        if len(_yaml_cache) >= _YAML_CACHE_SIZE:
+            del _yaml_cache[next(iter(_yaml_cache))]
+        _yaml_cache[key] = text
+    return text

@@ -243,6 +243,9 @@ class SimNode:
     """Bumped on every change a watcher could see."""
     _view: ConfigView | None = field(default=None, repr=False)
     _view_of: bytes | None = field(default=None, repr=False)
+    _previous_view: tuple[bytes, ConfigView] | None = field(default=None, repr=False)
+    """The view of the config before this one: restoring it (rollback, a TRY that times out)
+    needs no second parse."""
     _changed: asyncio.Event | None = field(default=None, repr=False)
     _try_task: asyncio.Task[None] | None = field(default=None, repr=False)
     _reboot_task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -254,7 +257,16 @@ class SimNode:
     @property
     def view(self) -> ConfigView:
         if self._view is None or self._view_of is not self.config:
-            self._view = ConfigView.parse(self.config)
+            current = self._view_of, self._view
+            previous = self._previous_view
+            if previous is not None and previous[0] == self.config:
+                self._view = previous[1]
+            elif current[1] is not None and current[0] == self.config:
+                self._view = current[1]  # the same bytes in a new object
+            else:
+                self._view = ConfigView.parse(self.config)
+            if current[0] is not None and current[1] is not None and current[0] != self.config:
+                self._previous_view = current[0], current[1]
             self._view_of = self.config
         return self._view
 
@@ -402,12 +414,49 @@ def text_diff(old: str, new: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+def _equal_except(old: dict[str, Any], new: dict[str, Any], skip: tuple[str, ...]) -> bool:
+    """``old == new`` once the keys in ``skip`` are dropped from both (nothing is copied)."""
+    if old.keys() - skip != new.keys() - skip:
+        return False
+    return all(_same(value, new[key]) for key, value in old.items() if key not in skip)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality as a dict comparison applies it to values (identity first, as for NaN)."""
+    return a is b or bool(a == b)
+
+
+def _equal_without_live_fields(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """``_without_live_fields(old) == _without_live_fields(new)``, without the deep copies."""
+    if old is None or new is None:
+        return old is None and new is None
+    if not _equal_except(old, new, (*_LIVE_TOP, "machine")):
+        return False
+    if ("machine" in old) != ("machine" in new):
+        return False
+    if "machine" not in old:
+        return True
+    machine, other = old["machine"], new["machine"]
+    if not (isinstance(machine, dict) and isinstance(other, dict)):
+        return _same(machine, other)  # at most one side is stripped: a dict never equals it
+    if not _equal_except(machine, other, (*_LIVE_MACHINE, "features")):
+        return False
+    if ("features" in machine) != ("features" in other):
+        return False
+    if "features" not in machine:
+        return True
+    features, theirs = machine["features"], other["features"]
+    if isinstance(features, dict) and isinstance(theirs, dict):
+        return _equal_except(features, theirs, _LIVE_FEATURES)
+    return _same(features, theirs)
+
+
 def reboot_reason(current: ConfigView, new: ConfigView) -> str | None:
     """Why ``new`` cannot be applied live over ``current`` (None when it can)."""
+    if _equal_without_live_fields(current.v1alpha1, new.v1alpha1):
+        return None
     old_doc = _without_live_fields(current.v1alpha1)
     new_doc = _without_live_fields(new.v1alpha1)
-    if old_doc == new_doc:
-        return None
     diff = text_diff(dump_yaml(old_doc) if old_doc else "", dump_yaml(new_doc) if new_doc else "")
     return f"this config change can't be applied in immediate mode\ndiff: {diff}"
 
