@@ -633,9 +633,11 @@ class Transaction:
         for change in self.plan.changes:
             planned.setdefault(change.resource_type, set()).add(change.resource_id)
         kinds = (o.MACHINE_SETS, o.MACHINE_SET_NODES, o.CONFIG_PATCHES)
-        cluster, *helds = await asyncio.gather(  # independent reads: one round trip
+        cluster, helds = await asyncio.gather(  # independent reads: one round trip
             self.omni.find(o.CLUSTERS, self.cluster),
-            *(self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster}) for kind in kinds),
+            asyncio.gather(
+                *(self.omni.list(kind, labels={o.LABEL_CLUSTER: self.cluster}) for kind in kinds)
+            ),
         )
         if cluster is None or cluster.annotations.get(OWNER_ANNOTATION) != self.import_id:
             problems.append(f"Omni holds no cluster {self.cluster} made by this import")

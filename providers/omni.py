@@ -16,6 +16,7 @@ The wire rules Omni enforces (omni-wire.md section 0) are applied here once:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import ssl
@@ -458,7 +459,7 @@ class OmniClient:
         self._clock = clock
         self._channel: Channel | None = None
         self._stub: StateStub | None = None
-        self._signed: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+        self._signed: dict[str, tuple[int, builtins.list[tuple[str, str]]]] = {}
 
     @classmethod
     def from_settings(
@@ -517,7 +518,7 @@ class OmniClient:
         except Exception as exc:
             raise from_exception(exc, target=self.endpoint.url, method=method) from exc
 
-    def _metadata(self, name: str) -> list[tuple[str, str]]:
+    def _metadata(self, name: str) -> builtins.list[tuple[str, str]]:
         """The siderov1 headers for a call to ``name``, signed at most once per method a second.
 
         The signed payload holds only the method and the outgoing headers, whose one varying
@@ -583,7 +584,7 @@ class OmniClient:
         namespace: str | None = None,
         labels: LabelQuery | None = None,
         id_regexp: str | None = None,
-    ) -> list[Resource]:
+    ) -> builtins.list[Resource]:
         """Every resource of a type matching all label terms (a mapping means equality)."""
         ns = namespace or namespace_of(type_)
         options = state_pb2.ListOptions(label_query=_label_query(labels))

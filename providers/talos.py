@@ -21,6 +21,7 @@ from the protobuf spec (``MachineConfigSpec.yaml_marshalled``, the exact bytes t
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import os
 import ssl
@@ -360,7 +361,7 @@ class TalosClient:
             assert first_error is not None
             raise first_error from None
 
-    def _metadata(self, node: str | None) -> list[tuple[str, str]]:
+    def _metadata(self, node: str | None) -> builtins.list[tuple[str, str]]:
         return [("node", node)] if node else []
 
     async def _unary(
@@ -370,7 +371,7 @@ class TalosClient:
         pick: Callable[[Channel], Callable[..., Awaitable[Any]]],
         request: Any,
         *,
-        metadata: list[tuple[str, str]] | None = None,
+        metadata: builtins.list[tuple[str, str]] | None = None,
     ) -> Any:
         """One call within ``timeouts.call``; ``pick`` chooses the stub method on the channel.
 
@@ -474,7 +475,9 @@ class TalosClient:
         reply = await self._unary(node, method, lambda ch: state_grpc.StateStub(ch).Get, request)
         return _resource(reply.resource, node, method)
 
-    async def list(self, node: str | None, namespace: str, rtype: str) -> list[TalosResource]:
+    async def list(
+        self, node: str | None, namespace: str, rtype: str
+    ) -> builtins.list[TalosResource]:
         """COSI List of every resource of one type in ``namespace`` on ``node``."""
         method = f"{_STATE}List {rtype}"
         request = state_pb2.ListRequest(namespace=namespace, type=rtype)
@@ -495,23 +498,23 @@ class TalosClient:
         """The kernel hostname (Hostname RPC)."""
         return (await self._machine_call(node, "Hostname", empty_pb2.Empty())).hostname
 
-    async def service_list(self, node: str | None) -> list[ServiceStatus]:
+    async def service_list(self, node: str | None) -> builtins.list[ServiceStatus]:
         return _services(await self._machine_call(node, "ServiceList", empty_pb2.Empty()))
 
     async def service_list_many(
         self, nodes: Iterable[str]
-    ) -> dict[str, list[ServiceStatus] | ProviderError]:
+    ) -> dict[str, builtins.list[ServiceStatus] | ProviderError]:
         """:meth:`service_list` of every node in one call (see :meth:`_machine_call_many`)."""
         items = await self._machine_call_many(nodes, "ServiceList", empty_pb2.Empty())
         return {n: _map_ok(v, _services) for n, v in items.items()}
 
-    async def etcd_members(self, node: str | None) -> list[EtcdMemberInfo]:
+    async def etcd_members(self, node: str | None) -> builtins.list[EtcdMemberInfo]:
         request = machine_pb2.EtcdMemberListRequest(query_local=False)
         return _etcd_members(await self._machine_call(node, "EtcdMemberList", request))
 
     async def etcd_members_many(
         self, nodes: Iterable[str]
-    ) -> dict[str, list[EtcdMemberInfo] | ProviderError]:
+    ) -> dict[str, builtins.list[EtcdMemberInfo] | ProviderError]:
         """:meth:`etcd_members` as each node sees them, in one call (workers answer
         Unsupported; see :meth:`_machine_call_many`)."""
         request = machine_pb2.EtcdMemberListRequest(query_local=False)
@@ -651,7 +654,7 @@ class TalosClient:
         """The tag from ``Versions.runtime.talos.dev`` (Talos >= 1.10; use version() before)."""
         return str(_field(await self.get(node, *VERSION), "version", node))
 
-    async def extension_statuses(self, node: str) -> list[ExtensionStatus]:
+    async def extension_statuses(self, node: str) -> builtins.list[ExtensionStatus]:
         resources = await self.list(node, *EXTENSION_STATUSES)
         out = []
         for res in resources:
@@ -687,7 +690,7 @@ class TalosClient:
         """The SMBIOS UUID (Omni's machine ID) from ``SystemInformations``."""
         return str(_field(await self.get(node, *SYSTEM_INFORMATION), "uuid", node))
 
-    async def members(self, node: str) -> list[ClusterMember]:
+    async def members(self, node: str) -> builtins.list[ClusterMember]:
         """Cluster discovery members as this node sees them (empty if discovery is off)."""
         out = []
         for res in await self.list(node, *MEMBERS):
