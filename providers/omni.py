@@ -33,6 +33,30 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
 from providers.codec import siderov1
+
+# every Omni name is part of this module's API too: callers write o.CLUSTERS, o.LABEL_CLUSTER
+from providers.codec.omni_names import *  # noqa: F403
+from providers.codec.omni_names import (
+    CLUSTER_MACHINES,
+    CLUSTER_STATUSES,
+    CLUSTERS,
+    CONFIG_PATCHES,
+    DEFAULT_JOIN_TOKENS,
+    DEFAULT_NAMESPACE,
+    EPHEMERAL_NAMESPACE,
+    FEATURES_CONFIGS,
+    IMPORTED_CLUSTER_SECRETS,
+    LINKS,
+    MACHINE_SET_NODES,
+    MACHINE_SETS,
+    MACHINE_STATUSES,
+    MACHINES,
+    PHASE_RUNNING,
+    PHASE_TEARING_DOWN,
+    SIDEROLINK_API_CONFIGS,
+    SYS_VERSIONS,
+    TALOS_VERSIONS,
+)
 from providers.errors import (
     ConfigurationError,
     Conflict,
@@ -51,40 +75,7 @@ from providers.wire.v1alpha1.state_grpc import StateStub
 
 SERVICE = "cosi.resource.State"
 
-DEFAULT_NAMESPACE = "default"
-EPHEMERAL_NAMESPACE = "ephemeral"
 VERSION_UNDEFINED = "undefined"
-PHASE_RUNNING = "running"
-PHASE_TEARING_DOWN = "tearingDown"
-
-LABEL_PREFIX = "omni.sidero.dev/"
-LABEL_CLUSTER = LABEL_PREFIX + "cluster"
-LABEL_ROLE_CONTROLPLANE = LABEL_PREFIX + "role-controlplane"
-LABEL_ROLE_WORKER = LABEL_PREFIX + "role-worker"
-LABEL_MACHINE_SET = LABEL_PREFIX + "machine-set"
-LABEL_CLUSTER_MACHINE = LABEL_PREFIX + "cluster-machine"
-LABEL_TAINTED_BY_IMPORTING = LABEL_PREFIX + "tainted-by-importing"
-ANNOTATION_CLUSTER_LOCKED = LABEL_PREFIX + "cluster-locked"
-ANNOTATION_IMPORT_IN_PROGRESS = LABEL_PREFIX + "cluster-import-is-in-progress"
-ANNOTATION_MACHINE_LOCKED = LABEL_PREFIX + "locked"
-ANNOTATION_CONFIG_PATCH_NAME = "name"  # bare keys, unlike every other Omni label/annotation
-ANNOTATION_CONFIG_PATCH_DESCRIPTION = "description"
-
-IMPORTED_CLUSTER_SECRETS = "ImportedClusterSecrets.omni.sidero.dev"
-CLUSTERS = "Clusters.omni.sidero.dev"
-MACHINE_SETS = "MachineSets.omni.sidero.dev"
-MACHINE_SET_NODES = "MachineSetNodes.omni.sidero.dev"
-CONFIG_PATCHES = "ConfigPatches.omni.sidero.dev"
-CLUSTER_STATUSES = "ClusterStatuses.omni.sidero.dev"
-CLUSTER_MACHINES = "ClusterMachines.omni.sidero.dev"
-LINKS = "Links.omni.sidero.dev"
-MACHINES = "Machines.omni.sidero.dev"
-MACHINE_STATUSES = "MachineStatuses.omni.sidero.dev"
-DEFAULT_JOIN_TOKENS = "DefaultJoinTokens.omni.sidero.dev"
-SIDEROLINK_API_CONFIGS = "SiderolinkAPIConfigs.omni.sidero.dev"
-TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
-FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
-SYS_VERSIONS = "SysVersions.system.sidero.dev"
 
 
 @dataclass(frozen=True)
