@@ -23,7 +23,6 @@ from providers.codec.omni_names import (
     CONFIG_PATCHES,
     DEFAULT_JOIN_TOKENS,
     DEFAULT_NAMESPACE,
-    EPHEMERAL_NAMESPACE,
     FEATURES_CONFIGS,
     IMPORTED_CLUSTER_SECRETS,
     LINKS,
@@ -35,7 +34,7 @@ from providers.codec.omni_names import (
     SYS_VERSIONS,
     TALOS_VERSIONS,
 )
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
+from providers.codec.omni_resources import RESOURCE_TYPES
 
 # internal: never served (the names Omni serves are in providers.codec.omni_names)
 CLUSTER_SECRETS = "ClusterSecrets.omni.sidero.dev"
@@ -68,111 +67,39 @@ class TypeInfo:
     """The cluster ID is the resource ID, or its ``cluster`` label (for per-cluster checks)."""
 
 
-_T = TypeInfo
+def _served(type_: str, access: Access, owner: str = "", cluster_scoped: bool = False) -> TypeInfo:
+    """A type Omni's API serves: its namespace and spec message as the client knows them."""
+    known = RESOURCE_TYPES[type_]
+    return TypeInfo(type_, known.namespace, known.spec, access, owner, cluster_scoped)
+
+
+def _internal(type_: str, owner: str, cluster_scoped: bool = False) -> TypeInfo:
+    """Controller bookkeeping: in the store only, its spec a lab dataclass."""
+    return TypeInfo(type_, DEFAULT_NAMESPACE, None, Access.NONE, owner, cluster_scoped)
+
+
 TYPES: dict[str, TypeInfo] = {
     t.type: t
     for t in [
-        _T(
-            IMPORTED_CLUSTER_SECRETS,
-            DEFAULT_NAMESPACE,
-            omni_pb2.ImportedClusterSecretsSpec,
-            Access.CREATE_DESTROY,
-        ),
-        _T(
-            CLUSTERS,
-            DEFAULT_NAMESPACE,
-            omni_pb2.ClusterSpec,
-            Access.USER_MANAGED,
-            cluster_scoped=True,
-        ),
-        _T(MACHINE_SETS, DEFAULT_NAMESPACE, omni_pb2.MachineSetSpec, Access.USER_MANAGED, "", True),
-        _T(
-            MACHINE_SET_NODES,
-            DEFAULT_NAMESPACE,
-            omni_pb2.MachineSetNodeSpec,
-            Access.USER_MANAGED,
-            "",
-            True,
-        ),
-        _T(
-            CONFIG_PATCHES,
-            DEFAULT_NAMESPACE,
-            omni_pb2.ConfigPatchSpec,
-            Access.USER_MANAGED,
-            "",
-            True,
-        ),
-        _T(
-            CLUSTER_STATUSES,
-            DEFAULT_NAMESPACE,
-            omni_pb2.ClusterStatusSpec,
-            Access.READ_ONLY,
-            "ClusterStatusController",
-            True,
-        ),
-        _T(
-            CLUSTER_MACHINES,
-            DEFAULT_NAMESPACE,
-            omni_pb2.ClusterMachineSpec,
-            Access.READ_ONLY,
-            "MachineSetStatusController",
-            True,
-        ),
-        _T(LINKS, DEFAULT_NAMESPACE, siderolink_pb2.SiderolinkSpec, Access.READ_DESTROY),
-        _T(
-            MACHINES,
-            DEFAULT_NAMESPACE,
-            omni_pb2.MachineSpec,
-            Access.INFRA_READ,
-            "MachineController",
-        ),
-        _T(
-            MACHINE_STATUSES,
-            DEFAULT_NAMESPACE,
-            omni_pb2.MachineStatusSpec,
-            Access.READ_ONLY,
-            "MachineStatusController",
-        ),
-        _T(
-            DEFAULT_JOIN_TOKENS,
-            DEFAULT_NAMESPACE,
-            siderolink_pb2.DefaultJoinTokenSpec,
-            Access.USER_MANAGED,
-        ),
-        _T(
-            SIDEROLINK_API_CONFIGS,
-            DEFAULT_NAMESPACE,
-            siderolink_pb2.SiderolinkAPIConfigSpec,
-            Access.INFRA_READ,
-            "SiderolinkAPIConfigController",
-        ),
-        _T(
-            TALOS_VERSIONS,
-            DEFAULT_NAMESPACE,
-            omni_pb2.TalosVersionSpec,
-            Access.SIGNATURE_READ,
-            "VersionsController",
-        ),
-        _T(FEATURES_CONFIGS, DEFAULT_NAMESPACE, omni_pb2.FeaturesConfigSpec, Access.SIGNATURE_READ),
-        _T(SYS_VERSIONS, EPHEMERAL_NAMESPACE, system_pb2.SysVersionSpec, Access.SIGNATURE_READ),
-        _T(CLUSTER_SECRETS, DEFAULT_NAMESPACE, None, Access.NONE, "SecretsController", True),
-        _T(JOIN_TOKEN_USAGES, DEFAULT_NAMESPACE, None, Access.NONE, "JoinTokenUsageController"),
-        _T(
-            LOAD_BALANCER_CONFIGS,
-            DEFAULT_NAMESPACE,
-            None,
-            Access.NONE,
-            "LoadBalancerController",
-            True,
-        ),
-        _T(
-            CLUSTER_MACHINE_CONFIG_STATUSES,
-            DEFAULT_NAMESPACE,
-            None,
-            Access.NONE,
-            "ClusterMachineConfigStatusController",
-            True,
-        ),
+        _served(IMPORTED_CLUSTER_SECRETS, Access.CREATE_DESTROY),
+        _served(CLUSTERS, Access.USER_MANAGED, cluster_scoped=True),
+        _served(MACHINE_SETS, Access.USER_MANAGED, cluster_scoped=True),
+        _served(MACHINE_SET_NODES, Access.USER_MANAGED, cluster_scoped=True),
+        _served(CONFIG_PATCHES, Access.USER_MANAGED, cluster_scoped=True),
+        _served(CLUSTER_STATUSES, Access.READ_ONLY, "ClusterStatusController", True),
+        _served(CLUSTER_MACHINES, Access.READ_ONLY, "MachineSetStatusController", True),
+        _served(LINKS, Access.READ_DESTROY),
+        _served(MACHINES, Access.INFRA_READ, "MachineController"),
+        _served(MACHINE_STATUSES, Access.READ_ONLY, "MachineStatusController"),
+        _served(DEFAULT_JOIN_TOKENS, Access.USER_MANAGED),
+        _served(SIDEROLINK_API_CONFIGS, Access.INFRA_READ, "SiderolinkAPIConfigController"),
+        _served(TALOS_VERSIONS, Access.SIGNATURE_READ, "VersionsController"),
+        _served(FEATURES_CONFIGS, Access.SIGNATURE_READ),
+        _served(SYS_VERSIONS, Access.SIGNATURE_READ),
+        _internal(CLUSTER_SECRETS, "SecretsController", True),
+        _internal(JOIN_TOKEN_USAGES, "JoinTokenUsageController"),
+        _internal(LOAD_BALANCER_CONFIGS, "LoadBalancerController", True),
+        _internal(CLUSTER_MACHINE_CONFIG_STATUSES, "ClusterMachineConfigStatusController", True),
     ]
 }
 

@@ -34,29 +34,11 @@ from grpclib.exceptions import GRPCError
 
 from providers.codec import siderov1
 
-# every Omni name is part of this module's API too: callers write o.CLUSTERS, o.LABEL_CLUSTER
+# Omni's names and resource types are part of this module's API too (o.CLUSTERS, ...)
 from providers.codec.omni_names import *  # noqa: F403
-from providers.codec.omni_names import (
-    CLUSTER_MACHINES,
-    CLUSTER_STATUSES,
-    CLUSTERS,
-    CONFIG_PATCHES,
-    DEFAULT_JOIN_TOKENS,
-    DEFAULT_NAMESPACE,
-    EPHEMERAL_NAMESPACE,
-    FEATURES_CONFIGS,
-    IMPORTED_CLUSTER_SECRETS,
-    LINKS,
-    MACHINE_SET_NODES,
-    MACHINE_SETS,
-    MACHINE_STATUSES,
-    MACHINES,
-    PHASE_RUNNING,
-    PHASE_TEARING_DOWN,
-    SIDEROLINK_API_CONFIGS,
-    SYS_VERSIONS,
-    TALOS_VERSIONS,
-)
+from providers.codec.omni_names import DEFAULT_NAMESPACE, PHASE_RUNNING, PHASE_TEARING_DOWN
+from providers.codec.omni_resources import RESOURCE_TYPES
+from providers.codec.omni_resources import ResourceType as ResourceType
 from providers.errors import (
     ConfigurationError,
     Conflict,
@@ -69,48 +51,12 @@ from providers.errors import (
 )
 from providers.omniconfig import Endpoint, OmniSettings
 from providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
 from providers.wire.v1alpha1 import resource_pb2, state_pb2
 from providers.wire.v1alpha1.state_grpc import StateStub
 
 SERVICE = "cosi.resource.State"
 
 VERSION_UNDEFINED = "undefined"
-
-
-@dataclass(frozen=True)
-class ResourceType:
-    """An Omni resource type: its namespace and the protobuf message of its spec."""
-
-    type: str
-    namespace: str
-    spec: type[Message]
-
-
-RESOURCE_TYPES: Mapping[str, ResourceType] = {
-    rt.type: rt
-    for rt in (
-        ResourceType(
-            IMPORTED_CLUSTER_SECRETS, DEFAULT_NAMESPACE, omni_pb2.ImportedClusterSecretsSpec
-        ),
-        ResourceType(CLUSTERS, DEFAULT_NAMESPACE, omni_pb2.ClusterSpec),
-        ResourceType(MACHINE_SETS, DEFAULT_NAMESPACE, omni_pb2.MachineSetSpec),
-        ResourceType(MACHINE_SET_NODES, DEFAULT_NAMESPACE, omni_pb2.MachineSetNodeSpec),
-        ResourceType(CONFIG_PATCHES, DEFAULT_NAMESPACE, omni_pb2.ConfigPatchSpec),
-        ResourceType(CLUSTER_STATUSES, DEFAULT_NAMESPACE, omni_pb2.ClusterStatusSpec),
-        ResourceType(CLUSTER_MACHINES, DEFAULT_NAMESPACE, omni_pb2.ClusterMachineSpec),
-        ResourceType(LINKS, DEFAULT_NAMESPACE, siderolink_pb2.SiderolinkSpec),
-        ResourceType(MACHINES, DEFAULT_NAMESPACE, omni_pb2.MachineSpec),
-        ResourceType(MACHINE_STATUSES, DEFAULT_NAMESPACE, omni_pb2.MachineStatusSpec),
-        ResourceType(DEFAULT_JOIN_TOKENS, DEFAULT_NAMESPACE, siderolink_pb2.DefaultJoinTokenSpec),
-        ResourceType(
-            SIDEROLINK_API_CONFIGS, DEFAULT_NAMESPACE, siderolink_pb2.SiderolinkAPIConfigSpec
-        ),
-        ResourceType(TALOS_VERSIONS, DEFAULT_NAMESPACE, omni_pb2.TalosVersionSpec),
-        ResourceType(FEATURES_CONFIGS, DEFAULT_NAMESPACE, omni_pb2.FeaturesConfigSpec),
-        ResourceType(SYS_VERSIONS, EPHEMERAL_NAMESPACE, system_pb2.SysVersionSpec),
-    )
-}
 
 
 def namespace_of(type_: str) -> str:
