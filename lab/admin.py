@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from lab.faults import ApplyFailure, Faults, OmniFailure
+from lab.faults import SCHEMATIC_CONTENT, ApplyFailure, Faults, OmniFailure
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -139,6 +139,7 @@ FAULT_KINDS = (
     "never-connect",
     "service-unhealthy",
     "etcd-member",
+    "schematic",
     "clear",
 )
 
@@ -241,6 +242,20 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
         else:
             stale = faults.stale_etcd_members
             (stale.discard if clear else stale.add)(hostname)
+    elif kind == "schematic":
+        # {"node": A, "content": "missing" | "edited"}: A's schematic extension reports its ID
+        # without its content, or with content that hashes to another ID.
+        content = _field(body, "content", str)
+        if node is None or (not clear and content not in SCHEMATIC_CONTENT):
+            raise AdminError(
+                400,
+                "a schematic fault needs a 'node' and a 'content': "
+                + " or ".join(repr(c) for c in SCHEMATIC_CONTENT),
+            )
+        if clear:
+            faults.schematic_content.pop(node, None)
+        else:
+            faults.schematic_content[node] = content
     elif kind == "clear":
         faults.clear()
     else:

@@ -41,6 +41,10 @@ class OmniFailure:
         return self.method == method and self.resource_type in (None, resource_type)
 
 
+SCHEMATIC_CONTENT = ("missing", "edited")
+"""The ways a node's schematic extension can misreport its content."""
+
+
 @dataclass
 class Faults:
     unreachable: set[str] = field(default_factory=set)
@@ -59,6 +63,10 @@ class Faults:
     """Control-plane addresses whose etcd member is still a learner."""
     stale_etcd_members: set[str] = field(default_factory=set)
     """Hostnames of etcd members left behind by machines that are gone (not a node)."""
+    schematic_content: dict[str, str] = field(default_factory=dict)
+    """Node address -> how its ``schematic`` extension misreports its content: ``missing`` (no
+    extraInfo, as images built before the factory embedded it) or ``edited`` (extraInfo that
+    hashes to another ID than the one the extension reports). See :data:`SCHEMATIC_CONTENT`."""
 
     def delay(self, node: str | None = None) -> float:
         """Seconds to wait before answering a call for ``node``."""
@@ -85,6 +93,7 @@ class Faults:
         self.unhealthy_services.clear()
         self.etcd_learners.clear()
         self.stale_etcd_members.clear()
+        self.schematic_content.clear()
 
     def service_healthy(self, node: str, service: str) -> bool:
         return service not in self.unhealthy_services.get(node, ())
@@ -109,4 +118,5 @@ class Faults:
             },
             "etcd_learners": sorted(self.etcd_learners),
             "stale_etcd_members": sorted(self.stale_etcd_members),
+            "schematic_content": dict(sorted(self.schematic_content.items())),
         }

@@ -49,28 +49,27 @@ from lab.omni_render import (
 from lab.omni_runtime import Runtime
 from lab.omni_service import StateService
 from lab.omni_signatures import VerifiedCalls
-from lab.omni_store import (
-    PHASE_RUNNING,
-    Resource,
-    Store,
-)
+from lab.omni_store import Resource, Store
 from lab.omni_types import (
     CLUSTER_SECRETS,
-    DEFAULT_JOIN_TOKENS,
-    FEATURES_CONFIGS,
     JOIN_TOKEN_USAGES,
-    LINKS,
-    NS_DEFAULT,
-    NS_EPHEMERAL,
-    SIDEROLINK_API_CONFIGS,
-    SYS_VERSIONS,
-    TALOS_VERSIONS,
     TYPES,
     ClusterSecretsData,
     JoinTokenUsageData,
 )
 from lab.omni_validate import Checks, Validator
 from providers.codec import siderov1
+from providers.codec.omni_names import (
+    DEFAULT_JOIN_TOKENS,
+    DEFAULT_NAMESPACE,
+    EPHEMERAL_NAMESPACE,
+    FEATURES_CONFIGS,
+    LINKS,
+    PHASE_RUNNING,
+    SIDEROLINK_API_CONFIGS,
+    SYS_VERSIONS,
+    TALOS_VERSIONS,
+)
 from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
 
 __all__ = ["NodeGateway", "OmniSeed", "OmniSim", "Role", "default_talos_versions"]
@@ -250,13 +249,13 @@ class OmniSim:
             self.store.create(Resource(ns, type_, id_, spec), owner=TYPES[type_].owner)
 
         put(
-            NS_DEFAULT,
+            DEFAULT_NAMESPACE,
             DEFAULT_JOIN_TOKENS,
             "default",
             siderolink_pb2.DefaultJoinTokenSpec(token_id=seed.join_token),
         )
         put(
-            NS_DEFAULT,
+            DEFAULT_NAMESPACE,
             SIDEROLINK_API_CONFIGS,
             "siderolink-config",
             siderolink_pb2.SiderolinkAPIConfigSpec(
@@ -269,7 +268,7 @@ class OmniSim:
         versions = sorted(seed.talos_versions, key=_version_key)
         for version in versions:
             put(
-                NS_DEFAULT,
+                DEFAULT_NAMESPACE,
                 TALOS_VERSIONS,
                 version,
                 omni_pb2.TalosVersionSpec(
@@ -281,13 +280,13 @@ class OmniSim:
                 ),
             )
         put(
-            NS_DEFAULT,
+            DEFAULT_NAMESPACE,
             FEATURES_CONFIGS,
             "features-config",
             omni_pb2.FeaturesConfigSpec(image_factory_base_url=seed.image_factory_base_url),
         )
         put(
-            NS_EPHEMERAL,
+            EPHEMERAL_NAMESPACE,
             SYS_VERSIONS,
             "current",
             system_pb2.SysVersionSpec(
@@ -322,16 +321,16 @@ class OmniSim:
             initial_talos_version=known.initial_talos_version if known else talos_version,
         )
         spec = _link_spec(machine_uuid, address, connected=True)
-        link = self.store.get(NS_DEFAULT, LINKS, machine_uuid)
+        link = self.store.get(DEFAULT_NAMESPACE, LINKS, machine_uuid)
         if link is None:
-            self.store.create(Resource(NS_DEFAULT, LINKS, machine_uuid, spec))
+            self.store.create(Resource(DEFAULT_NAMESPACE, LINKS, machine_uuid, spec))
         elif link.phase == PHASE_RUNNING and link.spec != spec:
             link.spec = spec
             self.store.update(link)
-        if self.store.peek(NS_DEFAULT, JOIN_TOKEN_USAGES, machine_uuid) is None:
+        if self.store.peek(DEFAULT_NAMESPACE, JOIN_TOKEN_USAGES, machine_uuid) is None:
             self.store.create(
                 Resource(
-                    NS_DEFAULT,
+                    DEFAULT_NAMESPACE,
                     JOIN_TOKEN_USAGES,
                     machine_uuid,
                     JoinTokenUsageData(self.seed.join_token),
@@ -345,7 +344,7 @@ class OmniSim:
         node = self.nodes.get(machine_uuid)
         if node is not None:
             node.connected = False
-        link = self.store.get(NS_DEFAULT, LINKS, machine_uuid)
+        link = self.store.get(DEFAULT_NAMESPACE, LINKS, machine_uuid)
         if link is not None and link.spec.connected:
             link.spec.connected = False
             self.store.update(link)
@@ -389,7 +388,7 @@ class OmniSim:
         self, cluster_id: str, *, talos: bool = True, kubernetes: bool = True
     ) -> None:
         """Record CA rotations on the cluster's secrets (Omni's ``secret rotate`` outcome)."""
-        secrets_res = self.store.get(NS_DEFAULT, CLUSTER_SECRETS, cluster_id)
+        secrets_res = self.store.get(DEFAULT_NAMESPACE, CLUSTER_SECRETS, cluster_id)
         if secrets_res is None:
             raise KeyError(f"cluster {cluster_id!r} has no ClusterSecrets")
         data: ClusterSecretsData = secrets_res.spec

@@ -17,26 +17,27 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from lab.omni_store import (
-    PHASE_RUNNING,
-    PHASE_TEARING_DOWN,
-    Event,
-    Resource,
-    Store,
-    equal,
-    exists,
-)
+from lab.omni_store import Event, Resource, Store, equal, exists
 from lab.omni_types import (
+    CLUSTER_MACHINE_CONFIG_STATUSES,
+    CLUSTER_SECRETS,
+    JOIN_TOKEN_USAGES,
+    LOAD_BALANCER_CONFIGS,
+    TYPES,
+    USER_MANAGED_DESTROYABLE,
+    ClusterSecretsData,
+    ConfigStatusData,
+    LoadBalancerData,
+)
+from providers.codec.omni_names import (
     ANNOTATION_CLUSTER_LOCKED,
     ANNOTATION_IMPORT_IN_PROGRESS,
-    CLUSTER_MACHINE_CONFIG_STATUSES,
     CLUSTER_MACHINES,
-    CLUSTER_SECRETS,
     CLUSTER_STATUSES,
     CLUSTERS,
     CONFIG_PATCHES,
+    DEFAULT_NAMESPACE,
     IMPORTED_CLUSTER_SECRETS,
-    JOIN_TOKEN_USAGES,
     LABEL_CLUSTER,
     LABEL_CLUSTER_MACHINE,
     LABEL_MACHINE_SET,
@@ -44,17 +45,12 @@ from lab.omni_types import (
     LABEL_ROLE_WORKER,
     LABEL_TAINTED_BY_IMPORTING,
     LINKS,
-    LOAD_BALANCER_CONFIGS,
     MACHINE_SET_NODES,
     MACHINE_SETS,
     MACHINE_STATUSES,
     MACHINES,
-    NS_DEFAULT,
-    TYPES,
-    USER_MANAGED_DESTROYABLE,
-    ClusterSecretsData,
-    ConfigStatusData,
-    LoadBalancerData,
+    PHASE_RUNNING,
+    PHASE_TEARING_DOWN,
 )
 from providers.wire.omni.specs import omni_pb2
 
@@ -463,7 +459,9 @@ class LoadBalancerController(Controller):
             return
         if self.peek(LOAD_BALANCER_CONFIGS, key) is not None:
             return
-        taken = {r.spec.bind_port for r in self.store.scan(NS_DEFAULT, LOAD_BALANCER_CONFIGS)}
+        taken = {
+            r.spec.bind_port for r in self.store.scan(DEFAULT_NAMESPACE, LOAD_BALANCER_CONFIGS)
+        }
         port = self.ctx.load_balancer_port_base
         while port in taken:
             port += 1

@@ -24,8 +24,6 @@ from lab.omni_store import (
     EVENT_CREATED,
     EVENT_DESTROYED,
     EVENT_UPDATED,
-    PHASE_RUNNING,
-    PHASE_TEARING_DOWN,
     VERSION_UNDEFINED,
     Event,
     LabelOp,
@@ -39,6 +37,7 @@ from lab.omni_store import (
 )
 from lab.omni_types import TYPES, spec_yaml
 from lab.omni_validate import wrap
+from providers.codec.omni_names import PHASE_RUNNING, PHASE_TEARING_DOWN
 from providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from grpclib.const import Status
 
-PHASE_RUNNING = "running"
-PHASE_TEARING_DOWN = "tearingDown"
+from providers.codec.omni_names import PHASE_RUNNING, PHASE_TEARING_DOWN
+
 VERSION_UNDEFINED = 0
 
 

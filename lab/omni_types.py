@@ -16,44 +16,31 @@ import yaml
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
+from providers.codec.omni_names import (
+    CLUSTER_MACHINES,
+    CLUSTER_STATUSES,
+    CLUSTERS,
+    CONFIG_PATCHES,
+    DEFAULT_JOIN_TOKENS,
+    DEFAULT_NAMESPACE,
+    FEATURES_CONFIGS,
+    IMPORTED_CLUSTER_SECRETS,
+    LINKS,
+    MACHINE_SET_NODES,
+    MACHINE_SETS,
+    MACHINE_STATUSES,
+    MACHINES,
+    SIDEROLINK_API_CONFIGS,
+    SYS_VERSIONS,
+    TALOS_VERSIONS,
+)
+from providers.codec.omni_resources import RESOURCE_TYPES
 
-NS_DEFAULT = "default"
-NS_EPHEMERAL = "ephemeral"
-
-IMPORTED_CLUSTER_SECRETS = "ImportedClusterSecrets.omni.sidero.dev"
-CLUSTERS = "Clusters.omni.sidero.dev"
-MACHINE_SETS = "MachineSets.omni.sidero.dev"
-MACHINE_SET_NODES = "MachineSetNodes.omni.sidero.dev"
-CONFIG_PATCHES = "ConfigPatches.omni.sidero.dev"
-CLUSTER_STATUSES = "ClusterStatuses.omni.sidero.dev"
-CLUSTER_MACHINES = "ClusterMachines.omni.sidero.dev"
-LINKS = "Links.omni.sidero.dev"
-MACHINES = "Machines.omni.sidero.dev"
-MACHINE_STATUSES = "MachineStatuses.omni.sidero.dev"
-DEFAULT_JOIN_TOKENS = "DefaultJoinTokens.omni.sidero.dev"
-SIDEROLINK_API_CONFIGS = "SiderolinkAPIConfigs.omni.sidero.dev"
-TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
-FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
-SYS_VERSIONS = "SysVersions.system.sidero.dev"
-# internal: never served
+# internal: never served (the names Omni serves are in providers.codec.omni_names)
 CLUSTER_SECRETS = "ClusterSecrets.omni.sidero.dev"
 JOIN_TOKEN_USAGES = "JoinTokenUsages.omni.sidero.dev"
 LOAD_BALANCER_CONFIGS = "LoadBalancerConfigs.omni.sidero.dev"
 CLUSTER_MACHINE_CONFIG_STATUSES = "ClusterMachineConfigStatuses.omni.sidero.dev"
-
-# label and annotation keys (omni-wire.md §1)
-PREFIX = "omni.sidero.dev/"
-LABEL_CLUSTER = PREFIX + "cluster"
-LABEL_MACHINE_SET = PREFIX + "machine-set"
-LABEL_CLUSTER_MACHINE = PREFIX + "cluster-machine"
-LABEL_MACHINE = PREFIX + "machine"
-LABEL_ROLE_CONTROLPLANE = PREFIX + "role-controlplane"
-LABEL_ROLE_WORKER = PREFIX + "role-worker"
-LABEL_TAINTED_BY_IMPORTING = PREFIX + "tainted-by-importing"
-ANNOTATION_CLUSTER_LOCKED = PREFIX + "cluster-locked"
-ANNOTATION_IMPORT_IN_PROGRESS = PREFIX + "cluster-import-is-in-progress"
-ANNOTATION_MACHINE_LOCKED = PREFIX + "locked"
 
 
 class Access(Enum):
@@ -80,92 +67,39 @@ class TypeInfo:
     """The cluster ID is the resource ID, or its ``cluster`` label (for per-cluster checks)."""
 
 
-_T = TypeInfo
+def _served(type_: str, access: Access, owner: str = "", cluster_scoped: bool = False) -> TypeInfo:
+    """A type Omni's API serves: its namespace and spec message as the client knows them."""
+    known = RESOURCE_TYPES[type_]
+    return TypeInfo(type_, known.namespace, known.spec, access, owner, cluster_scoped)
+
+
+def _internal(type_: str, owner: str, cluster_scoped: bool = False) -> TypeInfo:
+    """Controller bookkeeping: in the store only, its spec a lab dataclass."""
+    return TypeInfo(type_, DEFAULT_NAMESPACE, None, Access.NONE, owner, cluster_scoped)
+
+
 TYPES: dict[str, TypeInfo] = {
     t.type: t
     for t in [
-        _T(
-            IMPORTED_CLUSTER_SECRETS,
-            NS_DEFAULT,
-            omni_pb2.ImportedClusterSecretsSpec,
-            Access.CREATE_DESTROY,
-        ),
-        _T(CLUSTERS, NS_DEFAULT, omni_pb2.ClusterSpec, Access.USER_MANAGED, cluster_scoped=True),
-        _T(MACHINE_SETS, NS_DEFAULT, omni_pb2.MachineSetSpec, Access.USER_MANAGED, "", True),
-        _T(
-            MACHINE_SET_NODES,
-            NS_DEFAULT,
-            omni_pb2.MachineSetNodeSpec,
-            Access.USER_MANAGED,
-            "",
-            True,
-        ),
-        _T(CONFIG_PATCHES, NS_DEFAULT, omni_pb2.ConfigPatchSpec, Access.USER_MANAGED, "", True),
-        _T(
-            CLUSTER_STATUSES,
-            NS_DEFAULT,
-            omni_pb2.ClusterStatusSpec,
-            Access.READ_ONLY,
-            "ClusterStatusController",
-            True,
-        ),
-        _T(
-            CLUSTER_MACHINES,
-            NS_DEFAULT,
-            omni_pb2.ClusterMachineSpec,
-            Access.READ_ONLY,
-            "MachineSetStatusController",
-            True,
-        ),
-        _T(LINKS, NS_DEFAULT, siderolink_pb2.SiderolinkSpec, Access.READ_DESTROY),
-        _T(MACHINES, NS_DEFAULT, omni_pb2.MachineSpec, Access.INFRA_READ, "MachineController"),
-        _T(
-            MACHINE_STATUSES,
-            NS_DEFAULT,
-            omni_pb2.MachineStatusSpec,
-            Access.READ_ONLY,
-            "MachineStatusController",
-        ),
-        _T(
-            DEFAULT_JOIN_TOKENS,
-            NS_DEFAULT,
-            siderolink_pb2.DefaultJoinTokenSpec,
-            Access.USER_MANAGED,
-        ),
-        _T(
-            SIDEROLINK_API_CONFIGS,
-            NS_DEFAULT,
-            siderolink_pb2.SiderolinkAPIConfigSpec,
-            Access.INFRA_READ,
-            "SiderolinkAPIConfigController",
-        ),
-        _T(
-            TALOS_VERSIONS,
-            NS_DEFAULT,
-            omni_pb2.TalosVersionSpec,
-            Access.SIGNATURE_READ,
-            "VersionsController",
-        ),
-        _T(FEATURES_CONFIGS, NS_DEFAULT, omni_pb2.FeaturesConfigSpec, Access.SIGNATURE_READ),
-        _T(SYS_VERSIONS, NS_EPHEMERAL, system_pb2.SysVersionSpec, Access.SIGNATURE_READ),
-        _T(CLUSTER_SECRETS, NS_DEFAULT, None, Access.NONE, "SecretsController", True),
-        _T(JOIN_TOKEN_USAGES, NS_DEFAULT, None, Access.NONE, "JoinTokenUsageController"),
-        _T(
-            LOAD_BALANCER_CONFIGS,
-            NS_DEFAULT,
-            None,
-            Access.NONE,
-            "LoadBalancerController",
-            True,
-        ),
-        _T(
-            CLUSTER_MACHINE_CONFIG_STATUSES,
-            NS_DEFAULT,
-            None,
-            Access.NONE,
-            "ClusterMachineConfigStatusController",
-            True,
-        ),
+        _served(IMPORTED_CLUSTER_SECRETS, Access.CREATE_DESTROY),
+        _served(CLUSTERS, Access.USER_MANAGED, cluster_scoped=True),
+        _served(MACHINE_SETS, Access.USER_MANAGED, cluster_scoped=True),
+        _served(MACHINE_SET_NODES, Access.USER_MANAGED, cluster_scoped=True),
+        _served(CONFIG_PATCHES, Access.USER_MANAGED, cluster_scoped=True),
+        _served(CLUSTER_STATUSES, Access.READ_ONLY, "ClusterStatusController", True),
+        _served(CLUSTER_MACHINES, Access.READ_ONLY, "MachineSetStatusController", True),
+        _served(LINKS, Access.READ_DESTROY),
+        _served(MACHINES, Access.INFRA_READ, "MachineController"),
+        _served(MACHINE_STATUSES, Access.READ_ONLY, "MachineStatusController"),
+        _served(DEFAULT_JOIN_TOKENS, Access.USER_MANAGED),
+        _served(SIDEROLINK_API_CONFIGS, Access.INFRA_READ, "SiderolinkAPIConfigController"),
+        _served(TALOS_VERSIONS, Access.SIGNATURE_READ, "VersionsController"),
+        _served(FEATURES_CONFIGS, Access.SIGNATURE_READ),
+        _served(SYS_VERSIONS, Access.SIGNATURE_READ),
+        _internal(CLUSTER_SECRETS, "SecretsController", True),
+        _internal(JOIN_TOKEN_USAGES, "JoinTokenUsageController"),
+        _internal(LOAD_BALANCER_CONFIGS, "LoadBalancerController", True),
+        _internal(CLUSTER_MACHINE_CONFIG_STATUSES, "ClusterMachineConfigStatusController", True),
     ]
 }
 

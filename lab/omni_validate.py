@@ -14,14 +14,15 @@ from dataclasses import dataclass
 
 from grpclib.const import Status
 
-from lab.omni_store import PHASE_TEARING_DOWN, Resource, StateError, Store, q, render_ref
-from lab.omni_types import (
+from lab.omni_store import Resource, StateError, Store, q, render_ref
+from providers.codec.omni_names import (
     ANNOTATION_CLUSTER_LOCKED,
     ANNOTATION_IMPORT_IN_PROGRESS,
     ANNOTATION_MACHINE_LOCKED,
     CLUSTER_STATUSES,
     CLUSTERS,
     CONFIG_PATCHES,
+    DEFAULT_NAMESPACE,
     IMPORTED_CLUSTER_SECRETS,
     LABEL_CLUSTER,
     LABEL_CLUSTER_MACHINE,
@@ -32,7 +33,7 @@ from lab.omni_types import (
     LABEL_TAINTED_BY_IMPORTING,
     MACHINE_SET_NODES,
     MACHINE_SETS,
-    NS_DEFAULT,
+    PHASE_TEARING_DOWN,
     TALOS_VERSIONS,
 )
 
@@ -91,7 +92,7 @@ class Validator:
         self.checks = checks
 
     def _get(self, type_: str, id_: str) -> Resource | None:
-        return self.store.peek(NS_DEFAULT, type_, id_)
+        return self.store.peek(DEFAULT_NAMESPACE, type_, id_)
 
     # ---- entry points ----------------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class Validator:
             return []
         version = self._get(TALOS_VERSIONS, talos)
         if version is None:
-            ref = render_ref(NS_DEFAULT, TALOS_VERSIONS, talos)
+            ref = render_ref(DEFAULT_NAMESPACE, TALOS_VERSIONS, talos)
             return [f"invalid talos version {q(talos)}: resource {ref} doesn't exist"]
         if not skip_k8s and k8s not in version.spec.compatible_kubernetes_versions:
             return [

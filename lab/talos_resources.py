@@ -13,17 +13,19 @@ it, as talosctl needs them to resolve names.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 from google.protobuf import timestamp_pb2
 
 from lab.world import CONTROLPLANE, Lab, SimNode, dump_yaml, image_tag, minor_at_least
+from providers.codec.schematic import canonical_yaml, parse_schematic
 from providers.wire.resource.config import config_pb2
 from providers.wire.v1alpha1 import resource_pb2
 
@@ -143,6 +145,7 @@ def _machine_type(lab: Lab, node: SimNode) -> list[Item]:
 
 def _extension_statuses(lab: Lab, node: SimNode) -> list[Item]:
     out = []
+    misreport = lab.faults.schematic_content.get(node.address)
     for index, ext in enumerate(node.extensions):
         meta: dict[str, Any] = {
             "name": ext.name,
@@ -151,10 +154,29 @@ def _extension_statuses(lab: Lab, node: SimNode) -> list[Item]:
             "description": ext.description,
             "compatibility": {"talos": {"version": ">= 1.0.0"}},
         }
-        if ext.extra_info:
-            meta["extraInfo"] = ext.extra_info
+        extra_info = ext.extra_info
+        if ext.name == SCHEMATIC_EXTENSION and misreport == "missing":
+            extra_info = ""
+        elif ext.name == SCHEMATIC_EXTENSION and misreport == "edited" and extra_info:
+            extra_info = edited_schematic(extra_info)
+        if extra_info:
+            meta["extraInfo"] = extra_info
         out.append(Item(str(index), _spec({"image": ext.image, "metadata": meta})))
     return out
+
+
+EDITED_KERNEL_ARG = "omniport.lab=edited"
+
+
+@functools.lru_cache(maxsize=8)
+def edited_schematic(text: str) -> str:
+    """``text`` with one more kernel argument, still canonical: a schematic the factory would
+    accept whose ID is not the one the image was built from (the ``edited`` schematic fault)."""
+    parsed = parse_schematic(text)
+    custom = parsed.customization
+    args = (*custom.extra_kernel_args, EDITED_KERNEL_ARG)
+    edited = replace(parsed, customization=replace(custom, extra_kernel_args=args))
+    return canonical_yaml(edited)
 
 
 _AUTHOR = re.compile(r"^(?P<flavor>.+?) \((?P<url>[^)]*)\)$")

@@ -575,6 +575,8 @@ def _print_faults(active: dict[str, Any]) -> None:
         lines.append(f"etcd learner: {node}")
     for hostname in active.get("stale_etcd_members") or []:
         lines.append(f"stale etcd member: {hostname}")
+    for node, content in (active.get("schematic_content") or {}).items():
+        lines.append(f"schematic content {content} on {node}")
     if active.get("factory_down"):
         lines.append("Image Factory is down")
     if active.get("never_connect"):
@@ -668,6 +670,17 @@ def fault_etcd_stale_member(ctx: click.Context, hostname: str, clear: bool) -> N
     """etcd lists a member HOSTNAME that no node is (a machine removed without
     `etcdctl member remove`)."""
     _fault(ctx, {"kind": "etcd-member", "hostname": hostname, "clear": clear})
+
+
+@lab_fault.command("schematic")
+@click.argument("node")
+@click.argument("content", type=click.Choice(["missing", "edited"]), required=False)
+@click.option("--clear", is_flag=True, help="Report the schematic's content as built again.")
+@click.pass_context
+def fault_schematic(ctx: click.Context, node: str, content: str | None, clear: bool) -> None:
+    """NODE's schematic extension reports its ID without its content (missing), or with
+    content that hashes to another ID (edited)."""
+    _fault(ctx, {"kind": "schematic", "node": node, "content": content, "clear": clear})
 
 
 @lab_fault.command("clear")

@@ -34,6 +34,12 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
 from providers.codec import siderov1
+
+# Omni's names and resource types are part of this module's API too (o.CLUSTERS, ...)
+from providers.codec.omni_names import *  # noqa: F403
+from providers.codec.omni_names import DEFAULT_NAMESPACE, PHASE_RUNNING, PHASE_TEARING_DOWN
+from providers.codec.omni_resources import RESOURCE_TYPES
+from providers.codec.omni_resources import ResourceType as ResourceType
 from providers.errors import (
     ConfigurationError,
     Conflict,
@@ -46,81 +52,12 @@ from providers.errors import (
 )
 from providers.omniconfig import Endpoint, OmniSettings
 from providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
 from providers.wire.v1alpha1 import resource_pb2, state_pb2
 from providers.wire.v1alpha1.state_grpc import StateStub
 
 SERVICE = "cosi.resource.State"
 
-DEFAULT_NAMESPACE = "default"
-EPHEMERAL_NAMESPACE = "ephemeral"
 VERSION_UNDEFINED = "undefined"
-PHASE_RUNNING = "running"
-PHASE_TEARING_DOWN = "tearingDown"
-
-LABEL_PREFIX = "omni.sidero.dev/"
-LABEL_CLUSTER = LABEL_PREFIX + "cluster"
-LABEL_ROLE_CONTROLPLANE = LABEL_PREFIX + "role-controlplane"
-LABEL_ROLE_WORKER = LABEL_PREFIX + "role-worker"
-LABEL_MACHINE_SET = LABEL_PREFIX + "machine-set"
-LABEL_CLUSTER_MACHINE = LABEL_PREFIX + "cluster-machine"
-LABEL_TAINTED_BY_IMPORTING = LABEL_PREFIX + "tainted-by-importing"
-ANNOTATION_CLUSTER_LOCKED = LABEL_PREFIX + "cluster-locked"
-ANNOTATION_IMPORT_IN_PROGRESS = LABEL_PREFIX + "cluster-import-is-in-progress"
-ANNOTATION_MACHINE_LOCKED = LABEL_PREFIX + "locked"
-ANNOTATION_CONFIG_PATCH_NAME = "name"  # bare keys, unlike every other Omni label/annotation
-ANNOTATION_CONFIG_PATCH_DESCRIPTION = "description"
-
-IMPORTED_CLUSTER_SECRETS = "ImportedClusterSecrets.omni.sidero.dev"
-CLUSTERS = "Clusters.omni.sidero.dev"
-MACHINE_SETS = "MachineSets.omni.sidero.dev"
-MACHINE_SET_NODES = "MachineSetNodes.omni.sidero.dev"
-CONFIG_PATCHES = "ConfigPatches.omni.sidero.dev"
-CLUSTER_STATUSES = "ClusterStatuses.omni.sidero.dev"
-CLUSTER_MACHINES = "ClusterMachines.omni.sidero.dev"
-LINKS = "Links.omni.sidero.dev"
-MACHINES = "Machines.omni.sidero.dev"
-MACHINE_STATUSES = "MachineStatuses.omni.sidero.dev"
-DEFAULT_JOIN_TOKENS = "DefaultJoinTokens.omni.sidero.dev"
-SIDEROLINK_API_CONFIGS = "SiderolinkAPIConfigs.omni.sidero.dev"
-TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
-FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
-SYS_VERSIONS = "SysVersions.system.sidero.dev"
-
-
-@dataclass(frozen=True)
-class ResourceType:
-    """An Omni resource type: its namespace and the protobuf message of its spec."""
-
-    type: str
-    namespace: str
-    spec: type[Message]
-
-
-RESOURCE_TYPES: Mapping[str, ResourceType] = {
-    rt.type: rt
-    for rt in (
-        ResourceType(
-            IMPORTED_CLUSTER_SECRETS, DEFAULT_NAMESPACE, omni_pb2.ImportedClusterSecretsSpec
-        ),
-        ResourceType(CLUSTERS, DEFAULT_NAMESPACE, omni_pb2.ClusterSpec),
-        ResourceType(MACHINE_SETS, DEFAULT_NAMESPACE, omni_pb2.MachineSetSpec),
-        ResourceType(MACHINE_SET_NODES, DEFAULT_NAMESPACE, omni_pb2.MachineSetNodeSpec),
-        ResourceType(CONFIG_PATCHES, DEFAULT_NAMESPACE, omni_pb2.ConfigPatchSpec),
-        ResourceType(CLUSTER_STATUSES, DEFAULT_NAMESPACE, omni_pb2.ClusterStatusSpec),
-        ResourceType(CLUSTER_MACHINES, DEFAULT_NAMESPACE, omni_pb2.ClusterMachineSpec),
-        ResourceType(LINKS, DEFAULT_NAMESPACE, siderolink_pb2.SiderolinkSpec),
-        ResourceType(MACHINES, DEFAULT_NAMESPACE, omni_pb2.MachineSpec),
-        ResourceType(MACHINE_STATUSES, DEFAULT_NAMESPACE, omni_pb2.MachineStatusSpec),
-        ResourceType(DEFAULT_JOIN_TOKENS, DEFAULT_NAMESPACE, siderolink_pb2.DefaultJoinTokenSpec),
-        ResourceType(
-            SIDEROLINK_API_CONFIGS, DEFAULT_NAMESPACE, siderolink_pb2.SiderolinkAPIConfigSpec
-        ),
-        ResourceType(TALOS_VERSIONS, DEFAULT_NAMESPACE, omni_pb2.TalosVersionSpec),
-        ResourceType(FEATURES_CONFIGS, DEFAULT_NAMESPACE, omni_pb2.FeaturesConfigSpec),
-        ResourceType(SYS_VERSIONS, EPHEMERAL_NAMESPACE, system_pb2.SysVersionSpec),
-    )
-}
 
 
 def namespace_of(type_: str) -> str:

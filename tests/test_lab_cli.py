@@ -141,6 +141,18 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     assert f"etcd learner: {cp}" not in capsys.readouterr().out
     assert run([*fault, "service-unhealthy", "10.0.0.1", "etcd"]) == 1
     assert "no node '10.0.0.1'" in one_line_error(capsys)
+    assert run([*fault, "schematic", worker, "missing"]) == 0
+    assert run([*fault, "schematic", cp, "edited"]) == 0
+    out = capsys.readouterr().out
+    assert f"  schematic content missing on {worker}" in out
+    assert f"  schematic content edited on {cp}" in out
+    assert run([*fault, "schematic", worker, "--clear"]) == 0
+    out = capsys.readouterr().out
+    assert f"on {worker}" not in out and f"  schematic content edited on {cp}" in out
+    assert run([*fault, "schematic", worker]) == 1
+    assert "needs a 'node' and a 'content': 'missing' or 'edited'" in one_line_error(capsys)
+    assert run([*fault, "schematic", worker, "gone"]) == 1
+    assert "'gone' is not one of 'missing', 'edited'" in one_line_error(capsys)
     assert run([*fault, "clear"]) == 0
     assert "Active faults: none" in capsys.readouterr().out
 

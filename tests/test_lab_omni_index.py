@@ -17,25 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.omni_controllers import ClusterStatusController, Context, RenderRequest
-from lab.omni_store import (
-    Event,
-    LabelOp,
-    LabelQuery,
-    LabelTerm,
-    Resource,
-    Store,
-    matches_queries,
-)
-from lab.omni_types import (
+from lab.omni_store import Event, LabelOp, LabelQuery, LabelTerm, Resource, Store, matches_queries
+from lab.omni_types import TYPES
+from providers.codec.omni_names import (
     CLUSTER_MACHINES,
     CLUSTER_STATUSES,
     CLUSTERS,
+    DEFAULT_NAMESPACE,
     LABEL_CLUSTER,
     LABEL_ROLE_CONTROLPLANE,
     MACHINE_SET_NODES,
     MACHINES,
-    NS_DEFAULT,
-    TYPES,
 )
 from providers.wire.omni.specs import omni_pb2
 
@@ -126,7 +118,7 @@ def _expected_counts(store: Store, cluster: str) -> dict[str, Any]:
     ]
     connected = []
     for cm in machines:
-        machine = store.peek(NS_DEFAULT, MACHINES, cm.id)
+        machine = store.peek(DEFAULT_NAMESPACE, MACHINES, cm.id)
         if machine is not None and machine.spec.connected:
             connected.append(cm)
     cps = [cm for cm in machines if LABEL_ROLE_CONTROLPLANE in cm.labels]
@@ -171,13 +163,15 @@ def test_cluster_status_counts_match_a_walk(ops: list[tuple[str, str, dict, bool
     ctx = Context(store, {}, _NoNodes(), _no_render, "fdae::1", 40000)
     controller = ClusterStatusController(ctx)
     store.create(
-        Resource(NS_DEFAULT, CLUSTERS, "lab", omni_pb2.ClusterSpec(talos_version="1.11.5"))
+        Resource(DEFAULT_NAMESPACE, CLUSTERS, "lab", omni_pb2.ClusterSpec(talos_version="1.11.5"))
     )
     # seeded before the controller listens: the replay (as the runtime's start) catches up
-    store.create(Resource(NS_DEFAULT, MACHINES, IDS[0], omni_pb2.MachineSpec(connected=True)))
+    store.create(
+        Resource(DEFAULT_NAMESPACE, MACHINES, IDS[0], omni_pb2.MachineSpec(connected=True))
+    )
     store.create(
         Resource(
-            NS_DEFAULT,
+            DEFAULT_NAMESPACE,
             CLUSTER_MACHINES,
             IDS[0],
             omni_pb2.ClusterMachineSpec(),
@@ -191,7 +185,7 @@ def test_cluster_status_counts_match_a_walk(ops: list[tuple[str, str, dict, bool
 
     def check() -> None:
         asyncio.run(controller.reconcile("lab"))
-        status = store.peek(NS_DEFAULT, CLUSTER_STATUSES, "lab")
+        status = store.peek(DEFAULT_NAMESPACE, CLUSTER_STATUSES, "lab")
         assert status is not None
         want = _expected_counts(store, "lab")
         spec = status.spec
@@ -209,10 +203,10 @@ def test_cluster_status_counts_match_a_walk(ops: list[tuple[str, str, dict, bool
     check()
     for kind, id_, labels, flag in ops:
         if kind == "machine":
-            cur = store.get(NS_DEFAULT, MACHINES, id_)
+            cur = store.get(DEFAULT_NAMESPACE, MACHINES, id_)
             if cur is None:
                 store.create(
-                    Resource(NS_DEFAULT, MACHINES, id_, omni_pb2.MachineSpec(connected=flag))
+                    Resource(DEFAULT_NAMESPACE, MACHINES, id_, omni_pb2.MachineSpec(connected=flag))
                 )
             else:
                 cur.spec.connected = flag
@@ -220,14 +214,14 @@ def test_cluster_status_counts_match_a_walk(ops: list[tuple[str, str, dict, bool
         elif kind in ("cm", "msn"):
             type_ = CLUSTER_MACHINES if kind == "cm" else MACHINE_SET_NODES
             spec = TYPES[type_].spec()
-            cur = store.get(NS_DEFAULT, type_, id_)
+            cur = store.get(DEFAULT_NAMESPACE, type_, id_)
             if cur is None:
-                store.create(Resource(NS_DEFAULT, type_, id_, spec, labels=labels))
+                store.create(Resource(DEFAULT_NAMESPACE, type_, id_, spec, labels=labels))
             else:
                 cur.labels = labels
                 store.update(cur)
         else:
             for type_ in (MACHINES, CLUSTER_MACHINES, MACHINE_SET_NODES) if flag else (MACHINES,):
-                if store.peek(NS_DEFAULT, type_, id_) is not None:
-                    store.destroy(NS_DEFAULT, type_, id_)
+                if store.peek(DEFAULT_NAMESPACE, type_, id_) is not None:
+                    store.destroy(DEFAULT_NAMESPACE, type_, id_)
         check()

@@ -6,7 +6,8 @@ Labs (each started once for this module):
 * the session's shared 3-node ``lab``, read only: spec variants (a reader-only talosconfig,
   wrong version assertions, a node list that misses nodes, another factory);
 * ``faults``: faults set and cleared around one plan each (unreachable node, factory down,
-  Omni failing, an unhealthy etcd service, an etcd learner, a stale etcd member);
+  Omni failing, an unhealthy etcd service, an etcd learner, a stale etcd member, a schematic
+  extension without its content or with content that hashes to another ID);
 * ``mutated``: a 4-node cluster created at Talos 1.7.6 whose control plane still runs 1.10.7
   (too old for its Kubernetes), edited with ``lab patch`` (a document Omni would drop, kubelet
   images, registry credentials, Talos discovery off, one node joined to an Omni) and given an
@@ -16,7 +17,7 @@ Labs (each started once for this module):
 
 A clean plan of the shared lab has no finding but DENYLISTED_VALUES, so each code asserted
 below is produced by its scenario; ``test_every_finding_code_has_a_lab_scenario`` keeps the
-tables complete.
+tables complete: every code plan can report has one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import yaml
 from lab import control
 from planner.checks import CHECKS
 from planner.planning import TLS_CLOSE_GRACE
+from providers.codec.schematic import schematic_id
 from providers.codec.siderov1 import decode_service_account
 from providers.wire.omni.specs import omni_pb2
 from tests.conftest import LabHandle
@@ -266,6 +268,83 @@ def test_new_fault_kinds_refuse_incomplete_requests(faults):
     assert faults.fault(kind="clear")["unhealthy_services"] == {}
 
 
+# a node whose schematic extension reports its ID without its content (images built before the
+# factory embedded it), or with content that hashes to another ID (edited after the build)
+SCHEMATIC_FAULTS = [("missing", "SCHEMATIC_UNVERIFIABLE"), ("edited", "SCHEMATIC_MISMATCH")]
+
+
+def read_schematic(lab: LabHandle, node: str) -> Any:
+    """The ``schematic`` extension ``node`` reports, read as discovery reads it."""
+
+    async def read() -> Any:
+        async with lab.client() as client:
+            found = await client.schematic(node)
+        await asyncio.sleep(TLS_CLOSE_GRACE)
+        return found
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize(
+    ("content", "code"), SCHEMATIC_FAULTS, ids=[c for _, c in SCHEMATIC_FAULTS]
+)
+def test_schematic_content_misreported(faults, faults_spec, tmp_path, content, code):
+    worker = faults.workers[0]
+    before = plan(faults_spec, tmp_path / "before.json")
+    assert before.code == 0 and before.codes == {"DENYLISTED_VALUES"}, before.codes
+    built = read_schematic(faults, worker)
+    assert built is not None and schematic_id(built.extra_info) == built.id
+    faults.fault(kind="schematic", node=worker, content=content)
+    try:
+        reported = read_schematic(faults, worker)
+        result = plan(faults_spec, tmp_path / "plan.json")
+    finally:
+        faults.fault(kind="clear")
+    assert read_schematic(faults, worker) == built  # cleared: the content as built again
+
+    assert reported.id == built.id and reported.author == built.author  # only content differs
+    if content == "missing":
+        assert reported.extra_info == ""
+        says = (
+            f"schematic {built.id[:12]}… is present but its content is not, so it cannot be checked"
+        )
+    else:
+        hashed = schematic_id(reported.extra_info)  # a schematic the factory would accept
+        assert hashed != built.id
+        says = f"the node reports schematic {built.id[:12]}…, its content hashes to {hashed[:12]}…"
+    assert result.code == 1, result.err
+    finding = expect(result, code, worker, says)
+    assert finding["message"] == says and not finding["accepted"]
+    # that node alone, and nothing else about the plan moved: same nodes (schematic ID, config,
+    # patches), same changes, no other finding
+    assert [f["node"] for f in result.findings(code)] == [worker]
+    assert result.codes == {"DENYLISTED_VALUES", code}
+    assert result.data["nodes"] == before.data["nodes"]
+    assert {n["schematic_id"] for n in result.data["nodes"]} == {built.id}
+    assert result.data["changes"] == before.data["changes"]
+    # discovery checked schematics offline and with GETs only: nothing was registered
+    requests = faults.status()["factory"]["requests"]
+    assert any(r["path"] == f"/schematics/{built.id}" for r in requests)
+    assert {r["method"] for r in requests} <= {"GET", "HEAD"}
+
+
+def test_schematic_fault_refuses_incomplete_requests(faults):
+    from lab.control import LabError
+
+    says = "a schematic fault needs a 'node' and a 'content': 'missing' or 'edited'"
+    for change in (
+        {"kind": "schematic", "content": "missing"},
+        {"kind": "schematic", "node": faults.nodes[0]},
+        {"kind": "schematic", "node": faults.nodes[0], "content": "garbled"},
+    ):
+        with pytest.raises(LabError, match=re.escape(says)):
+            faults.fault(**change)
+    active = faults.fault(kind="schematic", node=faults.nodes[1], content="edited")
+    assert active["schematic_content"] == {faults.nodes[1]: "edited"}
+    active = faults.fault(kind="schematic", node=faults.nodes[1], clear=True)
+    assert active["schematic_content"] == {}
+
+
 # --- a lab edited by hand --------------------------------------------------------------------
 
 REGISTRY_SECRETS = {
@@ -409,21 +488,16 @@ COVERED_ABOVE = {
     "TALOS_VERSION_UNKNOWN_TO_OMNI",
     "SCHEMATIC_MISSING",
 }
-NO_LAB_SCENARIO = {
-    # the lab's nodes always carry a schematic extension whose content hashes to its ID
-    "SCHEMATIC_UNVERIFIABLE": "a schematic extension without its content (extraInfo)",
-    "SCHEMATIC_MISMATCH": "a schematic extension whose content hashes to another ID",
-}
 
 
 def test_every_finding_code_has_a_lab_scenario():
     covered = (
         COVERED_ABOVE
         | {code for _, _, expected in FAULTS for code, _, _ in expected}
+        | {code for _, code in SCHEMATIC_FAULTS}
         | {code for code, _, _ in MUTATIONS}
     )
-    assert covered | set(NO_LAB_SCENARIO) == set(CHECKS)
-    assert not covered & set(NO_LAB_SCENARIO)
+    assert covered == set(CHECKS)
 
 
 # --- secrets ---------------------------------------------------------------------------------
