@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from planner.join import SENSITIVE, JoinOptions, join_documents
 from planner.plan import Action, Change
+from providers.codec import omni_names as o
 
-NS = "omni.sidero.dev/"
 OWNER_ANNOTATION = "omniport.dev/import"
 """Marks every Omni resource an import created, so rollback deletes only those."""
 
@@ -36,7 +36,7 @@ def machine_set_id(cluster: str, role: str) -> str:
 
 
 def role_label(role: str) -> str:
-    return NS + ("role-controlplane" if role == "controlplane" else "role-worker")
+    return o.LABEL_ROLE_CONTROLPLANE if role == "controlplane" else o.LABEL_ROLE_WORKER
 
 
 def plan_changes(
@@ -50,19 +50,19 @@ def plan_changes(
         Change(
             address=f"omni_imported_cluster_secrets.{cluster}",
             action=Action.CREATE,
-            resource_type="ImportedClusterSecrets.omni.sidero.dev",
+            resource_type=o.IMPORTED_CLUSTER_SECRETS,
             resource_id=cluster,
             after={"data": SENSITIVE},
         ),
         Change(
             address=f"omni_cluster.{cluster}",
             action=Action.CREATE,
-            resource_type="Clusters.omni.sidero.dev",
+            resource_type=o.CLUSTERS,
             resource_id=cluster,
             after={
                 "talos_version": talos_version,
                 "kubernetes_version": kubernetes_version,
-                "annotations": [NS + "cluster-locked", NS + "cluster-import-is-in-progress"],
+                "annotations": [o.ANNOTATION_CLUSTER_LOCKED, o.ANNOTATION_IMPORT_IN_PROGRESS],
             },
         ),
     ]
@@ -71,9 +71,9 @@ def plan_changes(
             Change(
                 address=f"omni_machine_set.{machine_set_id(cluster, role)}",
                 action=Action.CREATE,
-                resource_type="MachineSets.omni.sidero.dev",
+                resource_type=o.MACHINE_SETS,
                 resource_id=machine_set_id(cluster, role),
-                after={"labels": {NS + "cluster": cluster, role_label(role): ""}},
+                after={"labels": {o.LABEL_CLUSTER: cluster, role_label(role): ""}},
             )
         )
     for node in nodes:
@@ -81,13 +81,13 @@ def plan_changes(
             Change(
                 address=f"omni_machine_set_node.{node.machine_uuid}",
                 action=Action.CREATE,
-                resource_type="MachineSetNodes.omni.sidero.dev",
+                resource_type=o.MACHINE_SET_NODES,
                 resource_id=node.machine_uuid,
                 after={
                     "labels": {
-                        NS + "cluster": cluster,
+                        o.LABEL_CLUSTER: cluster,
                         role_label(node.role): "",
-                        NS + "machine-set": machine_set_id(cluster, node.role),
+                        o.LABEL_MACHINE_SET: machine_set_id(cluster, node.role),
                     }
                 },
                 node=node.address,
@@ -99,12 +99,12 @@ def plan_changes(
                 Change(
                     address=f"omni_config_patch.{patch_id}",
                     action=Action.CREATE,
-                    resource_type="ConfigPatches.omni.sidero.dev",
+                    resource_type=o.CONFIG_PATCHES,
                     resource_id=patch_id,
                     after={
                         "labels": {
-                            NS + "cluster": cluster,
-                            NS + "cluster-machine": node.machine_uuid,
+                            o.LABEL_CLUSTER: cluster,
+                            o.LABEL_CLUSTER_MACHINE: node.machine_uuid,
                         },
                         "data": redacted,
                     },

@@ -38,6 +38,20 @@ from planner.facts import (
     SchematicCheck,
     Service,
 )
+from providers.codec.omni_names import (
+    ANNOTATION_CLUSTER_LOCKED as ANNOTATION_LOCKED,
+)
+from providers.codec.omni_names import (
+    ANNOTATION_IMPORT_IN_PROGRESS as ANNOTATION_IMPORTING,
+)
+from providers.codec.omni_names import (
+    CLUSTERS,
+    DEFAULT_JOIN_TOKENS,
+    FEATURES_CONFIGS,
+    LINKS,
+    SIDEROLINK_API_CONFIGS,
+    TALOS_VERSIONS,
+)
 from providers.errors import ProviderError, TLSFailure, Unreachable
 from providers.talos import ControlPlaneImages, TalosClient
 
@@ -324,15 +338,6 @@ async def run_health_check(
 
 
 # --- Omni ------------------------------------------------------------------------------------
-
-CLUSTERS = "Clusters.omni.sidero.dev"
-LINKS = "Links.omni.sidero.dev"
-DEFAULT_JOIN_TOKENS = "DefaultJoinTokens.omni.sidero.dev"
-SIDEROLINK_API_CONFIGS = "SiderolinkAPIConfigs.omni.sidero.dev"
-TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
-FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
-ANNOTATION_LOCKED = "omni.sidero.dev/cluster-locked"
-ANNOTATION_IMPORTING = "omni.sidero.dev/cluster-import-is-in-progress"
 
 
 async def read_omni_settings(omni: Any) -> dict[str, Any]:
