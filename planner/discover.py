@@ -39,12 +39,8 @@ from planner.facts import (
     Service,
 )
 from providers.codec.omni_names import (
-    ANNOTATION_CLUSTER_LOCKED as ANNOTATION_LOCKED,
-)
-from providers.codec.omni_names import (
-    ANNOTATION_IMPORT_IN_PROGRESS as ANNOTATION_IMPORTING,
-)
-from providers.codec.omni_names import (
+    ANNOTATION_CLUSTER_LOCKED,
+    ANNOTATION_IMPORT_IN_PROGRESS,
     CLUSTERS,
     DEFAULT_JOIN_TOKENS,
     FEATURES_CONFIGS,
@@ -395,11 +391,12 @@ async def read_omni(
     }
     if cluster is not None:
         resource_versions[f"{CLUSTERS}/{cluster.id}"] = cluster.version
+    annotations = cluster.annotations if cluster is not None else {}
     return OmniFacts(
         url=url,
         cluster_exists=cluster is not None,
-        cluster_import_in_progress=bool(cluster and ANNOTATION_IMPORTING in cluster.annotations),
-        cluster_locked=bool(cluster and ANNOTATION_LOCKED in cluster.annotations),
+        cluster_import_in_progress=ANNOTATION_IMPORT_IN_PROGRESS in annotations,
+        cluster_locked=ANNOTATION_CLUSTER_LOCKED in annotations,
         talos_versions=versions,
         machine_api_url=siderolink.machine_api_advertised_url,
         events_port=int(siderolink.events_port),
