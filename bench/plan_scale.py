@@ -18,6 +18,8 @@ node count) over the floor, i.e. how much of the waiting discovery fails to over
 on a small machine the two compete, and a plan far above its floor is CPU-bound, not waiting.
 ``bound_ratio`` is wall time over the largest of the floor, ``cpu_s`` and ``lab_cpu_s``: close
 to 1.0 when the plan wastes no time beyond latency and CPU it cannot avoid.
+``startup_bound_ratio`` is (interpreter start-up + floor) / floor: the lowest ``ratio`` any plan
+run as a fresh process can reach on this machine, before it does any work.
 """
 
 from __future__ import annotations
@@ -177,15 +179,19 @@ def main() -> int:
             runs.append(one(nodes, latency, args.controlplanes))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     base = {r["nodes"]: r["wall_s"] for r in runs if r["latency_ms"] == 0}
+    startup = startup_seconds()
     for r in runs:
         if r["floor_s"] and r["nodes"] in base:
             r["latency_cost_ratio"] = round((r["wall_s"] - base[r["nodes"]]) / r["floor_s"], 2)
+        if r["floor_s"]:
+            # no plan can beat start-up + floor: the lowest ratio this interpreter allows
+            r["startup_bound_ratio"] = round((startup + r["floor_s"]) / r["floor_s"], 2)
     print(
         json.dumps(
             {
                 "parallelism": DEFAULT_PARALLELISM,
                 "formula": FORMULA,
-                "interpreter_startup_s": round(startup_seconds(), 3),
+                "interpreter_startup_s": round(startup, 3),
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "load_average": [round(x, 2) for x in os.getloadavg()],
                 "runs": runs,
