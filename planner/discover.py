@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from planner.configfacts import NOTHING, StatedFacts, stated_facts
 from planner.facts import (
@@ -49,9 +49,7 @@ from providers.codec.omni_names import (
     TALOS_VERSIONS,
 )
 from providers.errors import ProviderError, TLSFailure, Unreachable
-from providers.talos import ControlPlaneImages, TalosClient
-
-T = TypeVar("T")
+from providers.talos import ControlPlaneImages, TalosClient, settle
 
 DEFAULT_PARALLELISM = 50
 """Nodes read at once (one batch). A batch costs three one-to-many machine calls and four COSI
@@ -77,16 +75,9 @@ def read_error(exc: ProviderError) -> ReadError:
     return ReadError(kind=type(exc).__name__, message=str(exc))
 
 
-async def _settle(aw: Awaitable[T]) -> T | ProviderError:
-    try:
-        return await aw
-    except ProviderError as exc:
-        return exc
-
-
 async def _gather(calls: Mapping[Any, Awaitable[Any]]) -> dict[Any, Any]:
     """Run ``calls`` concurrently; each value is a result or the ProviderError it raised."""
-    values = await asyncio.gather(*(_settle(c) for c in calls.values()))
+    values = await asyncio.gather(*(settle(c) for c in calls.values()))
     return dict(zip(calls, values, strict=True))
 
 
@@ -369,7 +360,7 @@ async def read_omni(
     if settings is None:
         settings = await read_omni_settings(omni)
     values = dict(settings)
-    values["cluster"] = await _settle(omni.find(CLUSTERS, cluster_name)) if cluster_name else None
+    values["cluster"] = await settle(omni.find(CLUSTERS, cluster_name)) if cluster_name else None
     if isinstance(values["cluster"], ProviderError) and endpoint_failure(values["cluster"]):
         raise values["cluster"]
     for key in ("token", "siderolink", "versions"):

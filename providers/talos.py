@@ -439,7 +439,7 @@ class TalosClient:
                 isinstance(exc, Timeout) and len(targets) > 1
             ):
                 items = await asyncio.gather(
-                    *(_settle(self._machine_call(n, name, request)) for n in targets)
+                    *(settle(self._machine_call(n, name, request)) for n in targets)
                 )
                 return dict(zip(targets, items, strict=True))
             return {n: _for_node(exc, n) for n in targets}
@@ -795,7 +795,8 @@ def _map_ok(value: Any, fn: Callable[[Any], T]) -> T | ProviderError:
     return value if isinstance(value, ProviderError) else fn(value)
 
 
-async def _settle(aw: Awaitable[T]) -> T | ProviderError:
+async def settle(aw: Awaitable[T]) -> T | ProviderError:
+    """``aw``'s result, or the ProviderError it raised (any other exception propagates)."""
     try:
         return await aw
     except ProviderError as exc:
