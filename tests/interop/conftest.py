@@ -27,3 +27,13 @@ def interop_built() -> None:
 def oracle(request: pytest.FixtureRequest, interop_built: None) -> oracles.Oracle:
     """Each Talos minor's oracle in turn."""
     return oracles.Oracle(request.param)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.interop import counts
+
+    table = counts.lines()
+    if table:
+        terminalreporter.section("interop cases (tried / agreed)")
+        for line in table:
+            terminalreporter.write_line(line)
