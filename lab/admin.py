@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from lab.faults import SCHEMATIC_CONTENT, ApplyFailure, Faults, OmniFailure
+from lab.faults import HEALTH_PROBLEMS, SCHEMATIC_CONTENT, ApplyFailure, Faults, OmniFailure
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -140,6 +140,7 @@ FAULT_KINDS = (
     "service-unhealthy",
     "etcd-member",
     "schematic",
+    "health",
     "clear",
 )
 
@@ -256,6 +257,21 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             faults.schematic_content.pop(node, None)
         else:
             faults.schematic_content[node] = content
+    elif kind == "health":
+        # {"problem": "not-ready", "node": A}: A's Kubernetes Node is NotReady;
+        # {"problem": "cancelled"}: the health check's stream ends with CANCELLED.
+        problem = _field(body, "problem", str)
+        if problem not in HEALTH_PROBLEMS:
+            raise AdminError(
+                400,
+                "a health fault needs a 'problem': " + " or ".join(map(repr, HEALTH_PROBLEMS)),
+            )
+        if problem == "cancelled":
+            faults.health_cancelled = not clear
+        elif node is None:
+            raise AdminError(400, "a not-ready health fault needs a 'node'")
+        else:
+            (faults.not_ready.discard if clear else faults.not_ready.add)(node)
     elif kind == "clear":
         faults.clear()
     else:

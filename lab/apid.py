@@ -518,7 +518,9 @@ class Apid:
             await stream.send_message(cluster_pb2.HealthCheckProgress(message=text))
 
         await say("discovered nodes: [" + " ".join(f'"{a}"' for a in cps + workers) + "]")
-        for title, check in self._health_checks(cps, workers):
+        for index, (title, check) in enumerate(self._health_checks(cps, workers)):
+            if index and self.lab.faults.health_cancelled:
+                raise _fail(Code.CANCELLED, "context canceled")
             await say(f"waiting for {title}: ...")
             while True:
                 problem = check()
@@ -583,6 +585,17 @@ class Apid:
         def ok() -> str | None:
             return None
 
+        def ready() -> str | None:
+            problem = reachable()
+            if problem:
+                return problem
+            names = sorted(
+                lab.by_address[a].hostname
+                for a in {*cps, *workers}
+                if a in lab.faults.not_ready and a in lab.by_address
+            )
+            return f"some nodes are not ready: {names}" if names else None
+
         return [
             ("etcd to be healthy", healthy("etcd", cps)),
             ("etcd members to be consistent across nodes", etcd_members),
@@ -596,7 +609,7 @@ class Apid:
             ("all k8s nodes to report", known),
             ("all control plane static pods to be running", ok),
             ("all control plane components to be ready", ok),
-            ("all k8s nodes to report ready", reachable),
+            ("all k8s nodes to report ready", ready),
             ("kube-proxy to report ready", ok),
             ("coredns to report ready", ok),
             ("all k8s nodes to report schedulable", ok),

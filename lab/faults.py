@@ -41,6 +41,11 @@ class OmniFailure:
         return self.method == method and self.resource_type in (None, resource_type)
 
 
+HEALTH_PROBLEMS = ("not-ready", "cancelled")
+"""What a ``health`` fault does to the cluster health check: ``not-ready`` makes a node's
+Kubernetes Node NotReady (nothing discovery reads shows it; only the health check does);
+``cancelled`` makes the server end the check's stream with CANCELLED halfway through."""
+
 SCHEMATIC_CONTENT = ("missing", "edited")
 """The ways a node's schematic extension can misreport its content."""
 
@@ -63,6 +68,10 @@ class Faults:
     """Control-plane addresses whose etcd member is still a learner."""
     stale_etcd_members: set[str] = field(default_factory=set)
     """Hostnames of etcd members left behind by machines that are gone (not a node)."""
+    not_ready: set[str] = field(default_factory=set)
+    """Node addresses whose Kubernetes Node reports NotReady (see :data:`HEALTH_PROBLEMS`)."""
+    health_cancelled: bool = False
+    """The health check's stream ends with CANCELLED before it finishes."""
     schematic_content: dict[str, str] = field(default_factory=dict)
     """Node address -> how its ``schematic`` extension misreports its content: ``missing`` (no
     extraInfo, as images built before the factory embedded it) or ``edited`` (extraInfo that
@@ -94,6 +103,8 @@ class Faults:
         self.etcd_learners.clear()
         self.stale_etcd_members.clear()
         self.schematic_content.clear()
+        self.not_ready.clear()
+        self.health_cancelled = False
 
     def service_healthy(self, node: str, service: str) -> bool:
         return service not in self.unhealthy_services.get(node, ())
@@ -119,4 +130,6 @@ class Faults:
             "etcd_learners": sorted(self.etcd_learners),
             "stale_etcd_members": sorted(self.stale_etcd_members),
             "schematic_content": dict(sorted(self.schematic_content.items())),
+            "not_ready": sorted(self.not_ready),
+            "health_cancelled": self.health_cancelled,
         }

@@ -41,7 +41,9 @@ from planner import __version__, journal, planfile, rollbackfile
 from planner.backup import BackupEntry, backup_name, write_backup
 from planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME
 from planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
+from planner.discover import run_health_check
 from planner.errors import OmniportError
+from planner.facts import ClusterFacts
 from planner.join import join_documents
 from planner.lock import ClusterLock
 from planner.machineconfig import document as mcdoc
@@ -824,6 +826,48 @@ class Interrupts:
 Confirm = Callable[[str], bool]
 
 
+async def fresh_health_check(
+    spec: Spec, facts: ClusterFacts, timeouts: Timeouts, env: Mapping[str, str], ui: Ui
+) -> None:
+    """Talos's cluster health check, run after the approval and right before the first change.
+
+    A plan may be applied hours after it was made, and a prompt may wait as long again, so the
+    plan's own check proves nothing about now; and discovery sees only what Talos reports per
+    node (a Kubernetes Node that is NotReady shows only here). Same switch and timeout as plan.
+
+    Only a stream that ends with every check passed counts as healthy. Omni's importer treats a
+    CANCELLED status as success; here it is a failure, because a check that did not finish
+    proves nothing and this check exists to stop before anything changes (a Ctrl-C by the user
+    is an interrupt, exit 130, not a verdict). Raises ApplyError; nothing has changed then.
+    """
+    if not spec.health_check:
+        return
+    cps = [n.address for n in facts.nodes if n.role == "controlplane" and n.error is None]
+    workers = [n.address for n in facts.nodes if n.role == "worker" and n.error is None]
+    if not cps:
+        return
+    ui.say(
+        f"Checking the cluster's health before the first change "
+        f"(timeout {spec.health_check_timeout:g}s)…"
+    )
+    async with talos_client(spec, timeouts, env) as talos:
+        health = await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
+    if health.ok:
+        return
+    reason = health.error or "the check did not finish"
+    if health.messages:  # the server's last word names what it was waiting for
+        reason += f" ({health.messages[-1]})"
+    if spec.force or "HEALTH_CHECK_FAILED" in spec.accepted_findings:
+        ui.say(f"Warning: the cluster health check failed ({reason}); accepted by the spec.")
+        return
+    raise ApplyError(
+        f"the cluster health check failed right before apply, so nothing was changed: {reason}",
+        "fix the cluster's health (talosctl health shows the same checks) and run apply "
+        "again; to apply regardless, accept HEALTH_CHECK_FAILED under findings.accept in the "
+        "spec and plan again",
+    )
+
+
 async def apply_plan(
     plan_path: Path,
     options: ApplyOptions,
@@ -862,6 +906,7 @@ async def apply_plan(
         show_plan(plan)
         if not options.auto_approve and not confirm(cluster):
             raise ApplyError("Apply cancelled.", None)
+        await fresh_health_check(spec, facts, timeouts, env, ui)
         interrupts.arm()
         scrub = Scrubber()
         for work in computed.nodes:

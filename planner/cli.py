@@ -577,6 +577,10 @@ def _print_faults(active: dict[str, Any]) -> None:
         lines.append(f"stale etcd member: {hostname}")
     for node, content in (active.get("schematic_content") or {}).items():
         lines.append(f"schematic content {content} on {node}")
+    for node in active.get("not_ready") or []:
+        lines.append(f"Kubernetes Node not ready: {node}")
+    if active.get("health_cancelled"):
+        lines.append("the health check is cancelled halfway")
     if active.get("factory_down"):
         lines.append("Image Factory is down")
     if active.get("never_connect"):
@@ -681,6 +685,17 @@ def fault_schematic(ctx: click.Context, node: str, content: str | None, clear: b
     """NODE's schematic extension reports its ID without its content (missing), or with
     content that hashes to another ID (edited)."""
     _fault(ctx, {"kind": "schematic", "node": node, "content": content, "clear": clear})
+
+
+@lab_fault.command("health")
+@click.argument("problem", type=click.Choice(["not-ready", "cancelled"]))
+@click.option("--node", help="The node whose Kubernetes Node is NotReady (for not-ready).")
+@click.option("--clear", is_flag=True, help="Remove this health problem.")
+@click.pass_context
+def fault_health(ctx: click.Context, problem: str, node: str | None, clear: bool) -> None:
+    """Make the cluster health check fail: a Kubernetes Node NotReady (which only the health
+    check sees), or the check's stream cancelled halfway."""
+    _fault(ctx, {"kind": "health", "problem": problem, "node": node, "clear": clear})
 
 
 @lab_fault.command("clear")

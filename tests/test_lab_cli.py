@@ -153,6 +153,13 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     assert "needs a 'node' and a 'content': 'missing' or 'edited'" in one_line_error(capsys)
     assert run([*fault, "schematic", worker, "gone"]) == 1
     assert "'gone' is not one of 'missing', 'edited'" in one_line_error(capsys)
+    assert run([*fault, "health", "not-ready", "--node", worker]) == 0
+    assert run([*fault, "health", "cancelled"]) == 0
+    out = capsys.readouterr().out
+    assert f"  Kubernetes Node not ready: {worker}" in out
+    assert "  the health check is cancelled halfway" in out
+    assert run([*fault, "health", "not-ready"]) == 1
+    assert "a not-ready health fault needs a 'node'" in one_line_error(capsys)
     assert run([*fault, "clear"]) == 0
     assert "Active faults: none" in capsys.readouterr().out
 
