@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -307,8 +308,16 @@ class OmniSim:
         talos_version: str,
         role: str,
         schematic_id: str | None,
-    ) -> None:
-        """A node applied SideroLinkConfig and registered: its Link, then Machine and status."""
+        api_url: str,
+    ) -> bool:
+        """A node applied SideroLinkConfig and registered: its Link, then Machine and status.
+
+        Returns False, registering nothing, when ``api_url`` does not reach this Omni with its
+        join token: real Talos dials the URL's host and sends the ``jointoken`` query value,
+        and Omni refuses a wrong token, so such a node never appears.
+        """
+        if not self._accepts(api_url):
+            return False
         known = self.nodes.get(machine_uuid)
         self.nodes[machine_uuid] = NodeInfo(
             machine_uuid=machine_uuid,
@@ -338,6 +347,17 @@ class OmniSim:
                 owner=TYPES[JOIN_TOKEN_USAGES].owner,
             )
         self.runtime.enqueue(MachineStatusController, machine_uuid)
+        return True
+
+    def _accepts(self, api_url: str) -> bool:
+        """``api_url`` names the advertised machine API endpoint and carries the join token."""
+        got, want = urlsplit(api_url), urlsplit(self.seed.machine_api_url)
+        tokens = parse_qs(got.query, keep_blank_values=True).get("jointoken", [])
+        return (got.scheme, got.netloc, got.path) == (
+            want.scheme,
+            want.netloc,
+            want.path,
+        ) and tokens == [self.seed.join_token]
 
     async def on_node_left(self, machine_uuid: str) -> None:
         """A node dropped its SideroLinkConfig: its Link (and so its Machine) disconnects."""

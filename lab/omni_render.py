@@ -22,6 +22,7 @@ from planner.machineconfig.generate import GenerateOptions, generate
 from planner.machineconfig.merge import apply_patches, load_patch
 from planner.machineconfig.sanitize import DOCUMENT_FORBIDDEN_FIELDS, FORBIDDEN_FIELDS, sanitize
 from planner.machineconfig.secrets import SecretsBundle, SecretsError
+from providers.codec.joinurl import join_api_url
 
 KMSG_LOG_NAME = "omni-kmsg"
 KUBE_PRISM_PORT = 7445
@@ -39,12 +40,11 @@ class JoinOptions:
 
     def documents(self) -> list[dict[str, Any]]:
         """SideroLinkConfig, EventSinkConfig and KmsgLogConfig, as Omni's join options make them."""
-        separator = "&" if "?" in self.api_url else "?"
         return [
             {
                 "apiVersion": "v1alpha1",
                 "kind": "SideroLinkConfig",
-                "apiUrl": f"{self.api_url}{separator}jointoken={self.join_token}",
+                "apiUrl": join_api_url(self.api_url, self.join_token),
             },
             {
                 "apiVersion": "v1alpha1",

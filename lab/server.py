@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="ADDRESS=VERSION",
         help="run this node at another Talos version (repeatable)",
     )
+    p.add_argument("--omni-machine-api-url", default=None, help="Omni's advertised machine API URL")
+    p.add_argument("--omni-join-token", default=None, help="Omni's default join token")
     return p.parse_args(argv)
 
 
@@ -345,6 +347,14 @@ class LabProcess:
         _write(self.dir / LAB_JSON, json.dumps(info, indent=2, sort_keys=True) + "\n")
         return info
 
+    def _omni_seed(self, versions: dict[str, list[str]], factory_url: str) -> OmniSeed:
+        seed = OmniSeed(talos_versions=versions, image_factory_base_url=factory_url)
+        if self.args.omni_machine_api_url:
+            seed.machine_api_url = self.args.omni_machine_api_url
+        if self.args.omni_join_token:
+            seed.join_token = self.args.omni_join_token
+        return seed
+
     async def _start_omni(
         self, lab: Lab, world: build.World, web: pki.CertAndKey, factory_url: str
     ) -> int:
@@ -362,7 +372,7 @@ class LabProcess:
         omni = OmniSim(
             tls_cert=web.crt,
             tls_key=web.key,
-            seed=OmniSeed(talos_versions=versions, image_factory_base_url=factory_url),
+            seed=self._omni_seed(versions, factory_url),
             gateway=lab,
             faults=lab.faults,
         )

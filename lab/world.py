@@ -330,7 +330,8 @@ class OmniSide(Protocol):
         talos_version: str,
         role: str,
         schematic_id: str | None,
-    ) -> None: ...
+        api_url: str,
+    ) -> bool: ...
 
     async def on_node_left(self, machine_uuid: str) -> None: ...
 
@@ -684,14 +685,16 @@ class Lab:
             return
         wants = node.view.has_siderolink and not self.faults.never_connect
         if wants and not node.joined_omni:
-            node.joined_omni = True
-            await self.omni.on_node_joined(
+            link = node.view.document(SIDEROLINK_KIND) or {}
+            # Omni refuses a wrong URL or join token; the node keeps retrying (next sync).
+            node.joined_omni = await self.omni.on_node_joined(
                 machine_uuid=node.machine_uuid,
                 address=node.address,
                 hostname=node.hostname,
                 talos_version=node.talos_version,
                 role=node.role,
                 schematic_id=node.schematic_id,
+                api_url=str(link.get("apiUrl") or ""),
             )
         elif not node.view.has_siderolink and node.joined_omni:
             node.joined_omni = False

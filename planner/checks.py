@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from planner.facts import ClusterFacts, NodeFacts
 from planner.plan import Finding, Severity
 from planner.spec import Spec, version_tuple
+from providers.codec.joinurl import api_url_problem
 
 MIN_TALOS_VERSION = "1.9.0"
 """Omni's importer requires a Talos version strictly greater than this."""
@@ -80,6 +81,9 @@ CHECKS: dict[str, Check] = {
     ),
     "FACTORY_UNREACHABLE": Check(E, True, "check imageFactory.url, or accept to skip the check"),
     "OMNI_UNREACHABLE": Check(E, False, "check omni.url and the service account key"),
+    "SIDEROLINK_URL_INVALID": Check(
+        E, False, "set Omni's advertised SideroLink API URL (siderolink-api-advertised-url)"
+    ),
     "CLUSTER_EXISTS": Check(E, False, "pick another cluster, or delete the one in Omni"),
     "CLUSTER_IMPORT_IN_PROGRESS": Check(
         E, False, "run `omniport abort <cluster>` (or roll back the earlier apply) first"
@@ -422,6 +426,15 @@ def _omni_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     if omni.error is not None:
         out.append(finding("OMNI_UNREACHABLE", omni.error.message, spec))
         return out
+    problem = api_url_problem(omni.machine_api_url or "")
+    if problem:
+        out.append(
+            finding(
+                "SIDEROLINK_URL_INVALID",
+                f"Omni advertises a SideroLink API URL that nodes cannot join with: {problem}",
+                spec,
+            )
+        )
     name = next((n.cluster_name for n in facts.control_planes if n.cluster_name), None)
     if omni.cluster_exists:
         if omni.cluster_import_in_progress:

@@ -427,6 +427,8 @@ def _lab_errors() -> Iterator[None]:
 @click.option("--latency-ms", type=click.FloatRange(0), default=0.0, help="Added to every call.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Shapes identities/configs.")
 @click.option("--no-factory-schematic", is_flag=True, help="Nodes run plain images (no schematic).")
+@click.option("--omni-machine-api-url", help="The machine API URL the lab's Omni advertises.")
+@click.option("--omni-join-token", help="The lab Omni's default join token.")
 def lab_up(
     directory: Path,
     nodes: int,
@@ -438,6 +440,8 @@ def lab_up(
     latency_ms: float,
     seed: int,
     no_factory_schematic: bool,
+    omni_machine_api_url: str | None,
+    omni_join_token: str | None,
 ) -> None:
     """Start a lab in the background and write its client files into DIR."""
     from lab.control import UpOptions, up
@@ -452,6 +456,15 @@ def lab_up(
         latency_ms=latency_ms,
         seed=seed,
         factory_schematic=not no_factory_schematic,
+        extra_args=tuple(
+            arg
+            for flag, value in (
+                ("--omni-machine-api-url", omni_machine_api_url),
+                ("--omni-join-token", omni_join_token),
+            )
+            if value
+            for arg in (flag, value)
+        ),
     )
     with _lab_errors():
         info = up(directory, options)

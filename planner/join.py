@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from providers.codec.joinurl import join_api_url
+
 SIDEROLINK_LISTEN_HOST = "fdae:41e4:649b:9303::1"
 """First address of Omni's default SideroLink network: where events and kmsg are sent."""
 KMSG_LOG_NAME = "omni-kmsg"
@@ -25,8 +27,7 @@ class JoinOptions:
 
     @property
     def api_url(self) -> str:
-        separator = "&" if "?" in self.machine_api_url else "?"
-        return f"{self.machine_api_url}{separator}jointoken={self.join_token}"
+        return join_api_url(self.machine_api_url, self.join_token)
 
 
 def join_documents(options: JoinOptions, *, redact: bool = False) -> list[dict[str, Any]]:

@@ -43,6 +43,7 @@ from planner.machineconfig.verify import compare
 from planner.plan import ClusterInfo, Finding, NodePlan, Patch, Plan
 from planner.spec import Spec, canonical_json
 from providers import omniconfig
+from providers.codec.joinurl import api_url_problem
 from providers.errors import ProviderError, TLSFailure
 from providers.omni import OmniClient, TLSOptions
 from providers.talos import TalosClient
@@ -421,7 +422,7 @@ def compute(
             events_port=omni.events_port or 0,
             logs_port=omni.logs_port or 0,
         )
-        if omni.error is None and omni.machine_api_url
+        if omni.error is None and not api_url_problem(omni.machine_api_url or "")
         else None
     )
     secrets_yaml = bundle.to_yaml() if bundle else ""

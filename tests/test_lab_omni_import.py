@@ -56,14 +56,16 @@ def bundle() -> str:
 async def join(
     env: Env, uuid: str = CP, address: str = "127.1.0.1", role: str = "controlplane"
 ) -> None:
-    await env.sim.on_node_joined(
+    joined = await env.sim.on_node_joined(
         machine_uuid=uuid,
         address=address,
         hostname=f"node-{address.rsplit('.', 1)[-1]}",
         talos_version=TALOS,
         role=role,
         schematic_id="a" * 64,
+        api_url=env.sim.join.documents()[0]["apiUrl"],
     )
+    assert joined
 
 
 async def machine_set(op: OmniClient, id_: str, cluster: str = "prod", role: str = "worker") -> Any:

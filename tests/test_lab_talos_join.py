@@ -13,6 +13,8 @@ import time
 import pytest
 import yaml
 
+from providers.codec.joinurl import join_api_url
+from providers.codec.omni_names import DEFAULT_JOIN_TOKENS, SIDEROLINK_API_CONFIGS
 from providers.errors import ProviderError, Unreachable
 from providers.factory import FactoryClient, SchematicStatus
 from providers.talos import ApplyMode
@@ -21,7 +23,7 @@ LINKS = "Links.omni.sidero.dev"
 
 JOIN = (
     b"---\napiVersion: v1alpha1\nkind: SideroLinkConfig\n"
-    b"apiUrl: https://127.0.0.1:8090?jointoken=lab\n"
+    b"apiUrl: '%s'\n"
     b"---\napiVersion: v1alpha1\nkind: EventSinkConfig\nendpoint: '[fdae:41e4:649b:9303::1]:8090'\n"
     b"---\napiVersion: v1alpha1\nkind: KmsgLogConfig\nname: omni-kmsg\n"
     b"url: tcp://[fdae:41e4:649b:9303::1]:8092\n"
@@ -72,9 +74,17 @@ def wait_for(predicate, timeout=5.0):
     raise AssertionError("condition not reached in time")
 
 
-def join(aio, lab, node):
+def join_url(aio, lab) -> str:
+    """The apiUrl Omni's join options give: its advertised URL with its default join token."""
+    token = omni(aio, lab, lambda c: c.get(DEFAULT_JOIN_TOKENS, "default")).spec.token_id
+    api = omni(aio, lab, lambda c: c.get(SIDEROLINK_API_CONFIGS, "siderolink-config"))
+    return join_api_url(api.spec.machine_api_advertised_url, token)
+
+
+def join(aio, lab, node, api_url=None):
     config = talos(aio, lab, lambda c: c.machine_config(node))
-    result = talos(aio, lab, lambda c: c.apply_configuration(node, config + JOIN))
+    docs = JOIN % (api_url or join_url(aio, lab)).encode()
+    result = talos(aio, lab, lambda c: c.apply_configuration(node, config + docs))
     assert result.mode is ApplyMode.NO_REBOOT
     return config
 
@@ -93,6 +103,26 @@ def test_join_documents_connect_the_node_and_removing_them_disconnects(aio, jlab
     talos(aio, jlab, lambda c: c.apply_configuration(node, before))
     assert connected(jlab)[node] is False
     wait_for(lambda: omni(aio, jlab, lambda c: c.get(LINKS, uuid)).spec.connected is False)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda url: url.replace("jointoken=", "jointoken=x"),  # another token
+        lambda url: url.split("?")[0] + "?jointoken=",  # no token
+        lambda url: url.replace("127.0.0.1", "127.0.0.2"),  # not this Omni's endpoint
+    ],
+    ids=["wrong-token", "empty-token", "other-endpoint"],
+)
+def test_omni_refuses_a_join_without_its_url_and_token(aio, jlab, mangle):
+    node = jlab.workers[1]
+    uuid = machine_id(jlab, node)
+    before = join(aio, jlab, node, api_url=mangle(join_url(aio, jlab)))
+    try:
+        assert connected(jlab)[node] is False
+        assert omni(aio, jlab, lambda c: c.find(LINKS, uuid)) is None
+    finally:
+        talos(aio, jlab, lambda c: c.apply_configuration(node, before))
 
 
 def test_never_connect_keeps_nodes_away_until_cleared(aio, jlab):
