@@ -39,6 +39,12 @@ CHECKS: dict[str, Check] = {
     "MEMBERS_MISMATCH": Check(
         E, False, "list every cluster member in talos.nodes (and only members)"
     ),
+    "MEMBERS_UNREADABLE": Check(
+        E,
+        True,
+        "make the first node in talos.nodes reachable (talosctl get members), "
+        "or accept to skip the member check",
+    ),
     "DISCOVERY_DISABLED": Check(
         W, True, "make sure talos.nodes lists every node: discovery cannot confirm it"
     ),
@@ -247,6 +253,15 @@ def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
         out.append(finding("NO_CONTROL_PLANE", "none of the given nodes is a control plane", spec))
 
     # discovery membership versus the nodes given
+    if facts.members_error is not None:
+        out.append(
+            finding(
+                "MEMBERS_UNREADABLE",
+                f"the discovery members could not be read, so the node list cannot be "
+                f"confirmed: {facts.members_error}",
+                spec,
+            )
+        )
     if facts.members is not None:
         if not facts.members:
             out.append(

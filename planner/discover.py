@@ -287,21 +287,24 @@ def endpoint_failure(exc: ProviderError) -> bool:
     return isinstance(exc, Unreachable | TLSFailure) and exc.code is None
 
 
-async def read_members(client: TalosClient, node: str | None) -> tuple[Member, ...] | None:
-    """Discovery members seen from ``node``; None when they cannot be read.
+async def read_members(
+    client: TalosClient, node: str | None
+) -> tuple[tuple[Member, ...] | None, str | None]:
+    """Discovery members seen from ``node``, or None and why they could not be read.
 
-    Raises the ProviderError when the endpoint itself cannot be reached (see
-    :func:`endpoint_failure`), so the caller can tell a dead endpoint from a dead node.
+    Omni's importer fails when it cannot list them; here that is a finding (MEMBERS_UNREADABLE)
+    so the rest of the plan still shows. Raises the ProviderError when the endpoint itself
+    cannot be reached (see :func:`endpoint_failure`), to tell a dead endpoint from a dead node.
     """
     if node is None:
-        return None
+        return None, "no node to read them from"
     try:
         members = await client.members(node)
     except ProviderError as exc:
         if endpoint_failure(exc):
             raise
-        return None
-    return tuple(Member(m.id, m.hostname, m.addresses, m.machine_type) for m in members)
+        return None, f"{node}: {exc.message}"
+    return tuple(Member(m.id, m.hostname, m.addresses, m.machine_type) for m in members), None
 
 
 async def run_health_check(

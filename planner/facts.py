@@ -118,6 +118,8 @@ class ClusterFacts:
     omni: OmniFacts
     factory: FactoryFacts
     health: HealthFacts
+    members_error: str | None = None
+    """Why the members could not be read (then ``members`` is None)."""
 
     def node(self, address: str) -> NodeFacts:
         return next(n for n in self.nodes if n.address == address)

@@ -166,7 +166,9 @@ async def _discover(
         for value in (members_or_error, settings_or_error):
             if isinstance(value, BaseException):
                 raise value
-        members = cast(tuple[Member, ...] | None, members_or_error)
+        members, members_error = cast(
+            tuple[tuple[Member, ...] | None, str | None], members_or_error
+        )
         settings = cast(dict[str, Any], settings_or_error)
 
         nodes = await read_nodes(talos, spec.talos.nodes, role_hints=role_hints(members))
@@ -201,6 +203,7 @@ async def _discover(
     return ClusterFacts(
         nodes=nodes,
         members=members,
+        members_error=members_error,
         omni=cast(OmniFacts, omni_facts),
         factory=cast(FactoryFacts, factory_facts),
         health=cast(HealthFacts, health_facts),

@@ -1,5 +1,7 @@
 """Checks on hand-made facts: each code fires on its situation, and acceptance rules hold."""
 
+from dataclasses import replace
+
 import pytest
 
 from planner.checks import CHECKS, check, image_version, resolve_versions
@@ -53,6 +55,9 @@ def node(address, role="controlplane", **kw):
     return NodeFacts(**base)
 
 
+MACHINE_API = "https://omni:8090"
+
+
 def facts(nodes=None, members=None, omni=None, factory=None, health=None):
     nodes = nodes or (node("10.0.0.1"), node("10.0.0.2", "worker"))
     if members is None:
@@ -60,10 +65,27 @@ def facts(nodes=None, members=None, omni=None, factory=None, health=None):
     return ClusterFacts(
         nodes=tuple(nodes),
         members=members,
-        omni=omni or OmniFacts(url="https://omni", talos_versions={"1.11.5": ("1.34.1",)}),
+        omni=omni
+        or OmniFacts(
+            url="https://omni",
+            talos_versions={"1.11.5": ("1.34.1",)},
+            machine_api_url=MACHINE_API,
+        ),
         factory=factory or FactoryFacts(url="https://factory"),
         health=health or HealthFacts(ran=True),
     )
+
+
+def test_no_advertised_siderolink_url_blocks():
+    f = facts(omni=OmniFacts(url="u", talos_versions={"1.11.5": ("1.34.1",)}))
+    found = check(f, spec("findings: {force: true}\n"))
+    assert codes(found) == ["SIDEROLINK_URL_INVALID"] and found[0].blocking
+
+
+def test_unreadable_members_are_a_finding_not_silence():
+    found = check(replace(facts(), members=None, members_error="cp: permission denied"), spec())
+    assert codes(found) == ["MEMBERS_UNREADABLE"]
+    assert "cp: permission denied" in found[0].message and found[0].blocking
 
 
 def codes(findings):
@@ -107,7 +129,14 @@ def test_mixed_talos_versions_and_acceptance():
 
 
 def test_force_never_accepts_unacceptable_codes():
-    f = facts(omni=OmniFacts(url="u", cluster_exists=True, talos_versions={"1.11.5": ("1.34.1",)}))
+    f = facts(
+        omni=OmniFacts(
+            url="u",
+            cluster_exists=True,
+            talos_versions={"1.11.5": ("1.34.1",)},
+            machine_api_url=MACHINE_API,
+        )
+    )
     found = check(f, spec("findings: {force: true}\n"))
     assert codes(found) == ["CLUSTER_EXISTS"]
     assert found[0].blocking

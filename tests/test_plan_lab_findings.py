@@ -202,6 +202,15 @@ FAULTS = [
         lambda lab: {"kind": "unreachable", "node": lab.workers[0]},
         [("NODE_UNREACHABLE", "worker", "i/o timeout"), ("HEALTH_CHECK_FAILED", None, "")],
     ),
+    (
+        # the members are read from the first node of the spec; Omni's importer stops there
+        "unreachable-first-node",
+        lambda lab: {"kind": "unreachable", "node": lab.nodes[0]},
+        [
+            ("NODE_UNREACHABLE", "first", "i/o timeout"),
+            ("MEMBERS_UNREADABLE", None, "could not be read, so the node list cannot be"),
+        ],
+    ),
     ("factory-down", lambda lab: {"kind": "factory-down"}, [("FACTORY_UNREACHABLE", None, "")]),
     (
         "omni-answers-unavailable",
@@ -249,7 +258,12 @@ def test_fault_scenarios(faults, faults_spec, baseline, tmp_path, case, fault, e
     blocking = any(CHECKS[code].severity.value == "error" for code, _, _ in expected)
     assert result.code == (1 if blocking else 0), result.err
     for code, where, says in expected:
-        node = {"worker": faults.workers[0], "cp": faults.controlplanes[0], None: None}[where]
+        node = {
+            "worker": faults.workers[0],
+            "cp": faults.controlplanes[0],
+            "first": faults.nodes[0],
+            None: None,
+        }[where]
         expect(result, code, node, says)
 
 
@@ -361,7 +375,15 @@ def mutated(tmp_path_factory) -> Iterator[LabHandle]:
     options = control.UpOptions(
         nodes=4,
         initial_talos_version="v1.7.6",
-        extra_args=("--node-talos-version", "127.1.0.1=v1.10.7"),
+        extra_args=(
+            "--node-talos-version",
+            "127.1.0.1=v1.10.7",
+            # the joined node's SideroLinkConfig below must reach this Omni with its token
+            "--omni-machine-api-url",
+            "https://127.0.0.1:8099",
+            "--omni-join-token",
+            JOIN_TOKEN,
+        ),
     )
     for handle in started(tmp_path_factory.mktemp("mutated"), options):
         cp, residue, joined, older = handle.nodes
