@@ -50,9 +50,23 @@ def validate(spec: str) -> None:
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Plan file to write.")
 @click.option("--json", "as_json", is_flag=True, help="Stream JSON Lines events.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
+@click.option("--force", is_flag=True, help="Replace an existing -o file that is not a plan.")
+@click.option(
+    "--file-mode",
+    type=click.Choice(["600", "640", "644"]),
+    default="600",
+    show_default=True,
+    help="Permissions of the plan file.",
+)
 @click.pass_context
 def plan(
-    ctx: click.Context, spec: str, out: str | None, as_json: bool, detailed_exitcode: bool
+    ctx: click.Context,
+    spec: str,
+    out: str | None,
+    as_json: bool,
+    detailed_exitcode: bool,
+    force: bool,
+    file_mode: str,
 ) -> int:
     """Read the live cluster and Omni, change nothing, and write a reviewable plan."""
     from planner.plan_command import run_plan
@@ -62,6 +76,8 @@ def plan(
         out,
         as_json=as_json,
         detailed_exitcode=detailed_exitcode,
+        force=force,
+        file_mode=int(file_mode, 8),
         color=ctx.obj["color"],
         echo=click.echo,
     )

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from planner import planfile, render
+from planner import files, planfile, render
 from planner.planning import make_plan
 from planner.spec import load_spec
 
@@ -27,16 +27,20 @@ def run_plan(
     detailed_exitcode: bool,
     color: bool,
     echo: Echo,
+    force: bool = False,
+    file_mode: int = 0o600,
 ) -> int:
     """Exit code: 1 when apply would be blocked, else 2 for changes with --detailed-exitcode."""
     spec = load_spec(spec_path)
     path = Path(out) if out else default_plan_path(Path(spec_path))
+    protect = (Path(spec_path),)
+    planfile.check_target(path, protect=protect, force=force)  # before reading anything
     if not as_json:
         print(
             f"Reading {len(spec.talos.nodes)} node(s), Omni and the Image Factory…", file=sys.stderr
         )
     computed = asyncio.run(make_plan(spec))
-    planfile.write(computed.plan, path)
+    planfile.write(computed.plan, path, protect=protect, force=force, mode=file_mode)
     data = planfile.to_dict(computed.plan)
     if as_json:
         for event in render.plan_events(data):
@@ -55,8 +59,8 @@ def run_show(path: str, *, as_json: bool, color: bool, echo: Echo) -> int:
 
     text_path = Path(path)
     try:
-        raw = json.loads(text_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # the readers below explain
+        raw = json.loads(files.read_text(text_path, files.PLAN_LIMIT))
+    except (OSError, files.Unreadable, ValueError, RecursionError):  # the readers below explain
         raw = None
     if isinstance(raw, dict) and "import_id" in raw:
         rollback = rollbackfile.read(text_path)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from planner import __version__
+from planner import __version__, files
 from planner.errors import OmniportError
 from planner.plan import (
     FORMAT_VERSION,
@@ -168,10 +168,30 @@ def dumps(plan: Plan) -> str:
     return canonical(to_dict(plan))
 
 
-def write(plan: Plan, path: str | Path) -> None:
-    """Write the plan file (mode 0644: it holds no secret and is meant to be reviewed)."""
+def check_target(path: str | Path, *, protect: tuple[Path, ...] = (), force: bool = False) -> Path:
+    """Where the plan will be written; raises PlanFileError for a target it must not replace."""
     try:
-        write_private(Path(path), dumps(plan), mode=0o644)
+        return files.plan_target(Path(path), protect=protect, force=force)
+    except files.OutputRefused as err:
+        raise PlanFileError(err.reason, err.fix) from None
+
+
+def write(
+    plan: Plan,
+    path: str | Path,
+    *,
+    protect: tuple[Path, ...] = (),
+    force: bool = False,
+    mode: int = 0o600,
+) -> None:
+    """Write the plan file, never over something that is not a plan (see files.plan_target).
+
+    Mode 0600 by default: it holds no secret, but it names every node and how to reach Omni;
+    reviewers get it through the pull request, not through the file's permissions.
+    """
+    target = check_target(path, protect=protect, force=force)
+    try:
+        write_private(target, dumps(plan), mode=mode)
     except OSError as err:
         raise PlanFileError(
             f"cannot write the plan file {path}: {err.strerror}", "choose a writable path with -o"
@@ -225,10 +245,9 @@ def parse(text: str, source: str = "plan file") -> Plan:
 def read(path: str | Path) -> Plan:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = files.read_text(path, files.PLAN_LIMIT)
     except FileNotFoundError:
         raise PlanFileError(f"no plan file at {path}", "check the path") from None
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or "not UTF-8 text"
-        raise PlanFileError(f"cannot read the plan file {path}: {reason}", "check it") from None
+    except files.Unreadable as err:
+        raise PlanFileError(f"the plan file {path} {err.reason}", "check the path") from None
     return parse(text, source=str(path))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner import __version__
+from planner import __version__, files
 from planner.errors import OmniportError
 from planner.sealed import (
     canonical,
@@ -179,10 +179,11 @@ def parse(text: str, source: str = "rollback file") -> RollbackPlan:
 def read(path: Path) -> RollbackPlan:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = files.read_text(path, files.PLAN_LIMIT)
     except FileNotFoundError:
         raise RollbackFileError(f"no rollback plan at {path}", "check the path") from None
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or "not UTF-8 text"
-        raise RollbackFileError(f"cannot read {path}: {reason}", "check the file") from None
+    except files.Unreadable as err:
+        raise RollbackFileError(
+            f"the rollback plan {path} {err.reason}", "check the path"
+        ) from None
     return parse(text, source=str(path))

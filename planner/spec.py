@@ -22,6 +22,7 @@ import jsonschema
 import yaml
 
 import schemas
+from planner import files
 from planner.errors import OmniportError
 
 Path_ = tuple[str | int, ...]
@@ -117,10 +118,15 @@ def canonical_json(data: Any) -> str:
 _TAG_NAMES = {"int": "a number", "float": "a number", "timestamp": "a date", "bool": "true/false"}
 _TOO_DEEP = "invalid YAML: the spec is nested too deeply to read"
 _MAX_VALUES = 200_000
-_TOO_BIG = (
-    f"the spec holds more than {_MAX_VALUES} values once its aliases are expanded; "
-    "write the values out instead of nesting aliases"
+_TOO_BIG = f"the spec holds more than {_MAX_VALUES} values"
+_TOO_BIG_ALIASES = (
+    f"{_TOO_BIG} once its aliases are expanded; write the values out instead of nesting aliases"
 )
+_STANDARD_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")
+)
+"""Tags a plain-YAML spec can carry (PyYAML resolves untagged values to these)."""
 
 
 @dataclass
@@ -156,6 +162,8 @@ def _compose(text: str, file: str) -> _Located:
     located = _Located(None, {}, {})
     loader = yaml.SafeLoader("")
     open_nodes: set[int] = set()  # collections being built: an alias to one is a cycle
+    seen: set[int] = set()  # nodes built so far: meeting one again means an alias
+    alias = [False]
     budget = [_MAX_VALUES]
 
     def construct(n: yaml.Node) -> Any:
@@ -181,11 +189,24 @@ def _compose(text: str, file: str) -> _Located:
             problem = f"invalid YAML: cannot read {shown} as {what}; quote it to make it a string"
             raise SpecError([SpecProblem(file, line, col, problem)]) from None
 
+    def check_tag(n: yaml.Node) -> None:
+        """Only plain YAML: a ``!!python/...`` or ``!!binary`` tag is refused, not half-read."""
+        if n.tag in _STANDARD_TAGS:
+            return
+        shown = n.tag.replace("tag:yaml.org,2002:", "!!", 1)
+        line, col = n.start_mark.line + 1, n.start_mark.column + 1
+        problem = f"unsupported YAML tag {_shown(shown)}; remove it (a spec is plain YAML)"
+        raise SpecError([SpecProblem(file, line, col, problem)])
+
     def build(n: yaml.Node, path: Path_) -> Any:
         located.marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
+        check_tag(n)
         budget[0] -= 1
         if budget[0] < 0:
-            raise SpecError([SpecProblem(file, 1, 1, _TOO_BIG)])
+            raise SpecError([SpecProblem(file, 1, 1, _TOO_BIG_ALIASES if alias[0] else _TOO_BIG)])
+        if id(n) in seen:
+            alias[0] = True
+        seen.add(id(n))
         if isinstance(n, yaml.MappingNode | yaml.SequenceNode):
             if id(n) in open_nodes:
                 line, col = n.start_mark.line + 1, n.start_mark.column + 1
@@ -202,6 +223,7 @@ def _compose(text: str, file: str) -> _Located:
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
+                check_tag(key_node)
                 key = construct(key_node)
                 if not isinstance(key, str):
                     key = str(key)
@@ -465,15 +487,11 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = files.read_text(path, files.SPEC_LIMIT)
     except FileNotFoundError:
         raise SpecError([SpecProblem(file, 1, 1, "no such file; check the path")]) from None
-    except IsADirectoryError:
-        raise SpecError([SpecProblem(file, 1, 1, "is a directory, not a spec file")]) from None
-    except UnicodeDecodeError:
-        raise SpecError([SpecProblem(file, 1, 1, "is not UTF-8 text")]) from None
-    except OSError as err:
-        raise SpecError([SpecProblem(file, 1, 1, f"cannot be read: {err.strerror}")]) from None
+    except files.Unreadable as err:
+        raise SpecError([SpecProblem(file, 1, 1, err.reason)]) from None
     return parse_spec(text, file=file, base=path.resolve().parent, path=path)
 
 

@@ -71,6 +71,8 @@ def test_round_trip_and_mode(tmp_path):
     path = tmp_path / "p.plan.json"
     planfile.write(sample_plan(), path)
     assert planfile.read(path) == sample_plan()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # unless asked: --file-mode
+    planfile.write(sample_plan(), path, mode=0o644)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     text = path.read_text()
     assert text == planfile.dumps(sample_plan())  # deterministic

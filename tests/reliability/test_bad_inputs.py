@@ -138,6 +138,18 @@ SPEC_INPUTS: list[tuple[str, Content | str, str]] = [
     ("wrong-type-nodes", MINIMAL.replace("[10.0.0.1, 10.0.0.2]", "10.0.0.1"), "must be a list"),
     ("out-of-range", MINIMAL + "apply: {parallelism: 0}\n", "must be at least 1"),
     ("bad-version", MINIMAL + "versions: {talos: 1.x}\n", "is not a version like 1.11.5"),
+    (
+        "python-tag-on-a-list",
+        MINIMAL.replace("[10.0.0.1, 10.0.0.2]", '!!python/object/apply:os.system ["id"]'),
+        "unsupported YAML tag '!!python/object/apply:os.system'",
+    ),
+    ("local-tag-on-a-key", MINIMAL + "!x apply: {}\n", "unsupported YAML tag '!x'"),
+    ("larger-than-1-mib", MINIMAL + "#" * (1024 * 1024) + "\n", "more than the 1 MiB allowed"),
+    (
+        "many-values-without-aliases",
+        "talos: {nodes: [" + "1," * 200_001 + "]}\n",
+        "holds more than 200000 values\n",  # no word about aliases when there are none
+    ),
     ("bad-duration", MINIMAL + "apply: {waitTimeout: 5 minutes}\n", "not a duration"),
     ("zero-duration", MINIMAL + "healthCheck: {timeout: 0s}\n", "must be longer than 0s"),
     ("duplicate-node", MINIMAL.replace("10.0.0.2", "10.0.0.1"), "lists '10.0.0.1' twice"),
@@ -175,7 +187,7 @@ SPEC_INPUTS: list[tuple[str, Content | str, str]] = [
     (
         "duplicate-binary-nodes",
         MINIMAL.replace("[10.0.0.1, 10.0.0.2]", "[!!binary YQ==, !!binary YQ==]"),
-        "must be a string",
+        "unsupported YAML tag '!!binary'",
     ),
     (
         "duplicate-date-accept",
@@ -208,6 +220,28 @@ PEM_GARBAGE = base64.b64encode(
 ).decode()
 
 PLAN_CASES = [
+    Case(
+        "plan-out-is-the-spec",
+        ("plan", "import.yaml", "-o", "import.yaml"),
+        "import.yaml is the spec being planned",
+        {"import.yaml": lambda m: m.spec(), "talosconfig": lambda m: m.talosconfig},
+    ),
+    Case(
+        "plan-out-would-replace-a-key-file",
+        ("plan", "import.yaml", "-o", "talosconfig"),
+        "talosconfig exists and is not an omniport plan file, so it is left alone",
+        {"import.yaml": lambda m: m.spec(), "talosconfig": lambda m: m.talosconfig},
+    ),
+    Case(
+        "plan-out-force-still-spares-the-spec",
+        ("plan", "import.yaml", "-o", "link.json", "--force"),
+        "link.json is the spec being planned",
+        {
+            "import.yaml": lambda m: m.spec(),
+            "talosconfig": lambda m: m.talosconfig,
+            "link.json": "<symlink:import.yaml>",
+        },
+    ),
     Case(
         "plan-talosconfig-garbage",
         ("plan", "import.yaml"),
@@ -685,6 +719,9 @@ def _materialize(case: Case, workdir: Path, material: Material, monkeypatch) -> 
             path.mkdir()
             continue
         value = content(material) if callable(content) else content
+        if isinstance(value, str) and value.startswith("<symlink:"):
+            path.symlink_to(value.removeprefix("<symlink:").removesuffix(">"))
+            continue
         if isinstance(value, bytes):
             path.write_bytes(value)
         else:

@@ -1,0 +1,95 @@
+"""Files omniport is pointed at that are not what they seem (issue 16, items 2 and 6).
+
+A FIFO given as a spec, plan or rollback plan must not hang the run; ``-o`` must never replace
+a FIFO or device (as root, a rename over ``/dev/full`` replaced the device node), the spec, or a
+file that is not a plan unless ``--force``. These cases cannot live in the bad-input corpus,
+whose snapshots read every file (a FIFO would block the snapshot itself).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from planner import files, planfile
+from planner.cli import run
+from tests.reliability.conftest import assert_one_clear_error
+from tests.test_planfile import sample_plan
+
+pytestmark = pytest.mark.reliability
+
+
+@pytest.fixture
+def omniport(capsys):
+    from tests.reliability.conftest import Outcome
+
+    def invoke(*args: str):
+        capsys.readouterr()
+        code = run(list(args))
+        captured = capsys.readouterr()
+        return Outcome(code, captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("validate", "{fifo}"), "is a FIFO, not a regular file"),
+        (("plan", "{fifo}"), "is a FIFO, not a regular file"),
+        (("show", "{fifo}"), "is a FIFO, not a regular file"),
+        (("apply", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
+        (("rollback", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
+    ],
+    ids=["validate", "plan", "show", "apply", "rollback"],
+)
+def test_a_fifo_as_input_is_refused_without_waiting(tmp_path, omniport, args, needle):
+    fifo = tmp_path / "input.yaml"
+    os.mkfifo(fifo)
+    result = omniport(*(a.format(fifo=fifo) for a in args))
+    assert_one_clear_error(result, needle, spec_lines=True)
+
+
+def test_plan_output_onto_a_fifo_is_refused_and_the_fifo_stays(tmp_path):
+    fifo = tmp_path / "plan.json"
+    os.mkfifo(fifo)
+    with pytest.raises(planfile.PlanFileError, match="is a FIFO; a plan is only written"):
+        planfile.write(sample_plan(), fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null")
+def test_plan_output_onto_a_device_is_refused():
+    with pytest.raises(files.OutputRefused, match="is a character device"):
+        files.plan_target(Path("/dev/null"))
+
+
+def test_force_replaces_a_file_that_is_not_a_plan(tmp_path):
+    other = tmp_path / "notes.txt"
+    other.write_text("keep me\n")
+    with pytest.raises(planfile.PlanFileError, match="is not an omniport plan file"):
+        planfile.write(sample_plan(), other)
+    assert other.read_text() == "keep me\n"
+    planfile.write(sample_plan(), other, force=True)
+    assert planfile.read(other) == sample_plan()
+
+
+def test_an_earlier_plan_is_replaced_and_a_symlink_keeps_pointing_at_it(tmp_path):
+    real = tmp_path / "real.plan.json"
+    planfile.write(sample_plan(), real)
+    link = tmp_path / "link.json"
+    link.symlink_to(real.name)
+    planfile.write(sample_plan(), link)
+    assert link.is_symlink() and planfile.read(real) == sample_plan()
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o600
+
+
+def test_a_plan_larger_than_the_cap_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "p.json"
+    planfile.write(sample_plan(), path)
+    monkeypatch.setattr(files, "PLAN_LIMIT", 100)
+    with pytest.raises(planfile.PlanFileError, match="more than the 100 B allowed"):
+        planfile.read(path)
