@@ -473,3 +473,40 @@ def test_strict_turns_v1alpha1_warnings_into_errors(oracle: oracles.Oracle, stri
         ours = validate_bytes(case["config"], oracle.minor, mode="cloud", strict=strict)
         assert (ours.valid, len(ours.errors)) == _oracle_verdict(answer)[:2], case["id"]
     counts.record("validate-strict", oracle.minor, tried=len(cases), agreed=len(cases))
+
+
+def _born_older_variants(docs: Docs, aggregator: dict[str, Any]) -> dict[str, Docs]:
+    """A config born on an older minor as Omni's 1.14 render may meet it (omni#3424)."""
+    out = {"as-born": docs}
+    no_endpoint = copy.deepcopy(docs)
+    _legacy(no_endpoint)["cluster"]["controlPlane"] = {}
+    out["control-plane-without-endpoint"] = no_endpoint
+    no_section = copy.deepcopy(docs)
+    _legacy(no_section)["cluster"].pop("controlPlane", None)
+    out["no-control-plane-section"] = no_section
+    out["with-aggregator-document"] = [*copy.deepcopy(no_endpoint), aggregator]
+    return out
+
+
+def test_configs_born_on_older_minors_under_1_14(interop_built: None) -> None:
+    """1.14 judges what older minors generated: legacy fields alone, without their endpoint,
+    and next to a 1.14 document (the shapes an upgraded, imported node ends up in)."""
+    new = oracles.Oracle("1.14")
+    base = dict(_base_configs(new))["controlplane"]
+    aggregator = next(
+        d.data for d in mcdoc.parse(base).documents if d.key.kind == "KubeAggregatorCAConfig"
+    )
+    cases = []
+    for minor in ("1.9", "1.10", "1.11", "1.12", "1.13"):
+        for config_id, config in _generated(oracles.Oracle(minor))[::8]:
+            docs = [dict(d.data) for d in mcdoc.parse(config).documents]
+            for name, variant in _born_older_variants(docs, aggregator).items():
+                cases.append(
+                    {
+                        "id": f"{minor}/{config_id}/{name}",
+                        "op": "validate",
+                        "config": mcdoc.emit(variant),
+                    }
+                )
+    disagreements = _compare(new, "validate-born-older", cases)
+    assert not disagreements, disagreements[:5]
