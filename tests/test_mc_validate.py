@@ -244,3 +244,18 @@ def test_cli_valid_invalid_and_unreadable(bundle, tmp_path, capsys, monkeypatch)
     assert err.startswith("Error: Talos 1.7 has no validation rules here")
     assert run(["config", "validate", "--talos-version", "1.12", "missing.yaml"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_unlock_preview_carries_the_refusal():
+    from types import SimpleNamespace
+
+    from planner.abort import unlock_preview
+    from planner.plan import Finding, Severity
+
+    findings = [
+        Finding("DENYLISTED_VALUES", Severity.WARNING, "strips"),
+        Finding("UNLOCK_CONFIG_INVALID", Severity.ERROR, "refused", node="10.0.0.1"),
+        Finding("CLUSTER_EXISTS", Severity.ERROR, "exists"),
+    ]
+    shown = unlock_preview(SimpleNamespace(findings=findings))
+    assert [f.code for f in shown] == ["DENYLISTED_VALUES", "UNLOCK_CONFIG_INVALID"]
