@@ -16,7 +16,9 @@ checks that need a live node), checked case by case against machinery itself in
 
 Covered:
 
-- loading: duplicate v1alpha1 documents, duplicate ``kind/name``, conflicting document kinds;
+- loading: duplicate v1alpha1 documents, duplicate ``kind/name``, conflicting document kinds,
+  and kinds or fields newer than the version (1.14's Kube*, Discovery* and UnattendedInstall
+  documents; ``machine.install.grubUseUKICmdline`` before 1.12);
 - v1alpha1 (all versions): machine/cluster present, control-plane endpoint (required up to 1.13;
   from 1.14 only when ``cluster.controlPlane`` is present) and its URL, install disk in metal
   mode (required up to 1.13; from 1.14 only when ``machine.install`` is present), machine type,
@@ -37,13 +39,16 @@ Covered:
   KubeAuthorizer, KubeAdmissionControl, KubeFlannelCNI, Hostname, DiscoveryService/Identity,
   UnattendedInstall.
 
-Not covered (an unknown or unchecked part never produces an error here): the schema itself
-(unknown fields and wrong types are load errors in Talos; the engine does not carry Talos's
-schema), unknown document kinds, the own rules of documents the engine does not generate
-(network links, volumes beyond the header, extension services, CRI, ...), bond option names and
-wireguard keys beyond presence, CEL disk selectors, certificate parsing beyond PEM headers,
-registry entries that are null (1.9–1.13), kube-proxy/API server argument rules, label value
-syntax beyond length, and warnings' exact wording (warnings are reported, not compared).
+Not covered (an unchecked part never produces an error here): the schema itself (unknown
+fields and wrong types are load errors in Talos; the engine does not carry Talos's schema
+beyond the version table above); other unknown document kinds; the own rules of documents the
+engine does not generate (network link documents, volumes beyond their header, extension
+services, CRI, registries, ...); bond and ARP option names; wireguard keys; CEL disk
+selectors; certificate and key parsing (only presence and PEM headers are checked); null
+registry entries (1.9-1.13); API server argument, authorization and resource rules; base
+runtime spec overrides; label, annotation and taint values beyond the taint effect; resolver
+protocols beyond the host DNS rule; the exact wording of Talos's messages. Warnings are
+reported but not compared with Talos's.
 """
 
 from __future__ import annotations
@@ -110,6 +115,26 @@ CONFLICTING_KINDS: dict[str, tuple[str, ...]] = {
     "HCloudVIPConfig": ("Layer2VIPConfig",),
     "UserVolumeConfig": ("ExistingVolumeConfig",),
     "ExistingVolumeConfig": ("UserVolumeConfig",),
+}
+
+# Fields and kinds newer than some minors: an older Talos does not decode them at all.
+LEGACY_FIELDS_SINCE: dict[str, int] = {"machine.install.grubUseUKICmdline": 12}
+KINDS_SINCE: dict[str, int] = {
+    kind: 14
+    for kind in (
+        *CONTROLPLANE_ONLY,
+        "KubeClusterConfig",
+        "KubeNodeConfig",
+        "KubeletConfig",
+        "KubeNetworkConfig",
+        "KubeAPIServerCAConfig",
+        "KubePrismConfig",
+        "KubeTalosAPIAccessConfig",
+        "KubeCredentialProviderConfig",
+        "DiscoveryServiceConfig",
+        "DiscoveryIdentityConfig",
+        "UnattendedInstallConfig",
+    )
 }
 
 _ROLES = frozenset({"os:admin", "os:operator", "os:reader", "os:etcd:backup", "os:impersonator"})
@@ -375,8 +400,15 @@ class _Run:
             if key.is_legacy:
                 if self.legacy is not None:
                     return self._load_error("duplicate v1alpha1.Config")
+                for path, since in LEGACY_FIELDS_SINCE.items():
+                    if self.minor < since and _present(doc.data, path):
+                        return self._load_error(f"unknown field {path} for Talos 1.{self.minor}")
                 self.legacy = doc.data
                 continue
+            if self.minor < KINDS_SINCE.get(key.kind, 0):
+                return self._load_error(
+                    f"unknown document kind {key.kind} for Talos 1.{self.minor}"
+                )
             ident = f"{key.kind}/{key.name}"
             if ident in seen:
                 return self._load_error(f"duplicate document: {ident}")

@@ -1,9 +1,12 @@
 """omniport's validator against machinery's own ``Validate``, for every Talos minor.
 
 Cases: configs made by machinery's generator (the ``gen`` op; 2 machine types x 4 endpoints x
-13 option sets x 2 Kubernetes versions = 208 per minor), and known-bad mutations of generated
-configs (missing or malformed endpoints, bad CIDRs and URLs, duplicate and conflicting
-documents, wrong CA material per machine type, and omni#3424's 1.14 rejection).
+13 option sets x 2 Kubernetes versions = 208 per minor, one in eight also in cloud and
+container mode: 260), known-bad mutations of generated configs (missing or malformed
+endpoints, bad CIDRs and URLs, duplicate and conflicting documents, wrong CA material per
+machine type, document/v1alpha1 conflicts, kinds and fields too new for the minor, and
+omni#3424's 1.14 rejection), configs born on 1.9-1.13 judged by 1.14 as an upgraded, imported
+node meets them, and strict mode.
 
 "Agree" means, for one config: both say valid, or both say invalid with the same number of
 errors. The oracle counts leaf errors (``oracle/validate.go`` flattens Talos's nested error
@@ -317,6 +320,57 @@ def _aggregator_only(docs: Docs, minor: str) -> Docs | None:
     return result
 
 
+def _accepted_only(docs: Docs, minor: str) -> Docs:
+    machine = _legacy(docs)["machine"]
+    ca = machine.pop("ca")
+    machine["acceptedCAs"] = [{"crt": ca["crt"]}]
+    return docs
+
+
+def _cluster_ca_key(docs: Docs, minor: str) -> Docs:
+    cluster = _legacy(docs)["cluster"]
+    if "ca" in cluster:
+        cluster["ca"]["key"] = base64.b64encode(b"not a key").decode()
+    return docs
+
+
+def _doc_field(kind: str, key: str, value: Any) -> Mutation:
+    def mutate(docs: Docs, minor: str) -> Docs | None:
+        doc = _kind(docs, kind)
+        if doc is None:
+            return None
+        doc[key] = value
+        return docs
+
+    return mutate
+
+
+def _resolver_conflict(docs: Docs, minor: str) -> Docs | None:
+    if minor in ("1.9", "1.10", "1.11"):
+        return None
+    _legacy(docs)["machine"].setdefault("network", {})["nameservers"] = ["1.1.1.1"]
+    if _kind(docs, "ResolverConfig") is None:
+        docs.append(
+            {
+                "apiVersion": "v1alpha1",
+                "kind": "ResolverConfig",
+                "nameservers": [{"address": "8.8.8.8"}],
+            }
+        )
+    return docs
+
+
+def _time_sync_conflict(docs: Docs, minor: str) -> Docs | None:
+    if minor in ("1.9", "1.10", "1.11"):
+        return None
+    _legacy(docs)["machine"]["time"] = {"servers": ["time.example.com"]}
+    return [*docs, {"apiVersion": "v1alpha1", "kind": "TimeSyncConfig", "enabled": True}]
+
+
+def _kube_document(docs: Docs, minor: str) -> Docs:
+    return [*docs, {"apiVersion": "v1alpha1", "kind": "KubePrismConfig", "port": 7445}]
+
+
 MUTATIONS: dict[str, Mutation] = {
     "endpoint-missing": _set_endpoint(None),
     "endpoint-empty": _set_endpoint(""),
@@ -380,6 +434,79 @@ MUTATIONS: dict[str, Mutation] = {
     "no-kube-cluster-doc": _drop_kind("KubeClusterConfig"),
     "no-etcd-encryption-doc": _drop_kind("KubeEtcdEncryptionConfig"),
     "kubelet-too-new": _kubelet_image,
+    "install-disk-selector": _legacy_machine(
+        "install", {"diskSelector": {"size": ">= 10GB"}, "image": "ghcr.io/siderolabs/installer"}
+    ),
+    "install-uki-and-args": _legacy_machine(
+        "install",
+        {"disk": "/dev/sda", "extraKernelArgs": ["console=ttyS0"], "grubUseUKICmdline": True},
+    ),
+    "host-dns-forward-only": _legacy_machine(
+        "features.hostDNS", {"enabled": False, "forwardKubeDNSToHost": True}
+    ),
+    "accepted-cas-only": _accepted_only,
+    "machine-ca-missing": _legacy_machine("ca", _DELETE),
+    "cluster-ca-key-on-worker": _cluster_ca_key,
+    "etcd-listen-bad": _legacy_cluster("etcd.listenSubnets", ["nonsense"]),
+    "partitions-full-not-last": _legacy_machine(
+        "disks", [{"device": "/dev/sdb", "partitions": [{"mountpoint": "/a"}, {"size": 1000}]}]
+    ),
+    "encryption-keys": _legacy_machine(
+        "systemDiskEncryption",
+        {
+            "ephemeral": {"provider": "luks2", "keys": []},
+            "state": {"provider": "luks2", "keys": [{"slot": 0}, {"slot": 0, "nodeID": {}}]},
+        },
+    ),
+    "kubespan-filters": _legacy_machine(
+        "network.kubespan",
+        {"enabled": True, "mtu": 1000, "filters": {"endpoints": ["0.0.0.0/0", "!bad"]}},
+    ),
+    "logging-destinations": _legacy_machine(
+        "logging",
+        {
+            "destinations": [
+                {"endpoint": "http://10.0.0.1:3000", "format": "json_lines"},
+                {"endpoint": "udp://10.0.0.1:3000", "format": "text"},
+            ]
+        },
+    ),
+    "extensions-dup": _legacy_machine(
+        "install.extensions", [{"image": "ghcr.io/a:1"}, {"image": "ghcr.io/a:1"}]
+    ),
+    "taints-bad": _legacy_machine("nodeTaints", {"a": "NoSchedule", "b": "Never"}),
+    "sort-algorithm-bad": _legacy_machine("features.nodeAddressSortAlgorithm", "v9"),
+    "discovery-path": _legacy_cluster(
+        "discovery",
+        {"enabled": True, "registries": {"service": {"endpoint": "https://d.example.com/x"}}},
+    ),
+    "bond-options": _interfaces(
+        [
+            {
+                "interface": "bond0",
+                "bond": {"mode": "balance-rr", "lacpRate": "fast", "arpIPTarget": ["10.0.0.1"]},
+            }
+        ]
+    ),
+    "vlan-cidr-and-addresses": _interfaces(
+        [
+            {
+                "interface": "eth0",
+                "vlans": [{"vlanId": 5, "cidr": "10.0.5.2/24", "addresses": ["10.0.5.3/24"]}],
+            }
+        ]
+    ),
+    "hostname-auto-bad": _doc_field("HostnameConfig", "auto", "addr"),
+    "resolver-conflict": _resolver_conflict,
+    "time-sync-conflict": _time_sync_conflict,
+    "proxy-mode-bad": _doc_field("KubeProxyConfig", "mode", "userspace"),
+    "kubeprism-port-zero": _doc_field("KubePrismConfig", "port", 0),
+    "identity-secret-bad": _doc_field("DiscoveryIdentityConfig", "clusterSecret", "c2hvcnQ="),
+    "authorizer-type-bad": _doc_field("KubeAuthorizerConfig", "type", "ABAC"),
+    "apiserver-image-empty": _doc_field("KubeAPIServerConfig", "image", ""),
+    "node-doc-label-bad": _doc_field("KubeNodeConfig", "labels", {"bad key": "x"}),
+    "flannel-backend-empty": _doc_field("KubeFlannelCNIConfig", "backendType", ""),
+    "kube-document-on-older": _kube_document,
     "omni-3424": omni_3424,
     "omni-3424-conflict-only": _aggregator_only,
 }
