@@ -259,3 +259,16 @@ def test_unlock_preview_carries_the_refusal():
     ]
     shown = unlock_preview(SimpleNamespace(findings=findings))
     assert [f.code for f in shown] == ["DENYLISTED_VALUES", "UNLOCK_CONFIG_INVALID"]
+
+
+def test_1_14_checks_kubernetes_image_versions(bundle):
+    docs = copied(config(bundle, "1.14"))
+    kubelet = next(d for d in docs if d.key.kind == "KubeletConfig")
+    kubelet.data["image"] = "ghcr.io/siderolabs/kubelet:v1.31.9"
+    [problem] = validate(docs, "1.14").errors
+    assert str(problem) == (
+        "KubeletConfig: image: kubelet image is not valid: Kubernetes 1.31.9 is too old for "
+        "Talos 1.14"
+    )
+    kubelet.data["image"] = "ghcr.io/siderolabs/kubelet:latest"
+    assert "invalid image reference" in str(validate(docs, "1.14").errors[0])

@@ -1081,18 +1081,19 @@ class _Run:
             self.err(where, path, f"{name} image is not valid: {version}")
             return
         low, high = KUBERNETES_RANGE[self.minor]
+        shown = ".".join(map(str, version))
         if version < low:
             self.err(
                 where,
                 path,
-                f"{name} image is not valid: Kubernetes {version} is too old for Talos "
+                f"{name} image is not valid: Kubernetes {shown} is too old for Talos "
                 f"1.{self.minor}",
             )
         elif version >= high:
             self.err(
                 where,
                 path,
-                f"{name} image is not valid: Kubernetes {version} is too new for Talos "
+                f"{name} image is not valid: Kubernetes {shown} is too new for Talos "
                 f"1.{self.minor}",
             )
 
