@@ -637,3 +637,30 @@ def test_configs_born_on_older_minors_under_1_14(interop_built: None) -> None:
                 )
     disagreements = _compare(new, "validate-born-older", cases)
     assert not disagreements, disagreements[:5]
+
+
+def test_legacy_fields_beside_1_14_documents(interop_built: None) -> None:
+    """Each v1alpha1 field a 1.12-born node carries, put next to 1.14's generated documents
+    (one at a time, then all at once): the conflict table omni#3424 belongs to."""
+    new, old = oracles.Oracle("1.14"), oracles.Oracle("1.12")
+    olds = {k: mcdoc.parse(v).documents[0].data for k, v in _base_configs(old)}
+    cases = []
+    for role, config in _base_configs(new):
+        docs = [dict(d.data) for d in mcdoc.parse(config).documents]
+        legacy12 = olds[role]
+        for section in ("machine", "cluster"):
+            for key, value in legacy12[section].items():
+                variant = copy.deepcopy(docs)
+                _legacy(variant).setdefault(section, {})[key] = copy.deepcopy(value)
+                cases.append(
+                    {
+                        "id": f"{role}/{section}.{key}",
+                        "op": "validate",
+                        "config": mcdoc.emit(variant),
+                    }
+                )
+        merged = copy.deepcopy(docs)
+        merged[0] = {**copy.deepcopy(legacy12), "machine": legacy12["machine"]}
+        cases.append({"id": f"{role}/all", "op": "validate", "config": mcdoc.emit(merged)})
+    disagreements = _compare(new, "validate-legacy-beside-1.14", cases)
+    assert not disagreements, disagreements[:5]
