@@ -272,3 +272,21 @@ def test_1_14_checks_kubernetes_image_versions(bundle):
     )
     kubelet.data["image"] = "ghcr.io/siderolabs/kubelet:latest"
     assert "invalid image reference" in str(validate(docs, "1.14").errors[0])
+
+
+def test_rules_the_live_config_breaks_too_are_not_refusals(bundle):
+    """A cloud node has no machine.install: metal-mode rules do not hold for it."""
+    live = copied(config(bundle, "1.12", "worker"))
+    del live[0].data["machine"]["install"]
+    assert errors(validate(live, "1.12")) == [("v1alpha1", "machine.install")]
+    baseline = import_baseline(
+        "worker",
+        talos_version="1.12",
+        kubernetes_version=K8S["1.12"],
+        cluster_name="c",
+        secrets=bundle,
+    )
+    render = config(bundle, "1.12", "worker", endpoint=OMNI_LB, install_disk="")
+    pushed = apply_patches(render, node_patches(baseline, live).patches)
+    assert ("v1alpha1", "machine.install") in errors(validate(pushed, "1.12"))
+    assert pushed_config_verdict(pushed, live, "1.12").valid

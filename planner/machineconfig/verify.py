@@ -11,7 +11,7 @@ Mismatch values are redacted, so they can go into a plan as they are.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from planner.machineconfig.diff import diff
@@ -102,6 +102,11 @@ def pushed_config_verdict(pushed: Documents, live: Documents, talos_version: str
 
     ``machine.install.disk`` is Omni's to set and never part of a patch; Omni fills it for the
     machine, so the live value stands in for it here, as it does for the endpoint in the base.
+
+    Errors the live config has too under the same rules are left out: the node runs that config
+    on this Talos version, so such a rule does not hold for it (most often because the node
+    does not run in metal mode, where ``machine.install`` is required up to 1.13, and the plan
+    cannot see the node's mode).
     """
     docs = [Document(copy_tree(doc.data)) for doc in as_documents(pushed)]
     live_legacy = next((d for d in as_documents(live) if d.key.is_legacy), None)
@@ -111,7 +116,9 @@ def pushed_config_verdict(pushed: Documents, live: Documents, talos_version: str
         install = machine.get("install") if isinstance(machine, dict) else None
         if disk and isinstance(install, dict) and not install.get("disk"):
             install["disk"] = disk
-    return validate(docs, talos_version)
+    verdict = validate(docs, talos_version)
+    already = set(validate(live, talos_version).errors)
+    return replace(verdict, errors=tuple(e for e in verdict.errors if e not in already))
 
 
 def _install_disk(data: Mapping[str, Any]) -> str | None:
