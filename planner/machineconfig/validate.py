@@ -26,8 +26,8 @@ Covered:
   only), inline manifests, discovery service, external cloud provider, network interfaces
   (interface/selector, bond/bridge, addresses, routes, VLANs, VIP on workers), kubelet node-IP
   subnets and protected fields, KubeSpan filters and MTU, disk encryption key slots, duplicate
-  extensions, Kubernetes Talos API access, host DNS, ``persist``, node labels/taints keys, and
-  from 1.14 the Kubernetes image versions Talos 1.14 supports;
+  extensions, logging destinations, Kubernetes Talos API access, host DNS, ``persist``, node
+  label/taint keys, and from 1.14 the Kubernetes image versions Talos 1.14 supports;
 - conflicts between new-style documents and v1alpha1 fields (1.12: Resolver, TimeSync,
   Hostname, Volume; 1.13: + KubeSpan; 1.14: + every Kube* document, UnattendedInstall,
   Discovery*, CRI ones), and 1.14's whole-config rules (Kubernetes CA needs a cluster name and
@@ -684,22 +684,17 @@ class _Run:
         for dest in _list(_map(logging).get("destinations")):
             dest = _map(dest)
             url = dest.get("endpoint")
+            where = "machine.logging.destinations"
             if not isinstance(url, str) or not url:
-                self.err(w, "machine.logging.destinations", "logging endpoint is required")
-                continue
-            scheme = urlsplit(url).scheme
-            if scheme not in ("tcp", "udp"):
-                self.err(
-                    w,
-                    "machine.logging.destinations",
-                    f"unsupported logging endpoint scheme {scheme!r}",
-                )
+                self.err(w, where, "empty logging endpoint")
+            else:
+                parts = urlsplit(url)
+                if not parts.netloc.rpartition("@")[2]:
+                    self.err(w, where, "empty logging endpoint's host")
+                if parts.scheme not in ("tcp", "udp"):
+                    self.err(w, where, f"unexpected logging endpoint scheme {parts.scheme!r}")
             if dest.get("format") != "json_lines":
-                self.err(
-                    w,
-                    "machine.logging.destinations",
-                    f"unsupported logging format {dest.get('format')!r}",
-                )
+                self.err(w, where, f"unknown logging format {dest.get('format')!r}")
 
         images: set[str] = set()
         for ext in _list(_get(machine, "install.extensions")):

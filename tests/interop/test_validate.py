@@ -468,6 +468,8 @@ MUTATIONS: dict[str, Mutation] = {
             "destinations": [
                 {"endpoint": "http://10.0.0.1:3000", "format": "json_lines"},
                 {"endpoint": "udp://10.0.0.1:3000", "format": "text"},
+                {"endpoint": "tcp:///path", "format": "json_lines"},
+                {"format": "json"},
             ]
         },
     ),
