@@ -43,7 +43,8 @@ Not covered (an unchecked part never produces an error here): the schema itself 
 fields and wrong types are load errors in Talos; the engine does not carry Talos's schema
 beyond the version table above); other unknown document kinds; the own rules of documents the
 engine does not generate (network link documents, volumes beyond their header, extension
-services, CRI, registries, ...); bond and ARP option names; wireguard keys; CEL disk
+services, CRI, registries, ...); bond option names and mode-dependent bond options;
+wireguard keys; CEL disk
 selectors; certificate and key parsing (only presence and PEM headers are checked); null
 registry entries (1.9-1.13); API server argument, authorization and resource rules; base
 runtime spec overrides; label, annotation and taint values beyond the taint effect; resolver
@@ -981,7 +982,9 @@ class _Run:
                         self.err(w, where, f"vlan address {address!r} is invalid")
             addresses = _list(device.get("addresses"))
             cidr = device.get("cidr")
-            if name in secondary and (cidr or addresses or device.get("dhcp") is True):
+            vip = device.get("vip")
+            addressed = cidr or addresses or device.get("dhcp") is True or vip is not None
+            if name in secondary and addressed:
                 self.err(
                     w,
                     where,
@@ -996,9 +999,8 @@ class _Run:
             for address in addresses:
                 if not _cidr_or_ip_ok(address):
                     self.err(w, where, f"address {address!r} is invalid")
-            vip = device.get("vip")
-            if isinstance(vip, dict) and vip.get("ip") and not _addr_ok(str(vip["ip"])):
-                self.err(w, where, f"failed to parse {vip['ip']!r} as IP address")
+            if vip is not None and not _addr_ok(str(_map(vip).get("ip") or "")):
+                self.err(w, where, f"failed to parse {_map(vip).get('ip')!r} as IP address")
             for rindex, route in enumerate(_list(device.get("routes"))):
                 route = _map(route)
                 net, gateway, source = (

@@ -420,6 +420,18 @@ MUTATIONS: dict[str, Mutation] = {
         ]
     ),
     "vip-on-node": _interfaces([{"interface": "eth0", "dhcp": True, "vip": {"ip": "10.0.0.50"}}]),
+    "vip-without-ip": _interfaces([{"interface": "eth0", "dhcp": True, "vip": {}}]),
+    "bond-member-addressed": _interfaces(
+        [
+            {
+                "interface": "bond0",
+                "dhcp": True,
+                "bond": {"mode": "802.3ad", "interfaces": ["eth0"]},
+            },
+            {"interface": "eth0", "vip": {"ip": "10.0.0.50"}},
+            {"interface": "br0", "bridge": {"interfaces": ["eth0"]}},
+        ]
+    ),
     "bond-delays": _interfaces(
         [{"interface": "bond0", "bond": {"mode": "active-backup", "updelay": 100}}]
     ),
