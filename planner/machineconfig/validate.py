@@ -39,12 +39,11 @@ Covered:
   KubeAuthorizer, KubeAdmissionControl, KubeFlannelCNI, Hostname, DiscoveryService/Identity,
   UnattendedInstall.
 
-Not covered (an unchecked part never produces an error here): the schema itself (unknown
-fields and wrong types are load errors in Talos; the engine does not carry Talos's schema
-beyond the version table above); other unknown document kinds; the own rules of documents the
-engine does not generate (network link documents, volumes beyond their header, extension
-services, CRI, registries, ...); bond option names and mode-dependent bond options;
-wireguard keys; CEL disk
+Not covered (an unchecked part never produces an error here): the schema itself (unknown fields
+and wrong types are load errors in Talos; the engine does not carry Talos's schema beyond the
+version table above); other unknown document kinds; the own rules of documents the engine does
+not generate (network link documents, volumes beyond their header, extension services, CRI,
+registries, ...); bond option names and mode-dependent bond options; wireguard keys; CEL disk
 selectors; certificate and key parsing (only presence and PEM headers are checked); null
 registry entries (1.9-1.13); API server argument, authorization and resource rules; base
 runtime spec overrides; label, annotation and taint values beyond the taint effect; resolver
