@@ -221,7 +221,7 @@ async def abort_import(
 # ---- unlock ---------------------------------------------------------------------------------
 
 
-PREVIEW_CODES = ("UNLOCK_PREVIEW", "DENYLISTED_VALUES")
+PREVIEW_CODES = ("UNLOCK_CONFIG_INVALID", "UNLOCK_PREVIEW", "DENYLISTED_VALUES")
 
 
 def unlock_preview(plan: Plan) -> list[Finding]:

@@ -117,6 +117,14 @@ CHECKS: dict[str, Check] = {
     "UNLOCK_PREVIEW": Check(
         I, True, "after `omniport unlock`, Omni pushes this config; review the differences"
     ),
+    "UNLOCK_CONFIG_INVALID": Check(
+        E,
+        True,
+        "Talos would refuse the config Omni pushes after unlock (omni#3424): migrate the live "
+        "config to the documents this Talos version generates (or drop the named v1alpha1 "
+        "fields from the node's imported ConfigPatches in Omni) before `omniport unlock`; "
+        "accept only if you will do that",
+    ),
 }
 
 

@@ -378,6 +378,47 @@ def config_diff(original: str, modified: str, output_dir: str | None) -> None:
             click.echo("---")
 
 
+@config.command("validate")
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option(
+    "--talos-version",
+    required=True,
+    help="The Talos version whose rules apply, e.g. 1.14.1 (1.9 to 1.14).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["metal", "cloud", "container"]),
+    default="metal",
+    show_default=True,
+    help="Talos runtime mode, as talosctl validate --mode.",
+)
+@click.option("--strict", is_flag=True, help="Treat v1alpha1 warnings as errors.")
+def config_validate(config_file: str, talos_version: str, mode: str, strict: bool) -> int:
+    """Check a machine config against the rules Talos applies for a version.
+
+    Exits 1 when Talos would refuse the config.
+    """
+    from planner.config_files import read_bytes
+    from planner.machineconfig.validate import validate_bytes
+
+    verdict = validate_bytes(
+        read_bytes(config_file, "config file"), talos_version, mode=mode, strict=strict
+    )
+    for warning in verdict.warnings:
+        click.echo(f"warning: {_printable(str(warning))}", err=True)
+    for error in verdict.errors:
+        click.echo(f"error: {_printable(str(error))}", err=True)
+    if not verdict.valid:
+        click.echo(
+            f"{config_file}: Talos {verdict.talos_version} ({mode}) refuses this config: "
+            f"{len(verdict.errors)} error(s).",
+            err=True,
+        )
+        return 1
+    click.echo(f"{config_file}: valid for Talos {verdict.talos_version} ({mode} mode).")
+    return 0
+
+
 @config.command("secrets")
 @click.option(
     "--from-controlplane-config",

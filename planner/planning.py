@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -39,7 +39,8 @@ from planner.machineconfig.merge import apply_patches
 from planner.machineconfig.redact import redact
 from planner.machineconfig.sanitize import sanitize
 from planner.machineconfig.secrets import SecretsBundle, bundle_from_config
-from planner.machineconfig.verify import compare
+from planner.machineconfig.validate import ValidateError
+from planner.machineconfig.verify import compare, pushed_config_verdict
 from planner.plan import ClusterInfo, Finding, NodePlan, Patch, Plan
 from planner.spec import Spec, canonical_json
 from providers import omniconfig
@@ -291,6 +292,17 @@ def _secrets(facts: ClusterFacts) -> tuple[SecretsBundle | None, str | None]:
     return None, "no readable control-plane config to rebuild the secrets bundle from"
 
 
+def _unlock_refusal(
+    pushed: Sequence[mcdoc.Document], live: mcdoc.MachineConfig, talos_version: str
+) -> list[str]:
+    """Talos's errors on the config Omni pushes after unlock; none for versions without rules."""
+    try:
+        verdict = pushed_config_verdict(pushed, live, talos_version)
+    except ValidateError:
+        return []
+    return [str(problem) for problem in verdict.errors]
+
+
 def _has_join_documents(config: mcdoc.MachineConfig) -> bool:
     return any(not d.key.is_legacy and d.key.kind == "SideroLinkConfig" for d in config.documents)
 
@@ -400,7 +412,20 @@ def compute(
                         options=GenerateOptions(install_image="", skip_unattended_install=True),
                     )
                 )
-            preview = compare(live, apply_patches(renders[role], kept))
+            pushed = apply_patches(renders[role], kept)
+            preview = compare(live, pushed, managed_documents=True)
+            refusal = _unlock_refusal(pushed, live, versions.talos)
+            if refusal:
+                findings.append(
+                    finding(
+                        "UNLOCK_CONFIG_INVALID",
+                        f"Talos {versions.talos} would refuse the config Omni pushes after "
+                        f"unlock: {len(refusal)} error(s)",
+                        spec,
+                        node=node.address,
+                        details=tuple(refusal[:20]),
+                    )
+                )
             if preview:
                 findings.append(
                     finding(

@@ -493,6 +493,37 @@ def test_old_talos_unknown_to_omni_and_without_schematic(old, baseline, tmp_path
         expect(result, "SCHEMATIC_MISSING", node, "no Image Factory schematic")
 
 
+@pytest.fixture(scope="module")
+def born_old(tmp_path_factory) -> Iterator[LabHandle]:
+    """omni#3424's cluster: born on Talos 1.12, running 1.14."""
+    options = control.UpOptions(
+        nodes=2, controlplanes=1, talos_version="v1.14.1", initial_talos_version="v1.12.7"
+    )
+    yield from started(tmp_path_factory.mktemp("born-old"), options)
+
+
+def test_config_pushed_after_unlock_is_refused_by_talos_1_14(born_old, tmp_path):
+    """Imported as 1.14 (Omni's default: initial = current), Omni's 1.14 documents meet the
+    node's v1alpha1 ``cluster.aggregatorCA`` and a ``cluster.controlPlane`` without endpoint."""
+
+    def as_current(data: dict[str, Any]) -> None:
+        fast_health(data)
+        data["versions"]["initialTalos"] = data["versions"]["talos"]
+        data["versions"]["initialKubernetes"] = data["versions"]["kubernetes"]
+
+    result = plan(spec_variant(born_old, tmp_path, as_current), tmp_path / "plan.json")
+    assert result.code == 1
+    cp, worker = born_old.nodes
+    refused = expect(result, "UNLOCK_CONFIG_INVALID", cp, "Talos 1.14.1 would refuse")
+    assert any("cluster.controlPlane.endpoint" in d for d in refused["details"])
+    assert any(d.startswith("KubeAggregatorCAConfig:") for d in refused["details"])
+    expect(result, "UNLOCK_CONFIG_INVALID", worker, "would refuse")
+    # the preview no longer hides that Omni's managed documents arrive on the node
+    preview = expect(result, "UNLOCK_PREVIEW", cp, "differs")
+    assert any(d.startswith("v1alpha1/KubeAggregatorCAConfig") for d in preview["details"])
+    assert "Talos 1.14.1 would refuse" in result.out + result.err
+
+
 # --- every code has its scenario -----------------------------------------------------------
 
 COVERED_ABOVE = {
@@ -510,6 +541,7 @@ COVERED_ABOVE = {
     "TALOS_VERSION_UNKNOWN_TO_OMNI",
     "SCHEMATIC_MISSING",
     "SIDEROLINK_URL_INVALID",  # tests/test_join_url.py
+    "UNLOCK_CONFIG_INVALID",
 }
 
 

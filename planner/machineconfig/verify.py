@@ -11,14 +11,26 @@ Mismatch values are redacted, so they can go into a plan as they are.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from planner.machineconfig.diff import diff
-from planner.machineconfig.document import Document, MachineConfig, canonical
+from planner.machineconfig.document import (
+    Document,
+    MachineConfig,
+    as_documents,
+    canonical,
+    copy_tree,
+)
 from planner.machineconfig.merge import Patch, apply_patches
 from planner.machineconfig.redact import redact_value
-from planner.machineconfig.sanitize import Removal, sanitize, strip_denylisted
+from planner.machineconfig.sanitize import (
+    FORBIDDEN_DOCUMENTS,
+    Removal,
+    sanitize,
+    strip_denylisted,
+)
+from planner.machineconfig.validate import Verdict, validate
 
 Documents = MachineConfig | Iterable[Document | Mapping[str, Any]]
 
@@ -51,14 +63,69 @@ def verify(
     return compare(live, rebuilt)
 
 
-def compare(expected: Documents, actual: Documents) -> list[Mismatch]:
-    """Field-by-field differences between two configs, outside Omni's denylist."""
+def compare(
+    expected: Documents, actual: Documents, *, managed_documents: bool = False
+) -> list[Mismatch]:
+    """Field-by-field differences between two configs, outside Omni's denylist.
+
+    Documents Omni manages (``FORBIDDEN_DOCUMENTS``) are never compared field by field: their
+    values are Omni's. With ``managed_documents`` (the unlock preview), a managed document on
+    one side only is still a difference: a 1.12-born node pushed Omni's 1.14 documents
+    (``KubeAggregatorCAConfig``, ``KubeClusterConfig``...) changes the config's form, and Talos
+    may refuse the mix (omni#3424).
+    """
     want = canonical(strip_denylisted(expected))
     got = canonical(strip_denylisted(actual))
-    out: list[Mismatch] = []
+    out: list[Mismatch] = _managed_presence(expected, actual) if managed_documents else []
     for name in sorted(want.keys() | got.keys()):
         _walk(name, "", want.get(name), got.get(name), out)
     return out
+
+
+def _managed_presence(expected: Documents, actual: Documents) -> list[Mismatch]:
+    def managed(config: Documents) -> set[str]:
+        return {
+            str(doc.key)
+            for doc in as_documents(config)
+            if not doc.key.is_legacy and doc.key.kind in FORBIDDEN_DOCUMENTS
+        }
+
+    want, got = managed(expected), managed(actual)
+    return [
+        Mismatch(name, "", "present" if name in want else None, "present" if name in got else None)
+        for name in sorted(want ^ got)
+    ]
+
+
+def pushed_config_verdict(pushed: Documents, live: Documents, talos_version: str) -> Verdict:
+    """Talos's verdict on the config Omni pushes after unlock (its base plus the patches).
+
+    ``machine.install.disk`` is Omni's to set and never part of a patch; Omni fills it for the
+    machine, so the live value stands in for it here, as it does for the endpoint in the base.
+
+    Errors the live config has too under the same rules are left out: the node runs that config
+    on this Talos version, so such a rule does not hold for it (most often because the node
+    does not run in metal mode, where ``machine.install`` is required up to 1.13, and the plan
+    cannot see the node's mode).
+    """
+    docs = [Document(copy_tree(doc.data)) for doc in as_documents(pushed)]
+    live_legacy = next((d for d in as_documents(live) if d.key.is_legacy), None)
+    disk = _install_disk(live_legacy.data) if live_legacy else None
+    for doc in docs:
+        machine = doc.data.get("machine") if doc.key.is_legacy else None
+        install = machine.get("install") if isinstance(machine, dict) else None
+        if disk and isinstance(install, dict) and not install.get("disk"):
+            install["disk"] = disk
+    verdict = validate(docs, talos_version)
+    already = set(validate(live, talos_version).errors)
+    return replace(verdict, errors=tuple(e for e in verdict.errors if e not in already))
+
+
+def _install_disk(data: Mapping[str, Any]) -> str | None:
+    machine = data.get("machine")
+    install = machine.get("install") if isinstance(machine, dict) else None
+    disk = install.get("disk") if isinstance(install, dict) else None
+    return disk if isinstance(disk, str) and disk else None
 
 
 def _walk(document: str, path: str, want: Any, got: Any, out: list[Mismatch]) -> None:
