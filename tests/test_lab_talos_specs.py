@@ -205,3 +205,43 @@ def test_1_13_kubelet_and_apiserver_configs_are_sensitive(aio, lab_113, lab):
         # Not before 1.13.
         old = get(aio, lab, lab.controlplanes[0], ns, rtype, rid, role="reader")
         assert old.spec["image"]
+
+
+def test_1_13_decoder_errors_name_the_document_and_its_line(aio, lab_113):
+    """From 1.12 Talos's decoder prefixes its errors with the document and its first line."""
+    from providers.errors import InvalidRequest
+    from providers.talos import ApplyMode
+
+    node = lab_113.workers[0]
+
+    async def apply(data):
+        async with lab_113.client() as c:
+            return await c.apply_configuration(node, data, ApplyMode.AUTO)
+
+    async def config():
+        async with lab_113.client() as c:
+            return await c.machine_config(node)
+
+    before = aio(config())
+    lines = before.count(b"\n")
+    for extra, message in [
+        (
+            b"apiVersion: v1alpha1\nkind: EventSinkConfig\nendpoint: '[fd00::1]:8090'\nx: 1\n",
+            f"error decoding document v1alpha1/EventSinkConfig/ (line {lines + 2}): "
+            "unknown keys found during decoding:\nx: 1\n",
+        ),
+        (
+            b"apiVersion: v1alpha1\nkind: FrobConfig\nname: f\n",
+            f'error decoding document v1alpha1/FrobConfig/f (line {lines + 2}): "FrobConfig" '
+            '"v1alpha1": not registered',
+        ),
+    ]:
+        with pytest.raises(InvalidRequest) as err:
+            aio(apply(before + b"---\n" + extra))
+        assert err.value.message == message
+    with pytest.raises(InvalidRequest) as err:
+        aio(apply(b"bogus: 1\n" + before))
+    assert err.value.message == (
+        "error decoding document /v1alpha1/ (line 1): unknown keys found during decoding:\n"
+        "bogus: 1\n"
+    )
