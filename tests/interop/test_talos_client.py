@@ -508,23 +508,44 @@ def test_apply_modes_have_talos_effects(talos: Client, tmp_path: Path) -> None:
     _wait_reachable(talos, node)
     tally.check(configs() == (back, back), "AUTO reboot did not boot into the new config")
 
-    # Bad configs: refused as InvalidArgument, nothing changes.
-    legacy_bogus = _edit(back, lambda doc: doc.update(bogus=1))
-    for what, text, message in [
-        ("unknown v1alpha1 field", legacy_bogus, "bogus"),
+    # Bad configs: the node refuses them as InvalidArgument with the very text machinery's
+    # own loader (of the same minor) gives for them, and nothing changes.
+    join = (
+        "---\napiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: https://127.0.0.1:8099\n"
+        "---\napiVersion: v1alpha1\nkind: EventSinkConfig\nendpoint: '[fd00::1]:8090'\n"
+        "---\napiVersion: v1alpha1\nkind: KmsgLogConfig\nname: omni-kmsg\n"
+        "url: tcp://[fd00::1]:8092\n"
+    )
+    for what, text in [
+        ("unknown v1alpha1 field", "bogus: 1\n" + back),
         (
-            "unknown kind",
-            back + "---\napiVersion: v1alpha1\nkind: NoSuchConfig\nname: x\n",
-            '"NoSuchConfig" "v1alpha1": not registered',
+            "unknown SideroLinkConfig field",
+            back + join.replace("apiUrl:", "insecure: true\napiUrl:"),
         ),
+        ("unknown EventSinkConfig field", back + join + "x: 1\n"),
+        ("unknown kind", back + "---\napiVersion: v1alpha1\nkind: NoSuchConfig\nname: x\n"),
+        ("not YAML", "machine: [unclosed\n"),
     ]:
-        got = apply(text, "AUTO")
-        err = got.get("error", {})
-        tally.check(
-            err.get("code") == "InvalidArgument" and message in err.get("message", ""),
-            f"bad config ({what}): {got}",
-        )
+        loader = talos("load", "-file", write(text)).get("error", {})
+        got = apply(text, "AUTO").get("error", {})
+        tally.check(loader.get("code") == "InvalidArgument", f"{what}: the loader accepts it")
+        tally.check(got.get("code") == "InvalidArgument", f"bad config ({what}): {got}")
+        if what != "not YAML":  # the YAML parser's wording is Go's own
+            tally.check(
+                got.get("message") == loader.get("message"),
+                f"bad config ({what}): the node says {got.get('message')!r}, "
+                f"machinery's loader {loader.get('message')!r}",
+            )
     tally.check(configs() == (back, back), "a bad config changed the node")
+
+    # The join documents an import adds: the loader and the node both accept them, live.
+    loaded = talos("load", "-file", write(back + join))
+    tally.check(
+        loaded.get("kinds", [])[-3:] == ["SideroLinkConfig", "EventSinkConfig", "KmsgLogConfig"],
+        f"the loader on the joined config: {loaded}",
+    )
+    got = reply_of(apply(back + join, "AUTO", "-dry-run"))
+    tally.check(got["mode"] == "NO_REBOOT", f"join documents: {got}")
 
     # One-to-many apply (dry run): one reply per target, stamped with the target.
     targets = talos.lab.workers

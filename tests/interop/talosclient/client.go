@@ -15,6 +15,7 @@
 //	etcd     -node N                    MachineService/EtcdMemberList
 //	get      -node N -ns NS -type T -id ID   one COSI Get, untyped (error codes)
 //	apply    -node N|-nodes A,B -file F -mode M [-dry-run] [-try-timeout D]
+//	load     -file F                    machinery's config loader on F (no connection needed)
 package talosclient
 
 import (
@@ -32,6 +33,7 @@ import (
 	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/resources/cluster"
 	"github.com/siderolabs/talos/pkg/machinery/resources/config"
 	"github.com/siderolabs/talos/pkg/machinery/resources/hardware"
@@ -75,6 +77,15 @@ func Main() {
 	args := global.Args()
 	if len(args) == 0 {
 		fail(errors.New("missing command"))
+	}
+
+	if args[0] == "load" {
+		cmd := flag.NewFlagSet("load", flag.ExitOnError)
+		file := cmd.String("file", "", "config file")
+		_ = cmd.Parse(args[1:])
+		emit(load(*file))
+
+		return
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -210,6 +221,26 @@ func apply(ctx context.Context, c *client.Client, file, mode string, dryRun bool
 	}
 
 	return map[string]any{"messages": items}, nil
+}
+
+// load is what a node does first with an applied config: machinery's strict loader.
+func load(file string) any {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fail(err)
+	}
+
+	provider, err := configloader.NewFromBytes(data)
+	if err != nil {
+		return map[string]any{"error": errorOut{Code: "InvalidArgument", Message: err.Error()}}
+	}
+
+	kinds := []string{}
+	for _, doc := range provider.Documents() {
+		kinds = append(kinds, doc.Kind())
+	}
+
+	return map[string]any{"kinds": kinds}
 }
 
 func get(ctx context.Context, c *client.Client, ns, typ, id string) (any, error) {
