@@ -159,6 +159,23 @@ def test_try_applies_then_rolls_back_after_its_timeout(aio, tlab):
     wait_for(lambda: config_of(aio, tlab, node) == before)
 
 
+def test_try_reverts_to_the_config_that_ran_before_it_not_the_staged_one(aio, tlab):
+    """Talos's try timer restores the config active when the try began (a staged config
+    stays staged), and a second try restores the first try's config."""
+    node = tlab.controlplanes[0]
+    before = config_of(aio, tlab, node)
+    staged = edit(before, live_change)
+    apply(aio, tlab, node, staged, ApplyMode.STAGED)
+    first = edit(before, live_change)
+    apply(aio, tlab, node, first, ApplyMode.TRY, try_mode_timeout=30)
+    second = edit(before, live_change)
+    apply(aio, tlab, node, second, ApplyMode.TRY, try_mode_timeout=0.3)
+    wait_for(lambda: config_of(aio, tlab, node) == first)
+    assert persistent_of(aio, tlab, node) == staged
+    apply(aio, tlab, node, before, ApplyMode.NO_REBOOT)
+    assert (config_of(aio, tlab, node), persistent_of(aio, tlab, node)) == (before, before)
+
+
 def test_try_refuses_a_change_that_needs_a_reboot(aio, tlab):
     node = tlab.controlplanes[0]
     with pytest.raises(InvalidRequest, match="can't be applied in immediate mode"):
