@@ -287,7 +287,7 @@ def _system_informations(lab: Lab, node: SimNode) -> list[Item]:
         "uuid": node.machine_uuid,
         "wakeUpType": "Power Switch",
     }
-    return _one("systeminformation", spec, specs.SYSTEM_INFORMATION)
+    return _one("systeminformation", spec, specs.system_information(_minor(node)))
 
 
 def _service_cidrs(node: SimNode) -> list[str]:
@@ -342,8 +342,9 @@ def _kubelet_configs(lab: Lab, node: SimNode) -> list[Item]:
         "staticPodListURL": "http://127.0.0.1:40000/static-pods",
         "disableManifestsDirectory": True,
         "enableFSQuotaMonitoring": True,
-        "allowSchedulingOnControlPlane": _schedule_on_controlplanes(node),
     }
+    if minor < 14:
+        spec["allowSchedulingOnControlPlane"] = _schedule_on_controlplanes(node)
     return _one("kubelet", spec, specs.kubelet_config(minor))
 
 
@@ -364,6 +365,8 @@ def _api_server_configs(lab: Lab, node: SimNode) -> list[Item]:
         spec["podSecurityPolicyEnabled"] = False
     spec["advertisedAddress"] = "$(POD_IP)"
     spec["resources"] = {"requests": {}, "limits": {}}
+    if _minor(node) >= 14:
+        spec |= {"startupProbesEnabled": False, "useAuthenticationConfig": False}
     return _one("kube-apiserver", spec, specs.api_server_config(_minor(node)))
 
 
@@ -381,6 +384,12 @@ def _controller_manager_configs(lab: Lab, node: SimNode) -> list[Item]:
         "environmentVariables": {},
         "resources": {"requests": {}, "limits": {}},
     }
+    if _minor(node) >= 14:
+        # extraArgs became omitempty; the node CIDR mask sizes come from KubeNetworkConfig
+        # (0 when it leaves them unset).
+        if not spec["extraArgs"]:
+            del spec["extraArgs"]
+        spec |= {"nodeCIDRMaskSizeIPv4": 0, "nodeCIDRMaskSizeIPv6": 0}
     return _one("kube-controller-manager", spec, specs.controller_manager_config(_minor(node)))
 
 
@@ -396,6 +405,8 @@ def _scheduler_configs(lab: Lab, node: SimNode) -> list[Item]:
         "resources": {"requests": {}, "limits": {}},
         "config": {},
     }
+    if _minor(node) >= 14 and not spec["extraArgs"]:
+        del spec["extraArgs"]  # omitempty from 1.14
     return _one("kube-scheduler", spec, specs.scheduler_config(_minor(node)))
 
 

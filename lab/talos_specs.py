@@ -144,7 +144,16 @@ NODENAME: Schema = {
     "skipNodeRegistration": (3, "bool"),
 }
 HOSTNAME_STATUS: Schema = {"hostname": (1, "str"), "domainname": (2, "str")}
-SYSTEM_INFORMATION: Schema = {
+
+
+def system_information(minor: int) -> Schema:
+    schema = dict(_SYSTEM_INFORMATION)
+    if minor >= 14:
+        schema["biosVersion"] = (8, "str")
+    return schema
+
+
+_SYSTEM_INFORMATION: Schema = {
     "manufacturer": (1, "str"),
     "productName": (2, "str"),
     "version": (3, "str"),
@@ -230,7 +239,12 @@ def kubelet_config(minor: int) -> Schema:
         "disableManifestsDirectory": (11, "bool"),
         "enableFSQuotaMonitoring": (12, "bool"),
         "credentialProviderConfig": (13, "any"),
-        "allowSchedulingOnControlPlane": (14, "bool"),
+        # 1.14 dropped allowSchedulingOnControlPlane for registerWithTaints.
+        **(
+            {"registerWithTaints": (16, "map")}
+            if minor >= 14
+            else {"allowSchedulingOnControlPlane": (14, "bool")}
+        ),
     }
 
 
@@ -250,11 +264,17 @@ def api_server_config(minor: int) -> Schema:
     }
     if minor < 13:
         schema["podSecurityPolicyEnabled"] = (10, "bool")
+    if minor >= 14:
+        schema |= {
+            "startupProbesEnabled": (14, "bool"),
+            "useAuthenticationConfig": (15, "bool"),
+            "args": (16, "strs"),
+        }
     return schema
 
 
 def controller_manager_config(minor: int) -> Schema:
-    return {
+    schema: dict[str, tuple[int, Kind]] = {
         "enabled": (1, "bool"),
         "image": (2, "str"),
         "cloudProvider": (3, "str"),
@@ -265,10 +285,17 @@ def controller_manager_config(minor: int) -> Schema:
         "environmentVariables": (8, "map"),
         "resources": (9, ("msg", _RESOURCES)),
     }
+    if minor >= 14:
+        schema |= {
+            "args": (11, "strs"),
+            "nodeCIDRMaskSizeIPv4": (12, "int"),
+            "nodeCIDRMaskSizeIPv6": (13, "int"),
+        }
+    return schema
 
 
 def scheduler_config(minor: int) -> Schema:
-    return {
+    schema: dict[str, tuple[int, Kind]] = {
         "enabled": (1, "bool"),
         "image": (2, "str"),
         "extraArgs": _extra_args(minor, 3, 8),
@@ -277,3 +304,6 @@ def scheduler_config(minor: int) -> Schema:
         "resources": (6, ("msg", _RESOURCES)),
         "config": (7, "any"),
     }
+    if minor >= 14:
+        schema["args"] = (9, "strs")
+    return schema

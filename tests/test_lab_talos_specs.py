@@ -245,3 +245,40 @@ def test_1_13_decoder_errors_name_the_document_and_its_line(aio, lab_113):
         "error decoding document /v1alpha1/ (line 1): unknown keys found during decoding:\n"
         "bogus: 1\n"
     )
+
+
+def test_1_14_specs_follow_the_1_14_structs(aio, lab_factory):
+    lab_114 = lab_factory("--talos-version", "v1.14.1", "--nodes", "1", name="specs-1.14")
+    node = lab_114.controlplanes[0]
+    kubelet = get(aio, lab_114, node, "k8s", "KubeletConfigs.kubernetes.talos.dev", "kubelet")
+    assert "allowSchedulingOnControlPlane" not in kubelet.spec  # replaced by registerWithTaints
+    assert 14 not in fields(kubelet.proto_spec)
+    apiserver = get(
+        aio,
+        lab_114,
+        node,
+        "controlplane",
+        "APIServerConfigs.kubernetes.talos.dev",
+        "kube-apiserver",
+    )
+    assert {"startupProbesEnabled", "useAuthenticationConfig"} <= set(apiserver.spec)
+    assert "podSecurityPolicyEnabled" not in apiserver.spec
+    cm = get(
+        aio,
+        lab_114,
+        node,
+        "controlplane",
+        "ControllerManagerConfigs.kubernetes.talos.dev",
+        "kube-controller-manager",
+    )
+    assert {"nodeCIDRMaskSizeIPv4", "nodeCIDRMaskSizeIPv6"} <= set(cm.spec)
+    assert "extraArgs" not in cm.spec  # omitempty from 1.14
+    scheduler = get(
+        aio,
+        lab_114,
+        node,
+        "controlplane",
+        "SchedulerConfigs.kubernetes.talos.dev",
+        "kube-scheduler",
+    )
+    assert "extraArgs" not in scheduler.spec
