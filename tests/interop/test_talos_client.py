@@ -31,7 +31,7 @@ from tests.conftest import LabHandle
 from tests.interop import counts, oracles
 
 # Talos minor -> the lab version started for it (its client is built with that minor's machinery).
-LAB_VERSIONS = {"1.11": "v1.11.5", "1.13": "v1.13.8"}
+LAB_VERSIONS = {"1.11": "v1.11.5", "1.13": "v1.13.8", "1.14": "v1.14.1"}
 
 # (key in the program's "read" output, namespace, type, id or None for a list, control plane only)
 READS = [
@@ -150,7 +150,12 @@ class Client:
         return str(entry[0]["config_bytes"])
 
 
-@pytest.fixture(scope="module", params=sorted(LAB_VERSIONS), ids=lambda m: f"talos-{m}")
+def _minor(minor: str) -> tuple[int, int]:
+    major, mnr = minor.split(".")
+    return int(major), int(mnr)
+
+
+@pytest.fixture(scope="module", params=sorted(LAB_VERSIONS, key=_minor), ids=lambda m: f"talos-{m}")
 def talos(request: pytest.FixtureRequest, lab_factory: Callable[..., LabHandle]) -> Client:
     minor = request.param
     lab = lab_factory("--talos-version", LAB_VERSIONS[minor], name=f"talos-client-{minor}")
@@ -356,7 +361,7 @@ def test_errors_the_client_sees(talos: Client) -> None:
 
     # Roles: a reader reads what is not sensitive; secrets and ApplyConfiguration need admin.
     sensitive = {MACHINE_CONFIG, PERSISTENT}
-    if tuple(map(int, talos.minor.split("."))) >= (1, 13):
+    if _minor(talos.minor) >= (1, 13):
         sensitive |= {
             "KubeletConfigs.kubernetes.talos.dev",
             "APIServerConfigs.kubernetes.talos.dev",
@@ -440,15 +445,26 @@ def test_apply_modes_have_talos_effects(talos: Client, tmp_path: Path) -> None:
     live = _edit(base, _node_label("a"))
     reboot = _edit(base, _env("1"))
 
+    # From 1.14 Talos applies every change live: AUTO is always NO_REBOOT, REBOOT is gone.
+    modern = _minor(talos.minor) >= (1, 14)
+    without = "Applied configuration without a reboot"
+    with_reboot = "Applied configuration with a reboot"
+
     # Dry runs: the reply says what would happen, nothing changes.
     for mode, text, want_mode, details in [
-        ("AUTO", live, "NO_REBOOT", "Applied configuration without a reboot"),
-        ("AUTO", reboot, "REBOOT", "Applied configuration with a reboot"),
-        ("NO_REBOOT", live, "NO_REBOOT", "Applied configuration without a reboot"),
-        ("REBOOT", live, "REBOOT", "Applied configuration with a reboot"),
+        ("AUTO", live, "NO_REBOOT", without),
+        ("AUTO", reboot, "NO_REBOOT" if modern else "REBOOT", without if modern else with_reboot),
+        ("NO_REBOOT", live, "NO_REBOOT", without),
+        ("REBOOT", live, "REBOOT", with_reboot),
         ("STAGED", reboot, "STAGED", "Staged configuration to be applied after the next reboot"),
-        ("TRY", live, "TRY", "Applied configuration without a reboot"),
+        ("TRY", live, "TRY", without),
     ]:
+        if modern and mode == "REBOOT":
+            got = apply(text, mode, "-dry-run")
+            tally.check(
+                got.get("error", {}).get("code") == "Unimplemented", f"REBOOT dry run: {got}"
+            )
+            continue
         got = reply_of(apply(text, mode, "-dry-run"))
         tally.check(
             got["mode"] == want_mode
@@ -458,13 +474,19 @@ def test_apply_modes_have_talos_effects(talos: Client, tmp_path: Path) -> None:
         )
         tally.check(configs() == (base, base), f"dry run {mode} changed the node")
 
-    # NO_REBOOT refuses a change that needs a reboot.
-    refused = apply(reboot, "NO_REBOOT")
-    tally.check(
-        refused.get("error", {}).get("code") == "InvalidArgument",
-        f"NO_REBOOT with a reboot-only change: {refused}",
-    )
-    tally.check(configs() == (base, base), "a refused NO_REBOOT changed the node")
+    # NO_REBOOT refuses a change that needs a reboot (up to 1.13; 1.14 applies it live).
+    if modern:
+        got = reply_of(apply(reboot, "NO_REBOOT"))
+        tally.check(got["mode"] == "NO_REBOOT", f"NO_REBOOT, 1.14: {got}")
+        tally.check(configs() == (reboot, reboot), "NO_REBOOT, 1.14: not applied live")
+        reply_of(apply(base, "NO_REBOOT"))
+    else:
+        refused = apply(reboot, "NO_REBOOT")
+        tally.check(
+            refused.get("error", {}).get("code") == "InvalidArgument",
+            f"NO_REBOOT with a reboot-only change: {refused}",
+        )
+    tally.check(configs() == (base, base), "NO_REBOOT left the node changed")
 
     # AUTO of a live change becomes NO_REBOOT: active and persistent both replaced.
     got = reply_of(apply(live, "AUTO"))
@@ -477,7 +499,8 @@ def test_apply_modes_have_talos_effects(talos: Client, tmp_path: Path) -> None:
     tally.check(got["mode"] == "STAGED", f"STAGED: {got}")
     tally.check(configs() == (live, staged), "STAGED did not only persist")
 
-    # TRY: running now, persistent untouched, reverted after the timeout.
+    # TRY: running now, persistent untouched, reverted after the timeout to the config that
+    # ran before it (not the staged one).
     tried = _edit(live, _node_label("try"))
     got = reply_of(apply(tried, "TRY", "-try-timeout", "2s"))
     tally.check(
@@ -489,23 +512,31 @@ def test_apply_modes_have_talos_effects(talos: Client, tmp_path: Path) -> None:
     )
     tally.check(configs() == (tried, staged), "TRY did not run the config without persisting it")
     time.sleep(3)
-    tally.check(configs() == (staged, staged), "TRY was not reverted to the persistent config")
+    tally.check(configs() == (live, staged), "TRY was not reverted to the config before it")
 
-    # REBOOT: persisted, the node reboots into it.
-    got = reply_of(apply(reboot, "REBOOT"))
-    tally.check(got["mode"] == "REBOOT", f"REBOOT: {got}")
-    _wait_reachable(talos, node)
+    # REBOOT: persisted, the node reboots into it (1.14: Unimplemented, nothing changes).
+    if modern:
+        got = apply(reboot, "REBOOT")
+        tally.check(got.get("error", {}).get("code") == "Unimplemented", f"REBOOT, 1.14: {got}")
+        tally.check(configs() == (live, staged), "a refused REBOOT changed the node")
+        reply_of(apply(reboot, "NO_REBOOT"))
+    else:
+        got = reply_of(apply(reboot, "REBOOT"))
+        tally.check(got["mode"] == "REBOOT", f"REBOOT: {got}")
+        _wait_reachable(talos, node)
     tally.check(configs() == (reboot, reboot), "REBOOT did not boot into the new config")
 
-    # AUTO of a change that needs a reboot becomes REBOOT and says why.
+    # AUTO of a change that needs a reboot becomes REBOOT and says why (1.14: NO_REBOOT).
     back = _edit(reboot, _env("2"))
     got = reply_of(apply(back, "AUTO"))
-    tally.check(
-        got["mode"] == "REBOOT"
-        and got["mode_details"].startswith("Applied configuration with a reboot: "),
-        f"AUTO reboot: {got}",
-    )
-    _wait_reachable(talos, node)
+    if modern:
+        tally.check(got["mode"] == "NO_REBOOT" and got["mode_details"] == without, f"{got}")
+    else:
+        tally.check(
+            got["mode"] == "REBOOT" and got["mode_details"].startswith(with_reboot + ": "),
+            f"AUTO reboot: {got}",
+        )
+        _wait_reachable(talos, node)
     tally.check(configs() == (back, back), "AUTO reboot did not boot into the new config")
 
     # Bad configs: the node refuses them as InvalidArgument with the very text machinery's
