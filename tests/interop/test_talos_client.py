@@ -300,6 +300,34 @@ def test_reads_decode_as_the_lab_serves_them(talos: Client, aio: Any) -> None:
     tally.done()
 
 
+def test_image_factory_schematic_from_1_14(talos: Client, aio: Any) -> None:
+    """1.14 publishes the schematic as its own resource; machinery 1.14 decodes it typed."""
+    if _minor(talos.minor) < (1, 14):
+        pytest.skip("ImageFactorySchematics came with Talos 1.14")
+    tally = Tally(talos.minor)
+    rtype = "ImageFactorySchematics.runtime.talos.dev"
+    for node in talos.lab.nodes:
+        got = talos(
+            "get", "-node", node, "-ns", "runtime", "-type", rtype, "-id", "image-factory-schematic"
+        )
+        served = _lab_get(aio, talos.lab, node, "runtime", rtype, "image-factory-schematic")
+        tally.check(
+            "spec" in got
+            and yaml.safe_load(got["spec"]) == served.spec
+            and got["version"] == served.metadata.version,
+            f"{node} {rtype}: go {got} != lab {served.spec}",
+        )
+    tally.done()
+
+
+def _lab_get(aio: Any, lab: LabHandle, node: str, ns: str, rtype: str, rid: str) -> Any:
+    async def read() -> Any:
+        async with lab.client() as client:
+            return await client.get(node, ns, rtype, rid)
+
+    return aio(read())
+
+
 def _check_machine_config(
     tally: Tally, where: str, got: dict[str, Any], served: Any, node: dict[str, Any] | None
 ) -> None:
