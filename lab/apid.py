@@ -626,7 +626,7 @@ class Apid:
             raise _fail(Code.PERMISSION_DENIED, f'resource type "{rtype}" is not supported')
         if write and ADMIN not in roles:
             raise _fail(Code.PERMISSION_DENIED, "write access requires os:admin role")
-        if found.sensitive and ADMIN not in roles:
+        if found.sensitive_on(node) and ADMIN not in roles:
             raise _fail(Code.PERMISSION_DENIED, NOT_AUTHORIZED)
         if namespace not in tr.NAMESPACE_DESCRIPTIONS:
             raise _fail(Code.PERMISSION_DENIED, f'namespace "{namespace}" is not supported')

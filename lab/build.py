@@ -29,6 +29,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from lab.world import (
     CONTROLPLANE,
     WORKER,
@@ -181,32 +183,89 @@ def _document_lines(data: bytes) -> list[int]:
     return lines
 
 
+# Fields of the documents whose keys the lab checks as strictly as Talos's decoder does (Talos
+# checks every key of every document; the lab knows these): kind -> {since minor: fields}. The
+# join documents are here because they are what an import adds to a node.
+_DOCUMENT_FIELDS: dict[str, dict[int, tuple[str, ...]]] = {
+    "v1alpha1": {0: document.LEGACY_FIELDS},
+    "SideroLinkConfig": {0: ("apiVersion", "kind", "apiUrl"), 10: ("uniqueToken",)},
+    "EventSinkConfig": {0: ("apiVersion", "kind", "endpoint")},
+    "KmsgLogConfig": {0: ("apiVersion", "kind", "name", "url")},
+}
+
+
+def _decode_error(data: bytes, minor: int, kinds: frozenset[str]) -> str | None:
+    """Talos's decoder error for ``data``, document by document in order: a kind it does not
+    have, or keys a document type lacks (for the documents in _DOCUMENT_FIELDS). From 1.12 the
+    error names the document and its first line."""
+    try:
+        docs = list(yaml.safe_load_all(data))
+    except yaml.YAMLError:
+        return None  # the strict parser in validate_config reports it
+    starts = _document_lines(data)
+    for index, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            continue
+        typed = "kind" in doc or "apiVersion" in doc
+        api_version = str(doc.get("apiVersion") or "") if typed else ""
+        kind = str(doc.get("kind") or "") if typed else "v1alpha1"
+        if typed and not (api_version and kind):
+            continue  # validate_config names what is missing
+        name = str(doc.get("name") or "") if typed else ""
+        where = f"{api_version}/{kind}/{name}"
+        line = starts[index] if index < len(starts) else 1
+        if typed and (kind not in kinds or api_version != "v1alpha1"):
+            message = f'"{kind}" "{api_version}": not registered'
+        else:
+            allowed = {
+                f
+                for since, names in _DOCUMENT_FIELDS.get(kind, {}).items()
+                if minor >= since
+                for f in names
+            }
+            unknown = {k: v for k, v in doc.items() if allowed and k not in allowed}
+            if not unknown:
+                continue
+            text = yaml.dump(
+                unknown, Dumper=_GoIndent, indent=4, sort_keys=True, default_flow_style=False
+            )
+            message = "unknown keys found during decoding:\n" + text
+        if minor >= 12:
+            return f"error decoding document {where} (line {line}): {message}"
+        return message
+    return None
+
+
+class _GoIndent(yaml.SafeDumper):
+    """Go's yaml.v3 layout (4-space indent, list items indented under their key)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+_GoIndent.best_width = 4096
+
+
 def validate_config(data: bytes, talos_version: str) -> tuple[ConfigView, list[str]]:
-    """Load ``data`` as the node's Talos would: strict YAML, no duplicates, known kinds only.
+    """Load ``data`` as the node's Talos would: strict YAML, no duplicates, known kinds only,
+    no unknown keys in the documents the lab knows the fields of.
 
     Raises NodeError(INVALID_ARGUMENT) with the reason, as apid does.
     """
+    _, minor, _ = version_tuple(talos_version)
+    failure = _decode_error(data, minor, known_kinds(talos_version))
+    if failure is not None:
+        raise NodeError(Code.INVALID_ARGUMENT, failure)
     try:
         parsed = document.parse(data, "machine configuration")
     except document.ConfigError as err:
         raise NodeError(Code.INVALID_ARGUMENT, str(err)) from None
-    allowed = known_kinds(talos_version)
-    starts = _document_lines(data)
-    for index, doc in enumerate(parsed.documents):
+    for doc in parsed.documents:
         key = doc.key
-        if key.is_legacy:
-            continue
-        if not key.api_version or not key.kind:
+        if not key.is_legacy and (not key.api_version or not key.kind):
             raise NodeError(
                 Code.INVALID_ARGUMENT,
                 "missing apiVersion" if not key.api_version else "missing kind",
-            )
-        if key.kind not in allowed or key.api_version != "v1alpha1":
-            line = starts[index] if index < len(starts) else 1
-            raise NodeError(
-                Code.INVALID_ARGUMENT,
-                f"error decoding document {key.api_version}/{key.kind}/{key.name} (line {line}): "
-                f'"{key.kind}" "{key.api_version}": not registered',
             )
     return ConfigView(tuple(d.data for d in parsed.documents)), []
 

@@ -24,7 +24,16 @@ from typing import Any
 import yaml
 from google.protobuf import timestamp_pb2
 
-from lab.world import CONTROLPLANE, Lab, SimNode, dump_yaml, image_tag, minor_at_least
+from lab import talos_specs as specs
+from lab.world import (
+    CONTROLPLANE,
+    Lab,
+    SimNode,
+    dump_yaml,
+    image_tag,
+    minor_at_least,
+    version_tuple,
+)
 from providers.codec.schematic import canonical_yaml, parse_schematic
 from providers.wire.resource.config import config_pb2
 from providers.wire.v1alpha1 import resource_pb2
@@ -73,6 +82,8 @@ class ResourceType:
     render: Render
     aliases: tuple[str, ...] = ()
     sensitive: bool = False
+    sensitive_since_minor: int | None = None
+    """From this Talos 1.x minor on the type is sensitive (os:admin only); None: never."""
     since_minor: int = 0
     """First Talos 1.x minor that has the type (0: all we simulate)."""
     controlplane_only: bool = False
@@ -82,8 +93,13 @@ class ResourceType:
     def present_on(self, node: SimNode) -> bool:
         return minor_at_least(node.talos_version, self.since_minor)
 
-    def definition(self) -> dict[str, Any]:
+    def sensitive_on(self, node: SimNode) -> bool:
+        since = self.sensitive_since_minor
+        return self.sensitive or (since is not None and minor_at_least(node.talos_version, since))
+
+    def definition(self, sensitive: bool | None = None) -> dict[str, Any]:
         """The ResourceDefinition spec talosctl reads to resolve names and print columns."""
+        sensitive = self.sensitive if sensitive is None else sensitive
         plural = self.type.split(".", 1)[0]
         capitals = "".join(c for c in self.display if c.isupper()).lower()
         auto = [self.display.lower(), capitals, capitals + "s", plural.lower()]
@@ -101,7 +117,7 @@ class ResourceType:
             "aliases": list(self.aliases),
             "allAliases": all_aliases,
             "printColumns": [],
-            "sensitivity": "sensitive" if self.sensitive else "non-sensitive",
+            "sensitivity": "sensitive" if sensitive else "non-sensitive",
         }
 
 
@@ -109,8 +125,14 @@ def _spec(obj: Any) -> str:
     return dump_yaml(obj)
 
 
-def _one(rid: str, obj: Any, **kw: Any) -> list[Item]:
-    return [Item(rid, _spec(obj), **kw)]
+def _one(rid: str, obj: Any, schema: specs.Schema, **kw: Any) -> list[Item]:
+    return [_item(rid, obj, schema, **kw)]
+
+
+def _item(rid: str, obj: Any, schema: specs.Schema, **kw: Any) -> Item:
+    """A resource whose spec is sent both ways, as Talos does: YAML for talosctl, protobuf
+    (``proto_spec``) for the typed Go client, which reads nothing else."""
+    return Item(rid, _spec(obj), specs.encode(schema, obj), **kw)
 
 
 # ---- renderers ----
@@ -161,7 +183,8 @@ def _extension_statuses(lab: Lab, node: SimNode) -> list[Item]:
             extra_info = edited_schematic(extra_info)
         if extra_info:
             meta["extraInfo"] = extra_info
-        out.append(Item(str(index), _spec({"image": ext.image, "metadata": meta})))
+        spec = {"image": ext.image, "metadata": meta}
+        out.append(_item(str(index), spec, specs.EXTENSION_STATUS))
     return out
 
 
@@ -189,26 +212,24 @@ def _image_factory_schematics(lab: Lab, node: SimNode) -> list[Item]:
     match = _AUTHOR.match(ext.author)
     flavor, url = (match["flavor"], match["url"]) if match else (ext.author, "")
     spec = {"schematicId": ext.version, "flavor": flavor, "apiUrl": url}
-    return _one("image-factory-schematic", spec)
+    return _one("image-factory-schematic", spec, specs.IMAGE_FACTORY_SCHEMATIC)
 
 
 def _versions(lab: Lab, node: SimNode) -> list[Item]:
-    return _one("version", {"version": node.talos_version, "name": "Talos"})
+    spec = {"version": node.talos_version}
+    if minor_at_least(node.talos_version, 13):
+        spec["name"] = "Talos"
+    return _one("version", spec, specs.VERSION)
 
 
 def _machine_statuses(lab: Lab, node: SimNode) -> list[Item]:
-    return _one("machine", {"stage": "running", "status": {"ready": True, "unmetConditions": []}})
+    spec = {"stage": "running", "status": {"ready": True, "unmetConditions": []}}
+    return _one("machine", spec, specs.MACHINE_STATUS)
 
 
 def _security_states(lab: Lab, node: SimNode) -> list[Item]:
-    spec = {
-        "secureBoot": False,
-        "ukiSigningKeyFingerprint": "",
-        "pcrSigningKeyFingerprint": "",
-        "selinuxState": "disabled",
-        "bootedWithUKI": False,
-    }
-    return _one("securitystate", spec)
+    # Every field but secureBoot is omitempty: a plain machine shows only that one.
+    return _one("securitystate", {"secureBoot": False}, specs.SECURITY_STATE)
 
 
 def _member(node: SimNode) -> dict[str, Any]:
@@ -234,25 +255,27 @@ def _members(lab: Lab, node: SimNode) -> list[Item]:
     # Discovery is a cluster-wide setting; the first control plane's config stands for all.
     if not _discovery_enabled(lab.local_node()):
         return []
-    return [Item(n.hostname, _spec(_member(n))) for n in lab.nodes]
+    return [_item(n.hostname, _member(n), specs.MEMBER) for n in lab.nodes]
 
 
 def _identities(lab: Lab, node: SimNode) -> list[Item]:
-    return _one("local", {"nodeId": node.node_id})
+    return _one("local", {"nodeId": node.node_id}, specs.IDENTITY)
 
 
 def _infos(lab: Lab, node: SimNode) -> list[Item]:
     view = node.view
-    return _one("current", {"clusterId": view.cluster_id, "clusterName": view.cluster_name})
+    spec = {"clusterId": view.cluster_id, "clusterName": view.cluster_name}
+    return _one("current", spec, specs.INFO)
 
 
 def _nodenames(lab: Lab, node: SimNode) -> list[Item]:
     spec = {"nodename": node.hostname, "hostnameVersion": "1", "skipNodeRegistration": False}
-    return _one("nodename", spec)
+    return _one("nodename", spec, specs.NODENAME)
 
 
 def _hostname_statuses(lab: Lab, node: SimNode) -> list[Item]:
-    return _one("hostname", {"hostname": node.hostname, "domainname": ""})
+    spec = {"hostname": node.hostname, "domainname": ""}
+    return _one("hostname", spec, specs.HOSTNAME_STATUS)
 
 
 def _system_informations(lab: Lab, node: SimNode) -> list[Item]:
@@ -260,12 +283,11 @@ def _system_informations(lab: Lab, node: SimNode) -> list[Item]:
         "manufacturer": "QEMU",
         "productName": "Standard PC (Q35 + ICH9, 2009)",
         "version": "pc-q35-8.2",
-        "serialNumber": node.serial,
+        "serialnumber": node.serial,
         "uuid": node.machine_uuid,
         "wakeUpType": "Power Switch",
-        "skuNumber": "",
     }
-    return _one("systeminformation", spec)
+    return _one("systeminformation", spec, specs.system_information(_minor(node)))
 
 
 def _service_cidrs(node: SimNode) -> list[str]:
@@ -283,15 +305,37 @@ def _default_image(node: SimNode, repo: str) -> str:
     return f"{repo}:{tag}"
 
 
+def _minor(node: SimNode) -> int:
+    return version_tuple(node.talos_version)[1]
+
+
+def _extra_args(node: SimNode, component: str) -> dict[str, Any]:
+    """A component's extra args as Talos's spec shows them: ``{flag: value}`` up to 1.12,
+    ``{flag: {values: [...]}}`` from 1.13 (where a flag may repeat)."""
+    args = node.view.extra_args(component)
+    if _minor(node) < 13:
+        return {k: str(v) for k, v in args.items()}
+    return {k: {"values": specs.arg_values(v)} for k, v in args.items()}
+
+
+def _schedule_on_controlplanes(node: SimNode) -> bool:
+    cluster = (node.view.v1alpha1 or {}).get("cluster") or {}
+    return bool(isinstance(cluster, dict) and cluster.get("allowSchedulingOnControlPlanes"))
+
+
 def _kubelet_configs(lab: Lab, node: SimNode) -> list[Item]:
     view = node.view
-    spec = {
+    minor = _minor(node)
+    spec: dict[str, Any] = {
         "image": view.image("kubelet", _default_image(node, "ghcr.io/siderolabs/kubelet")),
         "clusterDNS": ["10.96.0.10"],
         "clusterDomain": "cluster.local",
-        "extraArgs": view.extra_args("kubelet"),
-        "extraMounts": [],
-        "extraConfig": {},
+    }
+    # extraArgs, extraMounts and extraConfig are omitempty in Talos's spec.
+    args = _extra_args(node, "kubelet")
+    if args:
+        spec["extraArgs"] = args
+    spec |= {
         "cloudProviderExternal": False,
         "defaultRuntimeSeccompEnabled": True,
         "skipNodeRegistration": False,
@@ -299,7 +343,9 @@ def _kubelet_configs(lab: Lab, node: SimNode) -> list[Item]:
         "disableManifestsDirectory": True,
         "enableFSQuotaMonitoring": True,
     }
-    return _one("kubelet", spec)
+    if minor < 14:
+        spec["allowSchedulingOnControlPlane"] = _schedule_on_controlplanes(node)
+    return _one("kubelet", spec, specs.kubelet_config(minor))
 
 
 def _api_server_configs(lab: Lab, node: SimNode) -> list[Item]:
@@ -310,13 +356,18 @@ def _api_server_configs(lab: Lab, node: SimNode) -> list[Item]:
         "controlPlaneEndpoint": lab.endpoint,
         "etcdServers": ["https://localhost:2379"],
         "localPort": 6443,
-        "serviceCIDRs": _service_cidrs(node),
-        "extraArgs": view.extra_args("apiServer"),
+        "serviceCIDR": _service_cidrs(node),
+        "extraArgs": _extra_args(node, "apiServer"),
         "extraVolumes": [],
         "environmentVariables": {},
-        "advertisedAddress": "$(POD_IP)",
     }
-    return _one("kube-apiserver", spec)
+    if _minor(node) < 13:
+        spec["podSecurityPolicyEnabled"] = False
+    spec["advertisedAddress"] = "$(POD_IP)"
+    spec["resources"] = {"requests": {}, "limits": {}}
+    if _minor(node) >= 14:
+        spec |= {"startupProbesEnabled": False, "useAuthenticationConfig": False}
+    return _one("kube-apiserver", spec, specs.api_server_config(_minor(node)))
 
 
 def _controller_manager_configs(lab: Lab, node: SimNode) -> list[Item]:
@@ -328,11 +379,18 @@ def _controller_manager_configs(lab: Lab, node: SimNode) -> list[Item]:
         "cloudProvider": "",
         "podCIDRs": _pod_cidrs(node),
         "serviceCIDRs": _service_cidrs(node),
-        "extraArgs": view.extra_args("controllerManager"),
+        "extraArgs": _extra_args(node, "controllerManager"),
         "extraVolumes": [],
         "environmentVariables": {},
+        "resources": {"requests": {}, "limits": {}},
     }
-    return _one("kube-controller-manager", spec)
+    if _minor(node) >= 14:
+        # extraArgs became omitempty; the node CIDR mask sizes come from KubeNetworkConfig
+        # (0 when it leaves them unset).
+        if not spec["extraArgs"]:
+            del spec["extraArgs"]
+        spec |= {"nodeCIDRMaskSizeIPv4": 0, "nodeCIDRMaskSizeIPv6": 0}
+    return _one("kube-controller-manager", spec, specs.controller_manager_config(_minor(node)))
 
 
 def _scheduler_configs(lab: Lab, node: SimNode) -> list[Item]:
@@ -341,12 +399,15 @@ def _scheduler_configs(lab: Lab, node: SimNode) -> list[Item]:
     spec = {
         "enabled": True,
         "image": view.image("scheduler", _default_image(node, repo)),
-        "extraArgs": view.extra_args("scheduler"),
+        "extraArgs": _extra_args(node, "scheduler"),
         "extraVolumes": [],
         "environmentVariables": {},
+        "resources": {"requests": {}, "limits": {}},
         "config": {},
     }
-    return _one("kube-scheduler", spec)
+    if _minor(node) >= 14 and not spec["extraArgs"]:
+        del spec["extraArgs"]  # omitempty from 1.14
+    return _one("kube-scheduler", spec, specs.scheduler_config(_minor(node)))
 
 
 CATALOG: tuple[ResourceType, ...] = (
@@ -370,7 +431,7 @@ CATALOG: tuple[ResourceType, ...] = (
     ResourceType(
         "MachineStatuses.runtime.talos.dev", "runtime", "MachineStatus", _machine_statuses
     ),
-    ResourceType("SecurityStates.runtime.talos.dev", "runtime", "SecurityState", _security_states),
+    ResourceType("SecurityStates.talos.dev", "runtime", "SecurityState", _security_states),
     ResourceType("Members.cluster.talos.dev", "cluster", "Member", _members, cluster_wide=True),
     ResourceType("Identities.cluster.talos.dev", "cluster", "Identity", _identities),
     ResourceType("Infos.cluster.talos.dev", "cluster", "Info", _infos),
@@ -382,13 +443,20 @@ CATALOG: tuple[ResourceType, ...] = (
         "SystemInformation",
         _system_informations,
     ),
-    ResourceType("KubeletConfigs.kubernetes.talos.dev", "k8s", "KubeletConfig", _kubelet_configs),
+    ResourceType(
+        "KubeletConfigs.kubernetes.talos.dev",
+        "k8s",
+        "KubeletConfig",
+        _kubelet_configs,
+        sensitive_since_minor=13,
+    ),
     ResourceType(
         "APIServerConfigs.kubernetes.talos.dev",
         "controlplane",
         "APIServerConfig",
         _api_server_configs,
         controlplane_only=True,
+        sensitive_since_minor=13,
     ),
     ResourceType(
         "ControllerManagerConfigs.kubernetes.talos.dev",
@@ -410,7 +478,7 @@ CATALOG: tuple[ResourceType, ...] = (
 def _meta_types() -> tuple[ResourceType, ResourceType]:
     def definitions(lab: Lab, node: SimNode) -> list[Item]:
         return [
-            Item(t.type.lower(), _spec(t.definition()))
+            Item(t.type.lower(), _spec(t.definition(t.sensitive_on(node))))
             for t in (*types_on(node, with_meta=False), *_META)
         ]
 

@@ -630,8 +630,10 @@ class Lab:
                 "\nThe config is applied in 'try' mode and will be automatically reverted "
                 f"back in {go_duration(timeout)}"
             )
+            # Talos reverts to the config that ran before the try, not to the persistent one.
+            previous = node.config
             await self._set_active(node, data)
-            self._schedule_rollback(node, timeout)
+            self._schedule_rollback(node, timeout, previous)
         elif label is Mode.NO_REBOOT:
             node.persistent = data
             await self._set_active(node, data)
@@ -654,13 +656,13 @@ class Lab:
             node._try_task.cancel()
         node._try_task = None
 
-    def _schedule_rollback(self, node: SimNode, timeout: float) -> None:
+    def _schedule_rollback(self, node: SimNode, timeout: float, previous: bytes) -> None:
         self._cancel_try(node)
 
         async def rollback() -> None:
             await asyncio.sleep(timeout)
             node._try_task = None
-            await self._set_active(node, node.persistent)
+            await self._set_active(node, previous)
 
         node._try_task = asyncio.get_running_loop().create_task(rollback())
 

@@ -246,7 +246,7 @@ def test_extension_statuses_carry_the_schematic(aio, lab):
     [
         ("runtime", "Versions.runtime.talos.dev", "version", "version"),
         ("runtime", "MachineStatuses.runtime.talos.dev", "machine", "stage"),
-        ("runtime", "SecurityStates.runtime.talos.dev", "securitystate", "secureBoot"),
+        ("runtime", "SecurityStates.talos.dev", "securitystate", "secureBoot"),
         ("cluster", "Identities.cluster.talos.dev", "local", "nodeId"),
         ("cluster", "Infos.cluster.talos.dev", "current", "clusterName"),
         ("k8s", "Nodenames.kubernetes.talos.dev", "nodename", "nodename"),
