@@ -29,9 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from grpclib.server import Server
 
 from lab.faults import Faults
+from lab.grpc_compression import CompressingServer
 from lab.omni_access import ANONYMOUS, Caller, Role
 from lab.omni_controllers import (
     ConfigApplyController,
@@ -108,7 +108,8 @@ class OmniSeed:
     image_factory_base_url: str = "https://factory.talos.dev"
     siderolink_host: str = "fdae:41e4:649b:9303::1"
     load_balancer_port_base: int = 10000
-    backend_version: str = "1.3.0"
+    backend_version: str = "1.9.3"
+    """The Omni release the lab answers as (the client release the interop checks build with)."""
     instance_name: str = "lab"
     cluster_import_enabled: bool = True
 
@@ -169,7 +170,7 @@ class OmniSim:
             load_balancer_port_base=self.seed.load_balancer_port_base,
         )
         self.runtime = Runtime(self._ctx)
-        self._server: Server | None = None
+        self._server: CompressingServer | None = None
         self.port: int | None = None
         self._seed_resources()
 
@@ -201,7 +202,7 @@ class OmniSim:
         sock.bind((host, port))
         self.port = sock.getsockname()[1]
         self.runtime.start()
-        self._server = Server([StateService(self)])
+        self._server = CompressingServer([StateService(self)])
         await self._server.start(sock=sock, ssl=self._tls)
         return self.port
 

@@ -19,6 +19,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from lab.grpc_compression import Messages
 from lab.omni_access import Caller, authorize
 from lab.omni_store import (
     EVENT_CREATED,
@@ -172,7 +173,7 @@ class StateService(state_grpc.StateBase):
         self.sim = sim
         self.store = sim.store
 
-    async def _begin(self, stream: Stream[Any, Any], method: str, type_: str) -> Caller:
+    async def _begin(self, stream: Messages, method: str, type_: str) -> Caller:
         faults = self.sim.faults
         delay = faults.delay()
         if delay > 0:
@@ -188,12 +189,13 @@ class StateService(state_grpc.StateBase):
             raise wrap(problems)
 
     async def _run(self, stream: Stream[Any, Any], method: str, body: Callable[..., Any]) -> None:
-        request = await stream.recv_message()
+        messages = Messages(stream)
+        request = await messages.recv_message()
         assert request is not None
         type_ = self._request_type(request)
         try:
-            caller = await self._begin(stream, method, type_)
-            await body(stream, request, caller)
+            caller = await self._begin(messages, method, type_)
+            await body(messages, request, caller)
         except StateError as exc:
             raise GRPCError(exc.status, exc.message) from None
 
@@ -209,7 +211,7 @@ class StateService(state_grpc.StateBase):
     # -- reads --
 
     async def Get(self, stream: Stream[Any, Any]) -> None:
-        async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
+        async def body(stream: Messages, req: Any, caller: Caller) -> None:
             res = self.store.peek(req.namespace, req.type, req.id)
             self._check([authorize(caller, req.type, "get")])
             if res is None:
@@ -219,7 +221,7 @@ class StateService(state_grpc.StateBase):
         await self._run(stream, "Get", body)
 
     async def List(self, stream: Stream[Any, Any]) -> None:
-        async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
+        async def body(stream: Messages, req: Any, caller: Caller) -> None:
             self._check([authorize(caller, req.type, "list")])
             queries = _queries(req.options.label_query)
             regexp = req.options.id_query.regexp if req.options.HasField("id_query") else None
@@ -232,7 +234,7 @@ class StateService(state_grpc.StateBase):
     # -- writes --
 
     async def Create(self, stream: Stream[Any, Any]) -> None:
-        async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
+        async def body(stream: Messages, req: Any, caller: Caller) -> None:
             res = _from_proto(req.resource)
             self._check([authorize(caller, res.type, "create"), *self.sim.validator.on_create(res)])
             created = self.store.create(res, owner=req.options.owner)
@@ -241,7 +243,7 @@ class StateService(state_grpc.StateBase):
         await self._run(stream, "Create", body)
 
     async def Update(self, stream: Stream[Any, Any]) -> None:
-        async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
+        async def body(stream: Messages, req: Any, caller: Caller) -> None:
             new = _from_proto(req.new_resource)
             expected = None
             if req.options.HasField("expected_phase"):
@@ -265,7 +267,7 @@ class StateService(state_grpc.StateBase):
         )
 
     async def Destroy(self, stream: Stream[Any, Any]) -> None:
-        async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
+        async def body(stream: Messages, req: Any, caller: Caller) -> None:
             self._destroy_checks(req, caller)
             self.store.destroy(req.namespace, req.type, req.id, owner=req.options.owner)
             await stream.send_message(state_pb2.DestroyResponse())
@@ -273,7 +275,7 @@ class StateService(state_grpc.StateBase):
         await self._run(stream, "Destroy", body)
 
     async def Teardown(self, stream: Stream[Any, Any]) -> None:
-        async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
+        async def body(stream: Messages, req: Any, caller: Caller) -> None:
             self._destroy_checks(req, caller)
             ready = self.store.teardown(req.namespace, req.type, req.id, owner=req.options.owner)
             await stream.send_message(state_pb2.TeardownResponse(destroy_ready=ready))
@@ -281,7 +283,7 @@ class StateService(state_grpc.StateBase):
         await self._run(stream, "Teardown", body)
 
     async def TeardownAndDestroy(self, stream: Stream[Any, Any]) -> None:
-        async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
+        async def body(stream: Messages, req: Any, caller: Caller) -> None:
             self._destroy_checks(req, caller)
             owner = req.options.owner
             self.store.teardown(req.namespace, req.type, req.id, owner=owner)
@@ -311,7 +313,7 @@ class StateService(state_grpc.StateBase):
     # -- watch --
 
     async def Watch(self, stream: Stream[Any, Any]) -> None:
-        async def body(stream: Stream[Any, Any], req: Any, caller: Caller) -> None:
+        async def body(stream: Messages, req: Any, caller: Caller) -> None:
             self._check([authorize(caller, req.type, "watch")])
             single = req.HasField("id")
             options = req.options
@@ -331,7 +333,7 @@ class StateService(state_grpc.StateBase):
 
     async def _watch(
         self,
-        stream: Stream[Any, Any],
+        stream: Messages,
         req: Any,
         single: bool,
         queries: list[LabelQuery],

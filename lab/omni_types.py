@@ -30,6 +30,7 @@ from providers.codec.omni_names import (
     MACHINE_SETS,
     MACHINE_STATUSES,
     MACHINES,
+    NOTIFICATIONS,
     SIDEROLINK_API_CONFIGS,
     SYS_VERSIONS,
     TALOS_VERSIONS,
@@ -96,6 +97,8 @@ TYPES: dict[str, TypeInfo] = {
         _served(TALOS_VERSIONS, Access.SIGNATURE_READ, "VersionsController"),
         _served(FEATURES_CONFIGS, Access.SIGNATURE_READ),
         _served(SYS_VERSIONS, Access.SIGNATURE_READ),
+        # none are seeded: omnictl lists them at start-up and prints each
+        _served(NOTIFICATIONS, Access.READ_ONLY, "NotificationController"),
         _internal(CLUSTER_SECRETS, "SecretsController", True),
         _internal(JOIN_TOKEN_USAGES, "JoinTokenUsageController"),
         _internal(LOAD_BALANCER_CONFIGS, "LoadBalancerController", True),

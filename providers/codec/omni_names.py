@@ -28,6 +28,7 @@ SIDEROLINK_API_CONFIGS = "SiderolinkAPIConfigs.omni.sidero.dev"
 TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
 FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
 SYS_VERSIONS = "SysVersions.system.sidero.dev"
+NOTIFICATIONS = "Notifications.omni.sidero.dev"
 
 # label and annotation keys: all under one prefix but the config patch ones
 LABEL_PREFIX = "omni.sidero.dev/"

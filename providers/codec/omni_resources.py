@@ -51,6 +51,7 @@ RESOURCE_TYPES: Mapping[str, ResourceType] = {
         ResourceType(n.TALOS_VERSIONS, n.DEFAULT_NAMESPACE, omni_pb2.TalosVersionSpec),
         ResourceType(n.FEATURES_CONFIGS, n.DEFAULT_NAMESPACE, omni_pb2.FeaturesConfigSpec),
         ResourceType(n.SYS_VERSIONS, n.EPHEMERAL_NAMESPACE, system_pb2.SysVersionSpec),
+        ResourceType(n.NOTIFICATIONS, n.EPHEMERAL_NAMESPACE, omni_pb2.NotificationSpec),
     )
 }
 """Every type Omni's API serves, by type name."""
