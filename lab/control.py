@@ -49,6 +49,8 @@ class UpOptions:
     latency_ms: float | None = None
     seed: int | None = None
     factory_schematic: bool = True
+    omni_version: str | None = None
+    """The Omni release the lab's Omni answers as (its denylist follows it)."""
     extra_args: tuple[str, ...] = field(default=())
 
     def argv(self) -> list[str]:
@@ -62,6 +64,7 @@ class UpOptions:
             ("--initial-kubernetes-version", self.initial_kubernetes_version),
             ("--latency-ms", self.latency_ms),
             ("--seed", self.seed),
+            ("--omni-version", self.omni_version),
         ):
             if value is not None:
                 args += [flag, str(value)]

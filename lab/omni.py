@@ -14,6 +14,7 @@ configured code if ``faults.omni_failure(method, type)`` matches.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import os
@@ -44,6 +45,7 @@ from lab.omni_controllers import (
 from lab.omni_render import (
     JoinOptions,
     config_patch_problems,
+    release_of,
     render_machine_config,
     secrets_bundle_problem,
 )
@@ -73,7 +75,17 @@ from providers.codec.omni_names import (
 )
 from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
 
-__all__ = ["NodeGateway", "OmniSeed", "OmniSim", "Role", "default_talos_versions"]
+__all__ = [
+    "DEFAULT_OMNI_VERSION",
+    "NodeGateway",
+    "OmniSeed",
+    "OmniSim",
+    "Role",
+    "default_talos_versions",
+]
+
+DEFAULT_OMNI_VERSION = "1.11.0-alpha.0"
+"""Omni's main branch as the references read it (after v1.10.4): every denylist rule applies."""
 
 log = logging.getLogger("lab.omni")
 
@@ -108,8 +120,8 @@ class OmniSeed:
     image_factory_base_url: str = "https://factory.talos.dev"
     siderolink_host: str = "fdae:41e4:649b:9303::1"
     load_balancer_port_base: int = 10000
-    backend_version: str = "1.9.3"
-    """The Omni release the lab answers as (the client release the interop checks build with)."""
+    backend_version: str = DEFAULT_OMNI_VERSION
+    """The Omni release the lab answers as (SysVersions); its config-patch denylist follows it."""
     instance_name: str = "lab"
     cluster_import_enabled: bool = True
 
@@ -149,7 +161,9 @@ class OmniSim:
         self.validator = Validator(
             self.store,
             Checks(
-                config_patch=config_patch_problems,
+                config_patch=functools.partial(
+                    config_patch_problems, release=release_of(self.seed.backend_version)
+                ),
                 secrets_bundle=secrets_bundle_problem,
                 cluster_import_enabled=self.seed.cluster_import_enabled,
             ),

@@ -93,11 +93,35 @@ def render_machine_config(request: RenderRequest, join: JoinOptions) -> bytes:
     return emit(apply_patches(base, patches)).encode()
 
 
-def config_patch_problems(data: str) -> list[str]:
-    """Why Omni refuses a config patch: unreadable, or touching what Omni manages.
+# The denylist grew over Omni's releases: each rule below applies from the release named (older
+# releases let the field or document through). Rules not listed are as old as the import.
+_V1ALPHA1_RULES_SINCE: dict[str, tuple[int, int, int]] = {
+    "cluster.ca": (1, 10, 0),
+    "cluster.serviceAccount": (1, 10, 0),
+    "machine.install.disk": (1, 11, 0),  # on Omni's main after v1.10.4
+}
+_MULTI_DOC_RULES_SINCE = (1, 10, 0)
+"""Rules for documents other than v1alpha1 (forbidden kinds, their fields and elements)."""
+
+NEWEST = (1, 11, 0)
+"""The newest rule set: Omni's main branch as the references read it."""
+
+
+def release_of(version: str) -> tuple[int, int, int]:
+    """``1.9.3`` (or ``v1.11.0-alpha.0``) as a comparable (major, minor, patch)."""
+    core = version.strip().removeprefix("v").split("-", 1)[0].split("+", 1)[0]
+    parts = core.split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{q(version)} is not an Omni release like 1.9.3")
+    major, minor, patch = (int(p) for p in parts)
+    return major, minor, patch
+
+
+def config_patch_problems(data: str, release: tuple[int, int, int] = NEWEST) -> list[str]:
+    """Why Omni ``release`` refuses a config patch: unreadable, or touching what Omni manages.
 
     Omni's validation runs the importer's denylist but rejects instead of stripping, so each
-    removal the sanitizer would make becomes one reason."""
+    removal the sanitizer would make becomes one reason (if that rule exists in ``release``)."""
     try:
         patch = parse(data, "config patch", patch=True)
     except ConfigError as exc:
@@ -109,6 +133,11 @@ def config_patch_problems(data: str) -> list[str]:
     for removal in sanitize(patch).removed:
         if removal.path and removal.path not in managed and "[" not in removal.path:
             continue  # a key left empty by another removal: not a cause of its own
+        legacy = removal.document == "v1alpha1"
+        if not legacy and release < _MULTI_DOC_RULES_SINCE:
+            continue
+        if legacy and release < _V1ALPHA1_RULES_SINCE.get(removal.path, (0, 0, 0)):
+            continue
         where = f"{removal.document}: {removal.path}" if removal.path else removal.document
         reasons.append(f"overriding {q(where)} is not allowed in a config patch: {removal.reason}")
     return reasons

@@ -47,8 +47,9 @@ from lab.apid import ADMIN, OPERATOR, READER, Apid, server_tls
 from lab.control import LAB_ERROR, LAB_JSON, LAB_LOG
 from lab.factory import LabFactory
 from lab.faults import Faults
-from lab.omni import OmniSeed, OmniSim, default_talos_versions
+from lab.omni import DEFAULT_OMNI_VERSION, OmniSeed, OmniSim, default_talos_versions
 from lab.omni_access import Role
+from lab.omni_render import release_of
 from lab.world import Lab, Mode, NodeError
 from planner.machineconfig import pki
 from providers.codec import siderov1
@@ -78,6 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-factory-schematic", action="store_true")
+    p.add_argument("--omni-version", default=DEFAULT_OMNI_VERSION)
     p.add_argument(
         "--node-talos-version",
         action="append",
@@ -228,6 +230,7 @@ class LabProcess:
                     for address, _, version in (v.partition("=") for v in args.node_talos_version)
                 ),
             ).resolved()
+            release_of(args.omni_version)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         # One CA for the lab's HTTPS services (Image Factory, Omni); clients get lab-ca.pem.
@@ -348,7 +351,11 @@ class LabProcess:
         return info
 
     def _omni_seed(self, versions: dict[str, list[str]], factory_url: str) -> OmniSeed:
-        seed = OmniSeed(talos_versions=versions, image_factory_base_url=factory_url)
+        seed = OmniSeed(
+            talos_versions=versions,
+            image_factory_base_url=factory_url,
+            backend_version=self.args.omni_version,
+        )
         if self.args.omni_machine_api_url:
             seed.machine_api_url = self.args.omni_machine_api_url
         if self.args.omni_join_token:

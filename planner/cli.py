@@ -486,6 +486,11 @@ def _lab_errors() -> Iterator[None]:
 @click.option("--no-factory-schematic", is_flag=True, help="Nodes run plain images (no schematic).")
 @click.option("--omni-machine-api-url", help="The machine API URL the lab's Omni advertises.")
 @click.option("--omni-join-token", help="The lab Omni's default join token.")
+@click.option(
+    "--omni-version",
+    help="Omni release the lab's Omni answers as; its config-patch rules follow it "
+    "(default: Omni's main branch).",
+)
 def lab_up(
     directory: Path,
     nodes: int,
@@ -499,6 +504,7 @@ def lab_up(
     no_factory_schematic: bool,
     omni_machine_api_url: str | None,
     omni_join_token: str | None,
+    omni_version: str | None,
 ) -> None:
     """Start a lab in the background and write its client files into DIR."""
     from lab.control import UpOptions, up
@@ -522,6 +528,7 @@ def lab_up(
             if value
             for arg in (flag, value)
         ),
+        omni_version=omni_version,
     )
     with _lab_errors():
         info = up(directory, options)
