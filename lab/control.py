@@ -51,6 +51,8 @@ class UpOptions:
     factory_schematic: bool = True
     omni_version: str | None = None
     """The Omni release the lab's Omni answers as (its denylist follows it)."""
+    omni_zstd_dict: str | None = None
+    """Omni's zstd dictionary file, to read compressed config patches."""
     extra_args: tuple[str, ...] = field(default=())
 
     def argv(self) -> list[str]:
@@ -65,6 +67,7 @@ class UpOptions:
             ("--latency-ms", self.latency_ms),
             ("--seed", self.seed),
             ("--omni-version", self.omni_version),
+            ("--omni-zstd-dict", self.omni_zstd_dict),
         ):
             if value is not None:
                 args += [flag, str(value)]

@@ -42,6 +42,7 @@ from lab.omni_controllers import (
     NodeInfo,
     RenderRequest,
 )
+from lab.omni_patchdata import PatchData
 from lab.omni_render import (
     JoinOptions,
     config_patch_problems,
@@ -124,6 +125,8 @@ class OmniSeed:
     """The Omni release the lab answers as (SysVersions); its config-patch denylist follows it."""
     instance_name: str = "lab"
     cluster_import_enabled: bool = True
+    zstd_dictionary: bytes | None = None
+    """Omni's zstd dictionary 1, to read compressed config patches (see lab/omni_patchdata.py)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ class OmniSim:
         self._keys: dict[str, _Key] = {}
         self._verified = VerifiedCalls()
         self._tls = self._ssl_context(tls_cert, tls_key)
+        self.patch_data = PatchData(self.seed.zstd_dictionary)
         self.validator = Validator(
             self.store,
             Checks(
@@ -166,6 +170,7 @@ class OmniSim:
                 ),
                 secrets_bundle=secrets_bundle_problem,
                 cluster_import_enabled=self.seed.cluster_import_enabled,
+                patch_data=self.patch_data,
             ),
         )
         self.join = JoinOptions(
@@ -182,6 +187,7 @@ class OmniSim:
             render=self.render,
             siderolink_host=self.seed.siderolink_host,
             load_balancer_port_base=self.seed.load_balancer_port_base,
+            patch_text=self.patch_data.text,
         )
         self.runtime = Runtime(self._ctx)
         self._server: CompressingServer | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from lab.omni_store import Event, Resource, Store, equal, exists
@@ -114,6 +114,8 @@ class Context:
     siderolink_host: str
     load_balancer_port_base: int
     retry_delay: float = 0.5
+    patch_text: Callable[[Any], str] = field(default=lambda spec: str(spec.data))
+    """A ConfigPatch spec's YAML (``compressed_data`` decoded)."""
 
 
 Key = Any
@@ -647,7 +649,7 @@ class ConfigApplyController(Controller):
             kubernetes_version=cm.spec.kubernetes_version or cluster.spec.kubernetes_version,
             secrets_yaml=secrets.spec.data,
             endpoint=lb.spec.siderolink_endpoint,
-            patches=tuple(p.spec.data for p in patches),
+            patches=tuple(self.ctx.patch_text(p.spec) for p in patches),
         )
 
     async def reconcile(self, key: Key) -> None:

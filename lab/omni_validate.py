@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from grpclib.const import Status
 
+from lab.omni_patchdata import PatchData, PatchDataError
 from lab.omni_store import Resource, StateError, Store, q, render_ref
 from providers.codec.omni_names import (
     ANNOTATION_CLUSTER_LOCKED,
@@ -55,6 +56,8 @@ class Checks:
     config_patch: Callable[[str], list[str]]
     secrets_bundle: Callable[[str], str | None]
     cluster_import_enabled: bool = True
+    patch_data: PatchData = field(default_factory=PatchData)
+    """Reads a patch's YAML, decoding ``compressed_data``."""
 
 
 def _locked(cluster: Resource) -> bool:
@@ -336,12 +339,10 @@ class Validator:
         return []
 
     def _patch_data(self, res: Resource) -> tuple[str | None, list[Problem]]:
-        if res.spec.compressed_data:
-            return None, [
-                "compressed config patches (compressed_data) are not supported by the lab's "
-                "Omni; send the YAML in data"
-            ]
-        return res.spec.data, []
+        try:
+            return self.checks.patch_data.text(res.spec), []
+        except PatchDataError as exc:
+            return None, [str(exc)]
 
     def _config_patch_create(self, res: Resource) -> list[Problem]:
         out = self._patch_level(res)
@@ -369,7 +370,7 @@ class Validator:
         data, problems = self._patch_data(new)
         if problems or data is None:
             return problems
-        if old.spec.data == data and not old.spec.compressed_data:
+        if old.spec.data == new.spec.data and old.spec.compressed_data == new.spec.compressed_data:
             return []
         return list(self.checks.config_patch(data))
 

@@ -80,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-factory-schematic", action="store_true")
     p.add_argument("--omni-version", default=DEFAULT_OMNI_VERSION)
+    p.add_argument("--omni-zstd-dict", default=None)
     p.add_argument(
         "--node-talos-version",
         action="append",
@@ -93,6 +94,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ---- files ----
+
+
+def _read_dictionary(path: str | None) -> bytes | None:
+    """Omni's zstd dictionary from ``--omni-zstd-dict`` (checked: a zstd dictionary, ID 1)."""
+    if path is None:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise StartupError(f"cannot read --omni-zstd-dict {path}: {exc.strerror}") from None
+    if data[:4] != b"\x37\xa4\x30\xec" or int.from_bytes(data[4:8], "little") != 1:
+        raise StartupError(f"--omni-zstd-dict {path} is not Omni's zstd dictionary (ID 1)")
+    return data
 
 
 def _write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
@@ -355,6 +369,7 @@ class LabProcess:
             talos_versions=versions,
             image_factory_base_url=factory_url,
             backend_version=self.args.omni_version,
+            zstd_dictionary=_read_dictionary(self.args.omni_zstd_dict),
         )
         if self.args.omni_machine_api_url:
             seed.machine_api_url = self.args.omni_machine_api_url

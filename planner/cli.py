@@ -491,6 +491,12 @@ def _lab_errors() -> Iterator[None]:
     help="Omni release the lab's Omni answers as; its config-patch rules follow it "
     "(default: Omni's main branch).",
 )
+@click.option(
+    "--omni-zstd-dict",
+    type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+    help="Omni's zstd dictionary (config.1.zdict in Omni's client module), so the lab's Omni "
+    "reads compressed config patches.",
+)
 def lab_up(
     directory: Path,
     nodes: int,
@@ -505,6 +511,7 @@ def lab_up(
     omni_machine_api_url: str | None,
     omni_join_token: str | None,
     omni_version: str | None,
+    omni_zstd_dict: str | None,
 ) -> None:
     """Start a lab in the background and write its client files into DIR."""
     from lab.control import UpOptions, up
@@ -529,6 +536,7 @@ def lab_up(
             for arg in (flag, value)
         ),
         omni_version=omni_version,
+        omni_zstd_dict=omni_zstd_dict,
     )
     with _lab_errors():
         info = up(directory, options)

@@ -466,7 +466,7 @@ def test_config_patch_validations_and_bundle_check(keys: Keys) -> None:
             "exclude each other",
         )
         compressed = omni_pb2.ConfigPatchSpec(compressed_data=b"\x28\xb5\x2f\xfd")
-        await rejected(op.create(PATCHES, "p4", compressed), INVALID, "send the YAML in data")
+        await rejected(op.create(PATCHES, "p4", compressed), INVALID, "not a zstd frame")
 
         await rejected(
             patch("d1", "cluster:\n  clusterName: other\n"),
