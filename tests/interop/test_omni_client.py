@@ -19,10 +19,11 @@ baseline is always the current versions, so omniport's spec is given the same.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,13 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
+from lab.control import patch
 from tests.conftest import LabHandle
 from tests.interop import counts, oracles
 
 LAB_ARGS = ("--nodes", "4", "--controlplanes", "2", "--seed", "7", "--omni-version", "1.9.3")
+# Talos versions the twin labs run (the lab's default is v1.11.5)
+TWIN_TALOS = ["v1.10.7", "v1.11.5", "v1.13.8"]
 CLUSTER = "lab"
 P = "omni.sidero.dev/"
 OWNERSHIP = "omniport.dev/import"
@@ -110,6 +114,23 @@ class Driver:
 
     def list(self, lab: LabHandle, type_: str) -> list[dict[str, Any]]:
         return list(self.ok(lab, "list", type_))
+
+
+def omni_dictionary() -> Path:
+    """Omni's zstd dictionary in the client module the driver was built from (not shipped)."""
+    cache = os.environ.get("OMNIPORT_GOMODCACHE") or str(Path.home() / ".cache/omniport/gomod")
+    path = (
+        Path(cache)
+        / f"github.com/siderolabs/omni/client@{oracles.OMNI_CLIENT}"
+        / "pkg/compression/data/config.1.zdict"
+    )
+    assert path.is_file(), f"Omni's client module is not in the module cache: {path}"
+    return path
+
+
+def lab_args(*extra: str) -> tuple[str, ...]:
+    """``lab up`` arguments: LAB_ARGS, Omni's dictionary (so compressed patches are read)."""
+    return (*LAB_ARGS, "--omni-zstd-dict", str(omni_dictionary()), *extra)
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +325,7 @@ def check_list_get(driver: Driver, lab: LabHandle, aio: Any, types: list[str]) -
 def test_dry_run_passes_and_changes_nothing(
     driver: Driver, lab_factory: Callable[..., LabHandle], aio: Any
 ) -> None:
-    lab = lab_factory(*LAB_ARGS, name="omni-dry")
+    lab = lab_factory(*lab_args(), name="omni-dry")
     before = configs(lab)
     compared = check_list_get(driver, lab, aio, SEED_TYPES)
     counts.record("omni-list-get", "omni", tried=compared, agreed=compared)
@@ -331,7 +352,7 @@ def test_dry_run_fails_validation_like_omnictl(
     driver: Driver, lab_factory: Callable[..., LabHandle]
 ) -> None:
     """The same dry run fails its schematic validation when nodes run plain images."""
-    lab = lab_factory(*LAB_ARGS, "--no-factory-schematic", name="omni-dry-plain")
+    lab = lab_factory(*lab_args("--no-factory-schematic"), name="omni-dry-plain")
     code, result, _ = driver.run(lab, "import", "--dry-run")
     assert code != 0 and result["validation_error"], result
     assert "schematic ID missing" in result["error"]
@@ -358,10 +379,19 @@ def dump_world(driver: Driver, lab: LabHandle) -> dict[tuple[str, str], dict[str
     return out
 
 
-@pytest.fixture(scope="module")
-def worlds(driver: Driver, lab_factory: Callable[..., LabHandle]) -> Iterator[tuple[World, World]]:
-    real = lab_factory(*LAB_ARGS, name="omni-real")
-    ours = lab_factory(*LAB_ARGS, name="omni-ours")
+def twin_worlds(
+    driver: Driver,
+    lab_factory: Callable[..., LabHandle],
+    args: tuple[str, ...],
+    prepare: Callable[[LabHandle], None] | None = None,
+) -> tuple[World, World]:
+    """Two labs of the same arguments (each ``prepare``d alike): the real import on the first,
+    omniport plan + apply on the second."""
+    real = lab_factory(*args, name="omni-real")
+    ours = lab_factory(*args, name="omni-ours")
+    if prepare is not None:
+        prepare(real)
+        prepare(ours)
     before_real, before_ours = configs(real), configs(ours)
 
     backup = real.dir / "real-backup.zip"
@@ -370,11 +400,17 @@ def worlds(driver: Driver, lab_factory: Callable[..., LabHandle]) -> Iterator[tu
     spec = current_versions_spec(ours)
     omniport("plan", str(spec), "-o", "plan.json", cwd=ours.dir)
     omniport("apply", "plan.json", "--auto-approve", cwd=ours.dir)
-
-    yield (
+    return (
         World(real, before_real, configs(real), dump_world(driver, real), lab_values(driver, real)),
         World(ours, before_ours, configs(ours), dump_world(driver, ours), lab_values(driver, ours)),
     )
+
+
+@pytest.fixture(scope="module", params=TWIN_TALOS)
+def worlds(
+    request: pytest.FixtureRequest, driver: Driver, lab_factory: Callable[..., LabHandle]
+) -> tuple[World, World]:
+    return twin_worlds(driver, lab_factory, lab_args("--talos-version", request.param))
 
 
 def resource_differences(a: dict[str, Any], b: dict[str, Any]) -> set[tuple[str, ...]]:
@@ -505,7 +541,7 @@ def cluster_resources(driver: Driver, lab: LabHandle) -> dict[str, list[str]]:
 def test_real_abort_after_omniport_apply(
     driver: Driver, lab_factory: Callable[..., LabHandle]
 ) -> None:
-    lab = lab_factory(*LAB_ARGS, name="omni-abort-real")
+    lab = lab_factory(*lab_args(), name="omni-abort-real")
     before = configs(lab)
     spec = current_versions_spec(lab)
     omniport("plan", str(spec), "-o", "plan.json", cwd=lab.dir)
@@ -536,7 +572,7 @@ def test_real_abort_after_omniport_apply(
 def test_omniport_abort_after_real_import(
     driver: Driver, lab_factory: Callable[..., LabHandle]
 ) -> None:
-    lab = lab_factory(*LAB_ARGS, name="omni-abort-ours")
+    lab = lab_factory(*lab_args(), name="omni-abort-ours")
     before = configs(lab)
     code, result, err = driver.run(lab, "import", "-backup-output", str(lab.dir / "backup.zip"))
     assert code == 0 and result["ok"], (result, err)
@@ -553,3 +589,29 @@ def test_omniport_abort_after_real_import(
     code, result, err = driver.run(lab, "import", "--dry-run")
     assert code == 0 and result["ok"], (result, err)
     counts.record("omni-cross-abort", "omni", tried=1, agreed=1)
+
+
+# ---- compressed patches ----------------------------------------------------------------------
+
+
+def test_compressed_patches_are_read_like_omni(
+    driver: Driver, lab_factory: Callable[..., LabHandle]
+) -> None:
+    """Nodes with many labels make patches of 2048 bytes or more, which Omni's client sends
+    zstd-compressed with Omni's dictionary: the lab validates what they hold and serves them as
+    sent, and they hold what omniport's plain patches hold (the same known differences)."""
+    labels = "".join(f"      example.com/label-{i:03d}: value-{i:03d}\n" for i in range(60))
+
+    def many_labels(lab: LabHandle) -> None:
+        for address in lab.nodes:
+            patch(lab.dir, address, "machine:\n  nodeLabels:\n" + labels)
+
+    real, ours = twin_worlds(driver, lab_factory, lab_args(), many_labels)
+    patches = [r for (t, _), r in real.resources.items() if t == "ConfigPatches.omni.sidero.dev"]
+    compressed = [p for p in patches if p.get("compressed")]
+    assert len(compressed) == len(real.lab.nodes), [len(p["spec"]["data"]) for p in patches]
+    assert all(len(p["spec"]["data"]) >= 2048 for p in compressed)
+    found, tried, agreed = compare_worlds(real, ours)
+    counts.record("omni-compressed-patch", "omni", tried=len(compressed), agreed=len(compressed))
+    counts.record("omni-import-vs-apply", "omni", tried=tried, agreed=agreed)
+    assert found == set(KNOWN_DIFFERENCES), sorted(found ^ set(KNOWN_DIFFERENCES))
