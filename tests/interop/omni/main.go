@@ -5,7 +5,11 @@
 //
 //	omni [global flags] list TYPE                     resources of TYPE, a JSON array
 //	omni [global flags] get TYPE ID                   one resource, a JSON object
-//	omni [global flags] import [flags]                clusterimport BuildContext + Run
+//	omni [global flags] import [flags]                clusterimport BuildContext + Run:
+//	    -dry-run, -force, -skip-health-check, -backup-output FILE, -wait-timeout D,
+//	    -nodes A,B (default: the lab's), -talosconfig FILE (default: the lab's),
+//	    -talos-version, -kubernetes-version, -initial-talos-version, -initial-kubernetes-version,
+//	    -lab-versions (the four versions from the lab's import.yaml)
 //	omni [global flags] abort CLUSTER                 clusterimport.Abort
 //	omni version                                      the client release this is built with
 //
@@ -17,6 +21,9 @@
 //
 // Before any command the client does what omnictl does on start-up: it reads SysVersions
 // (ephemeral/current), checks the backend API version and lists Notifications.
+//
+// import prints {cluster, dry_run, ok, validation_error, error, backup, seconds, log} and exits 2
+// when the import fails; abort prints {cluster, ok, error, log}, likewise.
 package main
 
 import (
@@ -420,7 +427,7 @@ func (g *globals) importCluster(args []string) error {
 	fs.StringVar(&input.BackupOutput, "backup-output", "", "backup zip path")
 	fs.DurationVar(&timeout, "wait-timeout", 5*time.Minute, "deadline for the whole import")
 
-	lab := fs.Bool("lab-versions", false, "take the four versions from the lab's import.yaml")
+	labVersions := fs.Bool("lab-versions", false, "take the four versions from the lab's import.yaml")
 
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -435,7 +442,7 @@ func (g *globals) importCluster(args []string) error {
 			nodes = strings.Join(g.spec.Talos.Nodes, ",")
 		}
 
-		if *lab {
+		if *labVersions {
 			v := g.spec.Versions
 			input.Versions = clusterimport.Versions{
 				TalosVersion: v.Talos, KubernetesVersion: v.Kubernetes,
