@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -615,3 +616,40 @@ def test_compressed_patches_are_read_like_omni(
     counts.record("omni-compressed-patch", "omni", tried=len(compressed), agreed=len(compressed))
     counts.record("omni-import-vs-apply", "omni", tried=tried, agreed=agreed)
     assert found == set(KNOWN_DIFFERENCES), sorted(found ^ set(KNOWN_DIFFERENCES))
+
+
+# ---- unlock ----------------------------------------------------------------------------------
+
+
+def test_unlock_after_real_import_renders_the_live_configs(
+    driver: Driver, lab_factory: Callable[..., LabHandle]
+) -> None:
+    """omnictl's unlock hands the cluster to Omni, which pushes its base plus the importer's
+    patches: each node keeps its config except the control-plane endpoint (now Omni's load
+    balancer), and the join documents."""
+    lab = lab_factory(*lab_args(), name="omni-unlock")
+    before = configs(lab)
+    code, result, err = driver.run(lab, "import", "-backup-output", str(lab.dir / "bk.zip"))
+    assert code == 0 and result["ok"], (result, err)
+    driver.ok(lab, "unlock", CLUSTER)
+    cluster = driver.ok(lab, "get", "Clusters.omni.sidero.dev", CLUSTER)
+    assert cluster["annotations"] == {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        after = configs(lab)
+        if all("v1alpha1" in config_delta(before[a], after[a]) for a in before):
+            break
+        time.sleep(0.2)
+    for address, config in after.items():
+        delta = config_delta(before[address], config)
+        assert set(delta) == {
+            "v1alpha1",
+            "SideroLinkConfig",
+            "EventSinkConfig",
+            "KmsgLogConfig/omni-kmsg",
+        }, address
+        old, new = (flatten(delta["v1alpha1"][k]) for k in ("before", "after"))
+        changed = {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
+        assert changed == {"cluster.controlPlane.endpoint"}, (address, changed)
+        assert new["cluster.controlPlane.endpoint"].startswith("https://[fdae:41e4:649b:9303::1]:")
+    counts.record("omni-unlock-render", "omni", tried=len(after), agreed=len(after))

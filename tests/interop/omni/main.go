@@ -11,6 +11,7 @@
 //	    -talos-version, -kubernetes-version, -initial-talos-version, -initial-kubernetes-version,
 //	    -lab-versions (the four versions from the lab's import.yaml)
 //	omni [global flags] abort CLUSTER                 clusterimport.Abort
+//	omni [global flags] unlock CLUSTER                what omnictl cluster unlock does
 //	omni version                                      the client release this is built with
 //
 // Global flags: -lab DIR (read DIR/import.yaml, DIR/service-account.key, DIR/lab-ca.pem),
@@ -126,6 +127,8 @@ func run(args []string) error {
 		return g.importCluster(rest[1:])
 	case "abort":
 		return g.withClient(func(ctx context.Context, c *client.Client) error { return g.abort(ctx, c, rest[1:]) })
+	case "unlock":
+		return g.withClient(func(ctx context.Context, c *client.Client) error { return g.unlock(ctx, c, rest[1:]) })
 	default:
 		return fmt.Errorf("unknown command %q", rest[0])
 	}
@@ -543,6 +546,27 @@ func (g *globals) abort(ctx context.Context, c *client.Client, args []string) er
 	}
 
 	return nil
+}
+
+// unlock is what omnictl cluster unlock does: drop the lock and import-in-progress annotations
+// from the Cluster with a conflict-retrying update.
+func (g *globals) unlock(ctx context.Context, c *client.Client, args []string) error {
+	if len(args) != 1 || args[0] == "" {
+		return errors.New("usage: unlock CLUSTER")
+	}
+
+	_, err := safe.StateUpdateWithConflicts(ctx, c.Omni().State(), omnires.NewCluster(args[0]).Metadata(),
+		func(cluster *omnires.Cluster) error {
+			cluster.Metadata().Annotations().Delete(omnires.ClusterLocked)
+			cluster.Metadata().Annotations().Delete(omnires.ClusterImportIsInProgress)
+
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+
+	return printJSON(map[string]any{"cluster": args[0], "ok": true})
 }
 
 func printJSON(v any) error {
