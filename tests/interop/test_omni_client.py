@@ -634,12 +634,8 @@ def test_unlock_after_real_import_renders_the_live_configs(
     driver.ok(lab, "unlock", CLUSTER)
     cluster = driver.ok(lab, "get", "Clusters.omni.sidero.dev", CLUSTER)
     assert cluster["annotations"] == {}
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        after = configs(lab)
-        if all("v1alpha1" in config_delta(before[a], after[a]) for a in before):
-            break
-        time.sleep(0.2)
+    changed = unlock_changes(lab, before)
+    after = configs(lab)
     for address, config in after.items():
         delta = config_delta(before[address], config)
         assert set(delta) == {
@@ -648,8 +644,57 @@ def test_unlock_after_real_import_renders_the_live_configs(
             "EventSinkConfig",
             "KmsgLogConfig/omni-kmsg",
         }, address
-        old, new = (flatten(delta["v1alpha1"][k]) for k in ("before", "after"))
-        changed = {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
-        assert changed == {"cluster.controlPlane.endpoint"}, (address, changed)
-        assert new["cluster.controlPlane.endpoint"].startswith("https://[fdae:41e4:649b:9303::1]:")
+        assert changed[address] == {"cluster.controlPlane.endpoint"}, (address, changed)
+        endpoint = flatten(delta["v1alpha1"]["after"])["cluster.controlPlane.endpoint"]
+        assert endpoint.startswith("https://[fdae:41e4:649b:9303::1]:"), endpoint
     counts.record("omni-unlock-render", "omni", tried=len(after), agreed=len(after))
+
+
+def unlock_changes(lab: LabHandle, before: dict[str, str]) -> dict[str, set[str]]:
+    """Per node, the v1alpha1 paths Omni's pushed config changed (waits for the push)."""
+    deadline = time.monotonic() + 30
+    while True:
+        after = configs(lab)
+        if all("v1alpha1" in config_delta(before[a], after[a]) for a in before):
+            break
+        assert time.monotonic() < deadline, "Omni pushed no config after unlock"
+        time.sleep(0.2)
+    out = {}
+    for address, config in after.items():
+        delta = config_delta(before[address], config)["v1alpha1"]
+        old, new = flatten(delta["before"]), flatten(delta["after"])
+        out[address] = {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
+    return out
+
+
+UNLOCK_DIFFERENCES = {
+    "machine.install.disk": (
+        "omniport strips it from the patches (Omni main's denylist: Omni manages the install "
+        "disk), the v1.9.3 importer keeps it; the lab's Omni renders no install disk, so once "
+        "unlocked omniport's nodes lose it and the importer's keep it"
+    ),
+}
+
+
+def test_unlock_after_each_tool(driver: Driver, lab_factory: Callable[..., LabHandle]) -> None:
+    """Unlocked, Omni pushes its rendered configs: they change the same paths on both twins,
+    except UNLOCK_DIFFERENCES."""
+    real = lab_factory(*lab_args(), name="omni-unlock-real")
+    ours = lab_factory(*lab_args(), name="omni-unlock-ours")
+    before_real, before_ours = configs(real), configs(ours)
+    code, result, err = driver.run(real, "import", "-backup-output", str(real.dir / "bk.zip"))
+    assert code == 0 and result["ok"], (result, err)
+    driver.ok(real, "unlock", CLUSTER)
+    spec = current_versions_spec(ours)
+    omniport("plan", str(spec), "-o", "plan.json", cwd=ours.dir)
+    omniport("apply", "plan.json", "--auto-approve", cwd=ours.dir)
+    omniport("unlock", CLUSTER, "--plan", "plan.json", "--auto-approve", cwd=ours.dir)
+    changed_real = unlock_changes(real, before_real)
+    changed_ours = unlock_changes(ours, before_ours)
+    found = set()
+    for address in before_real:
+        found |= changed_real[address] ^ changed_ours[address]
+        assert "cluster.controlPlane.endpoint" in changed_real[address] & changed_ours[address]
+    agreed = sum(changed_real[a] == changed_ours[a] for a in before_real)
+    counts.record("omni-unlock-vs-unlock", "omni", tried=len(before_real), agreed=agreed)
+    assert found == set(UNLOCK_DIFFERENCES), found
