@@ -21,6 +21,7 @@ from grpclib.server import Stream
 
 from lab.grpc_compression import Messages
 from lab.omni_access import Caller, authorize
+from lab.omni_patchdata import PatchData, PatchDataError
 from lab.omni_store import (
     EVENT_CREATED,
     EVENT_DESTROYED,
@@ -39,6 +40,7 @@ from lab.omni_store import (
 from lab.omni_types import TYPES, spec_yaml
 from lab.omni_validate import wrap
 from providers.codec.omni_names import PHASE_RUNNING, PHASE_TEARING_DOWN
+from providers.wire.omni.specs import omni_pb2
 from providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
 
 if TYPE_CHECKING:
@@ -120,12 +122,25 @@ def _metadata(res: Resource) -> resource_pb2.Metadata:
     return md
 
 
-def _to_proto(res: Resource) -> resource_pb2.Resource:
+def _yaml_view(msg: Any, patch_data: PatchData) -> Any:
+    """What a spec's ``yaml_spec`` shows: a compressed ConfigPatch shows its YAML in ``data``
+    (as Omni's spec renders it), everything else is itself."""
+    if not isinstance(msg, omni_pb2.ConfigPatchSpec) or not msg.compressed_data:
+        return msg
+    try:
+        text = patch_data.text(msg)
+    except PatchDataError:
+        return msg
+    return omni_pb2.ConfigPatchSpec(data=text)
+
+
+def _to_proto(res: Resource, patch_data: PatchData) -> resource_pb2.Resource:
     spec = resource_pb2.Spec()
     if hasattr(res.spec, "SerializeToString"):
         data = res.spec.SerializeToString()
         spec.proto_spec = data
-        spec.yaml_spec = spec_yaml(res.spec, data)
+        view = _yaml_view(res.spec, patch_data)
+        spec.yaml_spec = spec_yaml(view, data if view is res.spec else None)
     elif isinstance(res.spec, bytes):
         spec.proto_spec = res.spec
     return resource_pb2.Resource(metadata=_metadata(res), spec=spec)
@@ -173,6 +188,9 @@ class StateService(state_grpc.StateBase):
         self.sim = sim
         self.store = sim.store
 
+    def _proto(self, res: Resource) -> resource_pb2.Resource:
+        return _to_proto(res, self.sim.patch_data)
+
     async def _begin(self, stream: Messages, method: str, type_: str) -> Caller:
         faults = self.sim.faults
         delay = faults.delay()
@@ -216,7 +234,7 @@ class StateService(state_grpc.StateBase):
             self._check([authorize(caller, req.type, "get")])
             if res is None:
                 raise not_found(req.namespace, req.type, req.id)
-            await stream.send_message(state_pb2.GetResponse(resource=_to_proto(res)))
+            await stream.send_message(state_pb2.GetResponse(resource=self._proto(res)))
 
         await self._run(stream, "Get", body)
 
@@ -227,7 +245,7 @@ class StateService(state_grpc.StateBase):
             regexp = req.options.id_query.regexp if req.options.HasField("id_query") else None
             # stored objects are replaced, never changed: the snapshot needs no copies
             for res in self.store.scan(req.namespace, req.type, queries, regexp or None):
-                await stream.send_message(state_pb2.ListResponse(resource=_to_proto(res)))
+                await stream.send_message(state_pb2.ListResponse(resource=self._proto(res)))
 
         await self._run(stream, "List", body)
 
@@ -238,7 +256,7 @@ class StateService(state_grpc.StateBase):
             res = _from_proto(req.resource)
             self._check([authorize(caller, res.type, "create"), *self.sim.validator.on_create(res)])
             created = self.store.create(res, owner=req.options.owner)
-            await stream.send_message(state_pb2.CreateResponse(resource=_to_proto(created)))
+            await stream.send_message(state_pb2.CreateResponse(resource=self._proto(created)))
 
         await self._run(stream, "Create", body)
 
@@ -253,7 +271,7 @@ class StateService(state_grpc.StateBase):
                 [authorize(caller, new.type, "update"), *self.sim.validator.on_update(old, new)]
             )
             updated = self.store.update(new, owner=req.options.owner, expected_phase=expected)
-            await stream.send_message(state_pb2.UpdateResponse(resource=_to_proto(updated)))
+            await stream.send_message(state_pb2.UpdateResponse(resource=self._proto(updated)))
 
         await self._run(stream, "Update", body)
 
@@ -369,7 +387,7 @@ class StateService(state_grpc.StateBase):
         if single:
             cur = self.store.peek(req.namespace, req.type, req.id)
             initial = [
-                state_pb2.Event(event_type=state_pb2.CREATED, resource=_to_proto(cur))
+                state_pb2.Event(event_type=state_pb2.CREATED, resource=self._proto(cur))
                 if cur is not None
                 else state_pb2.Event(
                     event_type=state_pb2.DESTROYED,
@@ -378,7 +396,7 @@ class StateService(state_grpc.StateBase):
             ]
         elif req.options.bootstrap_contents:
             initial = [
-                state_pb2.Event(event_type=state_pb2.CREATED, resource=_to_proto(r))
+                state_pb2.Event(event_type=state_pb2.CREATED, resource=self._proto(r))
                 for r in self.store.scan(req.namespace, req.type, queries, regexp or None)
             ]
             if req.api_version >= 1:
@@ -398,10 +416,10 @@ class StateService(state_grpc.StateBase):
             while True:
                 event = await queue.get()
                 msg = state_pb2.Event(
-                    event_type=_EVENT_TYPES[event.kind], resource=_to_proto(event.resource)
+                    event_type=_EVENT_TYPES[event.kind], resource=self._proto(event.resource)
                 )
                 if event.old is not None:
-                    msg.old.CopyFrom(_to_proto(event.old))
+                    msg.old.CopyFrom(self._proto(event.old))
                 await stream.send_message(state_pb2.WatchResponse(event=[msg]))
         finally:
             unsubscribe()

@@ -77,6 +77,10 @@ def test_omni_validates_what_the_frame_holds(keys: Keys, dictionary: bytes) -> N
         good = spec(compressed=frame(PATCH.format(7, 8), dictionary))
         created = await env.raw.create(resource(CONFIG_PATCHES, "200-ok", good))
         assert created.metadata.version == "1"
+        got = await env.raw.get(CONFIG_PATCHES, "200-ok")
+        # served as sent; the informational YAML shows what the frame holds, as Omni's does
+        assert omni_pb2.ConfigPatchSpec.FromString(got.spec.proto_spec) == good
+        assert "hostname: node-7" in got.spec.yaml_spec
         bad = spec(compressed=frame("cluster:\n  clusterName: other\n", dictionary))
         await rejected(
             env.raw.create(resource(CONFIG_PATCHES, "200-bad", bad)),
