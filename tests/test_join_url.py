@@ -40,8 +40,8 @@ CASES = [
     ("https://omni.example?flag", "t", "https://omni.example?flag=&jointoken=t"),
     (
         "https://[fd00::1]:8090/#frag",
-        "v2:ey~_.",
-        "https://[fd00::1]:8090/?jointoken=v2%3Aey~_.#frag",
+        "k:ey~_.",
+        "https://[fd00::1]:8090/?jointoken=k%3Aey~_.#frag",
     ),
 ]
 

@@ -13,6 +13,8 @@
 //	omni [global flags] abort CLUSTER                 clusterimport.Abort
 //	omni [global flags] unlock CLUSTER                what omnictl cluster unlock does
 //	omni version                                      the client release this is built with
+//	omni join-docs -url U -token T [-events-port P] [-logs-port P]
+//	                                                  Omni's join documents for those settings
 //
 // Global flags: -lab DIR (read DIR/import.yaml, DIR/service-account.key, DIR/lab-ca.pem),
 // -endpoint URL (else $OMNI_ENDPOINT, else the lab's), -namespace NS (list/get).
@@ -112,6 +114,10 @@ func run(args []string) error {
 
 	if rest[0] == "version" {
 		return printJSON(map[string]string{"client": clientRelease})
+	}
+
+	if rest[0] == "join-docs" {
+		return joinDocs(rest[1:])
 	}
 
 	if err := g.loadLab(); err != nil {
