@@ -235,6 +235,12 @@ class Apid:
             raise _dial_error(node.address, "i/o timeout")
         if node.rebooting:
             raise _dial_error(node.address, "connect: connection refused")
+        if node.maintenance:
+            raise NodeError(
+                Code.UNAVAILABLE,
+                'connection error: desc = "transport: authentication handshake failed: '
+                'tls: failed to verify certificate: x509: certificate signed by unknown authority"',
+            )
         return node
 
     async def _single(self, stream: Stream, method: str) -> tuple[SimNode, set[str]]:
@@ -564,7 +570,12 @@ class Apid:
             down = []
             for address in [*cps, *workers]:
                 node = lab.by_address.get(address)
-                if node is None or address in lab.faults.unreachable or node.rebooting:
+                if (
+                    node is None
+                    or address in lab.faults.unreachable
+                    or node.rebooting
+                    or node.maintenance
+                ):
                     down.append(address)
             if down:
                 return "; ".join(

@@ -74,6 +74,10 @@ class NodeGateway(Protocol):
 
     def node_config(self, machine_uuid: str) -> bytes: ...
 
+    async def reset_machine(self, machine_uuid: str) -> None:
+        """Talos Reset as Omni calls it on a machine leaving a cluster: wipe, then maintenance."""
+        ...
+
 
 @dataclass
 class NodeInfo:
@@ -296,7 +300,8 @@ def _locked_frozen(cluster: Resource) -> bool:
 
 
 class ClusterMachineController(Controller):
-    """MachineSetNodes -> ClusterMachines at once, with finalizers on the node and Machine."""
+    """MachineSetNodes -> ClusterMachines (once the machine has a MachineStatus), with finalizers
+    on the node and Machine; a ClusterMachine that goes away resets its machine first."""
 
     name = MACHINE_SET_STATUS_CONTROLLER
 
@@ -311,6 +316,7 @@ class ClusterMachineController(Controller):
             MACHINE_SET_NODES: _same,
             CLUSTER_MACHINES: _same,
             MACHINES: _same,
+            MACHINE_STATUSES: _same,
             MACHINE_SETS: by_machine_set,
             CLUSTERS: by_cluster,
         }
@@ -331,6 +337,12 @@ class ClusterMachineController(Controller):
             and cluster is not None
             and cluster.phase == PHASE_RUNNING
         )
+        if wanted and self.peek(CLUSTER_MACHINES, key) is None:
+            # Omni's MachineSet controller creates a ClusterMachine only for a node whose
+            # MachineStatus exists; until the machine has joined, its MachineSetNode waits.
+            wanted = self.peek(MACHINE_STATUSES, key) is not None
+            if not wanted:
+                return
         if wanted:
             assert msn is not None and ms is not None and cluster is not None
             labels = {LABEL_CLUSTER: cluster.id, LABEL_MACHINE_SET: ms.id}
@@ -346,10 +358,49 @@ class ClusterMachineController(Controller):
                 self.add_finalizer(MACHINES, key)
             self.ensure(CLUSTER_MACHINES, key, spec, labels=labels)
             return
+        cm = self.peek(CLUSTER_MACHINES, key)
+        if cm is not None and not await self._reset_before_release(cm):
+            return
         if not self.destroy_owned(CLUSTER_MACHINES, key):
             return
         self.remove_finalizer(MACHINES, key)
         self.remove_finalizer(MACHINE_SET_NODES, key)
+
+    async def _reset_before_release(self, cm: Resource) -> bool:
+        """Omni resets (wipes) a machine whose ClusterMachine goes away, before letting it go.
+
+        The only exemption is the one import abort relies on: the Cluster is locked, tearing
+        down, and its ClusterStatus is still ``tainted-by-importing``. No MachineStatus, or a
+        Machine that is gone or tearing down, also means no reset (there is nothing to reach).
+        A machine that must be reset but is not connected holds its ClusterMachine until it
+        is (False: try again on the next Machine event). True once the machine may be released.
+        """
+        key = cm.id
+        machine = self.peek(MACHINES, key)
+        if (
+            self.peek(MACHINE_STATUSES, key) is None
+            or machine is None
+            or machine.phase != PHASE_RUNNING
+        ):
+            return True
+        cluster_id = cm.labels.get(LABEL_CLUSTER, "")
+        cluster = self.peek(CLUSTERS, cluster_id)
+        status = self.peek(CLUSTER_STATUSES, cluster_id)
+        if cluster is None or status is None:
+            return True  # Omni cannot decide and retries; here the cluster is already gone
+        if (
+            ANNOTATION_CLUSTER_LOCKED in cluster.annotations
+            and LABEL_TAINTED_BY_IMPORTING in status.labels
+            and cluster.phase == PHASE_TEARING_DOWN
+        ):
+            log.info("machine %s: removed from cluster %s without reset", key, cluster_id)
+            return True
+        if not machine.spec.connected:
+            log.info("machine %s: must be reset but is not connected; waiting", key)
+            return False
+        log.info("machine %s: resetting (leaving cluster %s)", key, cluster_id)
+        await self.ctx.gateway.reset_machine(key)
+        return True
 
 
 class MachineSetController(Controller):

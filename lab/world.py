@@ -237,6 +237,9 @@ class SimNode:
     etcd_member_id: int = 0
     serial: str = ""
     joined_omni: bool = False
+    maintenance: bool = False
+    """Wiped by a reset (Omni resets machines it removes from a cluster): no config, and only
+    Talos' maintenance API, which a talosconfig's client certificate cannot reach."""
     boot_time: float = field(default_factory=time.time)
     reboot_until: float = 0.0
     generation: int = 0
@@ -564,6 +567,25 @@ class Lab:
             raise NodeError(Code.UNAVAILABLE, f"machine {machine_uuid} is not reachable")
         await self.apply_configuration(node, config, Mode.AUTO)
 
+    async def reset_machine(self, machine_uuid: str) -> None:
+        """Talos Reset as Omni runs it: STATE and EPHEMERAL wiped, reboot into maintenance.
+
+        An imported node's SideroLink lived in the wiped config, so it also drops off Omni.
+        """
+        node = self.by_uuid.get(machine_uuid)
+        if node is None:
+            raise NodeError(Code.NOT_FOUND, f"no machine {machine_uuid} in the lab")
+        if node.address in self.faults.unreachable or node.rebooting:
+            raise NodeError(Code.UNAVAILABLE, f"machine {machine_uuid} is not reachable")
+        self._cancel_try(node)
+        if node._reboot_task is not None and not node._reboot_task.done():
+            node._reboot_task.cancel()
+        node.config = node.persistent = b""
+        node.maintenance = True
+        node.boot_time = time.time()
+        node.touch()
+        await self.sync_omni(node)
+
     # -- applying configs --
 
     def validate(self, node: SimNode, data: bytes) -> tuple[ConfigView, list[str]]:
@@ -728,6 +750,7 @@ class Lab:
                 "kubernetes_version": node.kubernetes_version,
                 "config_sha256": node.config_sha256,
                 "connected": node.joined_omni,
+                "maintenance": node.maintenance,
             }
             if with_configs:
                 entry["config"] = node.config.decode("utf-8", errors="replace")

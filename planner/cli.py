@@ -589,7 +589,7 @@ def lab_status(directory: Path, as_json: bool, with_configs: bool) -> None:
                 n["talos_version"],
                 n["kubernetes_version"],
                 n["config_sha256"],
-                "connected" if n["connected"] else "-",
+                _omni_state(n),
             )
         )
     _table(rows)
@@ -611,6 +611,13 @@ def lab_status(directory: Path, as_json: bool, with_configs: bool) -> None:
                 )
             )
         _table(rows)
+
+
+def _omni_state(node: dict[str, Any]) -> str:
+    """A node's Omni column: a reset by Omni (wiped to maintenance) is the loudest state."""
+    if node.get("maintenance"):
+        return "WIPED (maintenance)"
+    return "connected" if node["connected"] else "-"
 
 
 def _pairs(mapping: dict[str, str]) -> str:

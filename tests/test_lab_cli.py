@@ -95,6 +95,7 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
         "kubernetes_version",
         "config_sha256",
         "connected",
+        "maintenance",
         "config",
     }
     assert all(set(n) == keys for n in doc["nodes"])

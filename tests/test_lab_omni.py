@@ -98,6 +98,8 @@ class Gateway:
 
     pushed: dict[str, list[bytes]] = field(default_factory=dict)
     fail: set[str] = field(default_factory=set)
+    resets: list[str] = field(default_factory=list)
+    """Machines Omni reset (wiped), in order."""
 
     async def push_config(self, machine_uuid: str, config: bytes) -> None:
         if machine_uuid in self.fail:
@@ -106,6 +108,11 @@ class Gateway:
 
     def node_config(self, machine_uuid: str) -> bytes:
         return (self.pushed.get(machine_uuid) or [b""])[-1]
+
+    async def reset_machine(self, machine_uuid: str) -> None:
+        if machine_uuid in self.fail:
+            raise ConnectionError(f"node {machine_uuid} is unreachable")
+        self.resets.append(machine_uuid)
 
 
 class RawClient:

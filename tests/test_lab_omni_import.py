@@ -233,6 +233,117 @@ def test_imported_secrets_wait_for_the_control_plane_set(keys: Keys) -> None:
     run(keys, scenario)
 
 
+def test_cluster_machines_wait_for_the_machine_status(keys: Keys) -> None:
+    """Omni makes a ClusterMachine only for a node whose MachineStatus exists (it has joined)."""
+
+    async def scenario(env: Env) -> None:
+        rd = env.reader
+        await join(env, CP)
+        await import_cluster(env)  # W1 has a MachineSetNode but has not joined yet
+        await env.sim.settle()
+        held = {r.id for r in await rd.list(CLUSTER_MACHINES, labels={CLUSTER_LABEL: "prod"})}
+        assert held == {CP}
+        assert "MachineSetStatusController" not in (await rd.get(MSN, W1)).finalizers
+        cs = (await rd.get(CLUSTER_STATUSES, "prod")).spec
+        assert (cs.machines.total, cs.machines.requested) == (1, 2)
+
+        await join(env, W1, "127.1.0.2", "worker")
+        await env.sim.settle()
+        held = {r.id for r in await rd.list(CLUSTER_MACHINES, labels={CLUSTER_LABEL: "prod"})}
+        assert held == {CP, W1}
+        assert (await rd.get(STATUSES, W1)).spec.cluster == "prod"
+
+    run(keys, scenario)
+
+
+# ---- reset on removal ------------------------------------------------------------------------
+
+
+async def imported(env: Env) -> None:
+    await join(env, CP)
+    await join(env, W1, "127.1.0.2", "worker")
+    await import_cluster(env)
+    await env.sim.settle()
+    assert P + "tainted-by-importing" in (await env.reader.get(CLUSTER_STATUSES, "prod")).labels
+
+
+async def delete_cluster(env: Env) -> None:
+    await env.operator.teardown(CLUSTERS, "prod")
+    await env.operator.wait_destroyed(CLUSTERS, "prod", timeout=10)
+    await env.sim.settle()
+
+
+def test_abort_order_removes_machines_without_reset(keys: Keys) -> None:
+    """Locked, tainted by importing and tearing down: the one case Omni does not wipe."""
+
+    async def scenario(env: Env) -> None:
+        await imported(env)
+        await delete_cluster(env)
+        assert env.gateway.resets == []
+        assert not kinds(env).get("ClusterMachines")
+
+    run(keys, scenario)
+
+
+def test_dropping_only_import_in_progress_still_skips_the_reset(keys: Keys) -> None:
+    """Omni's exemption reads the lock and ClusterStatus' taint, not the import annotation."""
+
+    async def scenario(env: Env) -> None:
+        await imported(env)
+        await env.operator.update_with_conflicts(
+            CLUSTERS, "prod", lambda r: r.without_annotation(IMPORTING)
+        )
+        await delete_cluster(env)
+        assert env.gateway.resets == []
+
+    run(keys, scenario)
+
+
+def test_unlocking_before_deleting_wipes_every_machine(keys: Keys) -> None:
+    """The wrong order: unlock (as ``omnictl cluster unlock`` does), then delete. Omni resets
+    every machine of the cluster before letting it go."""
+
+    async def scenario(env: Env) -> None:
+        await imported(env)
+        await unlock(env.operator)
+        await env.sim.settle()
+        env.gateway.pushed.clear()
+        await delete_cluster(env)
+        assert sorted(env.gateway.resets) == sorted([CP, W1])
+        assert not kinds(env).get("ClusterMachines")
+
+    run(keys, scenario)
+
+
+def test_removing_a_node_from_an_unlocked_cluster_wipes_it(keys: Keys) -> None:
+    async def scenario(env: Env) -> None:
+        await imported(env)
+        await unlock(env.operator)
+        await env.operator.teardown(MSN, W1)
+        await env.operator.wait_destroyed(MSN, W1, timeout=10)
+        await env.sim.settle()
+        assert env.gateway.resets == [W1]
+
+    run(keys, scenario)
+
+
+def test_a_disconnected_machine_holds_its_reset_until_it_returns(keys: Keys) -> None:
+    async def scenario(env: Env) -> None:
+        await imported(env)
+        await unlock(env.operator)
+        await env.sim.on_node_left(W1)
+        await env.sim.settle()
+        await env.operator.teardown(CLUSTERS, "prod")
+        await env.sim.settle()
+        assert env.gateway.resets == [CP]
+        assert W1 in kinds(env)["ClusterMachines"]  # the cluster waits for the reset
+        await join(env, W1, "127.1.0.2", "worker")
+        await env.operator.wait_destroyed(CLUSTERS, "prod", timeout=10)
+        assert env.gateway.resets == [CP, W1]
+
+    run(keys, scenario)
+
+
 # ---- lock rules ----------------------------------------------------------------------------
 
 

@@ -104,6 +104,9 @@ class _NoNodes:
     def node_config(self, machine_uuid: str) -> bytes:
         raise AssertionError("ClusterStatus never reads configs")
 
+    async def reset_machine(self, machine_uuid: str) -> None:
+        raise AssertionError("ClusterStatus never resets machines")
+
 
 def _no_render(request: RenderRequest) -> bytes:
     raise AssertionError("ClusterStatus never renders configs")

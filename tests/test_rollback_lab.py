@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import time
@@ -146,3 +147,30 @@ def test_rollback_resumes_once_an_unreachable_node_is_back(world: World):
     second = world.roll_back()
     assert second.code == 0, second.text
     assert_restored(world, before)
+
+
+def _delete_cluster_as_is(world: World) -> None:
+    """Delete the Cluster without locking it again first (what rollback must never do)."""
+
+    async def delete() -> None:
+        async with world.handle.omni() as op:
+            await op.teardown("Clusters.omni.sidero.dev", "lab")
+            await op.wait_destroyed("Clusters.omni.sidero.dev", "lab", timeout=30)
+
+    asyncio.run(delete())
+
+
+def test_deleting_an_unlocked_imported_cluster_wipes_its_nodes(world: World):
+    """The wrong order: unlock, then delete. Omni resets every machine it lets go of, and so
+    does the lab: the nodes lose their config, sit in maintenance, and no rollback can reach
+    them any more."""
+    applied(world)
+    assert world.cli("unlock", "lab", "--spec", str(world.spec), "--auto-approve").code == 0
+    _delete_cluster_as_is(world)
+    nodes = world.status(with_configs=True)["nodes"]
+    assert all(n["maintenance"] and n["config"] == "" and not n["connected"] for n in nodes)
+    shown = world.cli("lab", "status", "--dir", str(world.dir))
+    assert shown.out.count("WIPED (maintenance)") == len(nodes), shown.out
+    rolled = world.roll_back()
+    assert rolled.code == 1, rolled.text
+    assert "none of the 3 node(s) of cluster lab answers" in rolled.err, rolled.err
