@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from lab.faults import HEALTH_PROBLEMS, SCHEMATIC_CONTENT, ApplyFailure, Faults, OmniFailure
+from lab.faults import (
+    HEALTH_PROBLEMS,
+    JOIN_PROBLEMS,
+    SCHEMATIC_CONTENT,
+    ApplyFailure,
+    Faults,
+    OmniFailure,
+)
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -137,6 +144,7 @@ FAULT_KINDS = (
     "omni-failure",
     "factory-down",
     "never-connect",
+    "join",
     "service-unhealthy",
     "etcd-member",
     "schematic",
@@ -224,6 +232,16 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
         faults.factory_down = not clear
     elif kind == "never-connect":
         faults.never_connect = not clear
+    elif kind == "join":
+        if node is None:
+            raise AdminError(400, "a join fault needs a 'node'")
+        if clear:
+            faults.join_faults.pop(node, None)
+        else:
+            problem = _field(body, "problem", str, "stalled")
+            if problem not in JOIN_PROBLEMS:
+                raise AdminError(400, f"'problem' must be one of {', '.join(JOIN_PROBLEMS)}")
+            faults.join_faults[node] = problem
     elif kind == "service-unhealthy":
         service = _field(body, "service", str)
         if node is None or not service:

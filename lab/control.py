@@ -53,6 +53,8 @@ class UpOptions:
     """The Omni release the lab's Omni answers as (its denylist follows it)."""
     omni_zstd_dict: str | None = None
     """Omni's zstd dictionary file, to read compressed config patches."""
+    omni_join_ms: float | None = None
+    """How long a SideroLink join stays pending in the lab's Omni (default: a short while)."""
     extra_args: tuple[str, ...] = field(default=())
 
     def argv(self) -> list[str]:
@@ -68,6 +70,7 @@ class UpOptions:
             ("--seed", self.seed),
             ("--omni-version", self.omni_version),
             ("--omni-zstd-dict", self.omni_zstd_dict),
+            ("--omni-join-ms", self.omni_join_ms),
         ):
             if value is not None:
                 args += [flag, str(value)]

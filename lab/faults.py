@@ -46,6 +46,11 @@ HEALTH_PROBLEMS = ("not-ready", "cancelled")
 Kubernetes Node NotReady (nothing discovery reads shows it; only the health check does);
 ``cancelled`` makes the server end the check's stream with CANCELLED halfway through."""
 
+JOIN_PROBLEMS = ("refused", "stalled")
+"""What a ``join`` fault does to a node's SideroLink join: ``refused`` makes Omni answer its
+Provision with PermissionDenied (as for a revoked token; nothing registers, the node retries);
+``stalled`` leaves it a PendingMachine that never gets its node unique token."""
+
 SCHEMATIC_CONTENT = ("missing", "edited")
 """The ways a node's schematic extension can misreport its content."""
 
@@ -62,6 +67,8 @@ class Faults:
     factory_down: bool = False
     never_connect: bool = False
     """Nodes accept the join documents but never register with Omni (to test wait timeouts)."""
+    join_faults: dict[str, str] = field(default_factory=dict)
+    """Node address -> what Omni does with its join (see :data:`JOIN_PROBLEMS`)."""
     unhealthy_services: dict[str, set[str]] = field(default_factory=dict)
     """Node address -> ids of services it reports running but unhealthy (``etcd``, ...)."""
     etcd_learners: set[str] = field(default_factory=set)
@@ -99,6 +106,7 @@ class Faults:
         self.omni_failures.clear()
         self.factory_down = False
         self.never_connect = False
+        self.join_faults.clear()
         self.unhealthy_services.clear()
         self.etcd_learners.clear()
         self.stale_etcd_members.clear()
@@ -124,6 +132,7 @@ class Faults:
             ],
             "factory_down": self.factory_down,
             "never_connect": self.never_connect,
+            "join_faults": dict(sorted(self.join_faults.items())),
             "unhealthy_services": {
                 node: sorted(ids) for node, ids in sorted(self.unhealthy_services.items()) if ids
             },

@@ -13,6 +13,7 @@ configured code if ``faults.omni_failure(method, type)`` matches.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -57,9 +58,11 @@ from lab.omni_store import Resource, Store
 from lab.omni_types import (
     CLUSTER_SECRETS,
     JOIN_TOKEN_USAGES,
+    PENDING_MACHINES,
     TYPES,
     ClusterSecretsData,
     JoinTokenUsageData,
+    PendingMachineData,
 )
 from lab.omni_validate import Checks, Validator
 from providers.codec import siderov1
@@ -127,6 +130,9 @@ class OmniSeed:
     cluster_import_enabled: bool = True
     zstd_dictionary: bytes | None = None
     """Omni's zstd dictionary 1, to read compressed config patches (see lab/omni_patchdata.py)."""
+    join_seconds: float = 0.1
+    """How long a first join stays a PendingMachine before its Link exists (Omni hands the
+    machine a node unique token over SideroLink and the machine provisions again)."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,8 @@ class OmniSim:
         self.runtime = Runtime(self._ctx)
         self._server: CompressingServer | None = None
         self.port: int | None = None
+        self._joins: dict[str, tuple[asyncio.Task[None], str]] = {}
+        """Machine UUID -> its join still pending, and the node's address (for faults)."""
         self._seed_resources()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -227,6 +235,9 @@ class OmniSim:
         return self.port
 
     async def stop(self) -> None:
+        for task, _ in self._joins.values():
+            task.cancel()
+        self._joins.clear()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -234,8 +245,19 @@ class OmniSim:
         await self.runtime.stop()
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Wait until the controllers have nothing left to do."""
-        await self.runtime.settle(timeout)
+        """Wait until pending joins (but stalled ones) are done and the controllers are idle."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while moving := [
+            task
+            for task, address in self._joins.values()
+            if not task.done() and self.faults.join_faults.get(address) != "stalled"
+        ]:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"{len(moving)} join(s) still pending after {timeout:g}s")
+            await asyncio.wait(moving, timeout=left)
+        await self.runtime.settle(max(0.0, deadline - loop.time()))
 
     # ---- authentication --------------------------------------------------------------------
 
@@ -331,13 +353,16 @@ class OmniSim:
         schematic_id: str | None,
         api_url: str,
     ) -> bool:
-        """A node applied SideroLinkConfig and registered: its Link, then Machine and status.
+        """A node applied SideroLinkConfig and dialled in: its Link, then Machine and status.
 
         Returns False, registering nothing, when ``api_url`` does not reach this Omni with its
-        join token: real Talos dials the URL's host and sends the ``jointoken`` query value,
-        and Omni refuses a wrong token, so such a node never appears.
+        join token (real Talos dials the URL's host and sends the ``jointoken`` query value,
+        and Omni refuses a wrong token, so such a node never appears), or when a ``refused``
+        join fault holds for the node. A first join is accepted but pending: the Link appears
+        only after ``OmniSeed.join_seconds`` (see ``_first_join``); a machine Omni already
+        knows reconnects at once.
         """
-        if not self._accepts(api_url):
+        if not self._accepts(api_url) or self.faults.join_faults.get(address) == "refused":
             return False
         known = self.nodes.get(machine_uuid)
         self.nodes[machine_uuid] = NodeInfo(
@@ -350,6 +375,40 @@ class OmniSim:
             connected=True,
             initial_talos_version=known.initial_talos_version if known else talos_version,
         )
+        if self.store.get(DEFAULT_NAMESPACE, LINKS, machine_uuid) is not None:
+            self._establish(machine_uuid, address)  # a known machine reconnects at once
+        elif machine_uuid not in self._joins:
+            task = asyncio.get_running_loop().create_task(
+                self._first_join(machine_uuid, address), name=f"omni-join-{machine_uuid}"
+            )
+            self._joins[machine_uuid] = (task, address)
+        return True
+
+    async def _first_join(self, machine_uuid: str, address: str) -> None:
+        """A first join: a PendingMachine until Omni has given the machine its node unique
+        token (``join_seconds``, or as long as a ``stalled`` join fault holds), then the Link."""
+        key = _link_spec(machine_uuid, address, connected=False).node_public_key
+        pending = Resource(
+            EPHEMERAL_NAMESPACE, PENDING_MACHINES, key, PendingMachineData(machine_uuid, address)
+        )
+        if self.store.peek(EPHEMERAL_NAMESPACE, PENDING_MACHINES, key) is None:
+            self.store.create(pending)
+        try:
+            await asyncio.sleep(self.seed.join_seconds)
+            while self.faults.join_faults.get(address) == "stalled":
+                await asyncio.sleep(max(self.seed.join_seconds, 0.05))
+        finally:
+            if self._joins.get(machine_uuid, (None, ""))[0] is asyncio.current_task():
+                del self._joins[machine_uuid]
+            if self.store.peek(EPHEMERAL_NAMESPACE, PENDING_MACHINES, key) is not None:
+                self.store.destroy(EPHEMERAL_NAMESPACE, PENDING_MACHINES, key)
+        node = self.nodes.get(machine_uuid)
+        if node is not None and node.connected:
+            self._establish(machine_uuid, address)
+
+    def _establish(self, machine_uuid: str, address: str) -> None:
+        """The machine provisioned with its unique token: its Link (connected), token usage,
+        and the MachineStatus controller's turn."""
         spec = _link_spec(machine_uuid, address, connected=True)
         link = self.store.get(DEFAULT_NAMESPACE, LINKS, machine_uuid)
         if link is None:
@@ -368,7 +427,11 @@ class OmniSim:
                 owner=TYPES[JOIN_TOKEN_USAGES].owner,
             )
         self.runtime.enqueue(MachineStatusController, machine_uuid)
-        return True
+
+    def connected(self, machine_uuid: str) -> bool:
+        """Whether the machine's Link exists and is up (a pending join is not connected)."""
+        link = self.store.peek(DEFAULT_NAMESPACE, LINKS, machine_uuid)
+        return link is not None and link.phase == PHASE_RUNNING and bool(link.spec.connected)
 
     def _accepts(self, api_url: str) -> bool:
         """``api_url`` names the advertised machine API endpoint and carries the join token."""
@@ -382,6 +445,9 @@ class OmniSim:
 
     async def on_node_left(self, machine_uuid: str) -> None:
         """A node dropped its SideroLinkConfig: its Link (and so its Machine) disconnects."""
+        joining = self._joins.pop(machine_uuid, None)
+        if joining is not None:
+            joining[0].cancel()  # its PendingMachine goes with it
         node = self.nodes.get(machine_uuid)
         if node is not None:
             node.connected = False

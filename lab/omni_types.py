@@ -23,6 +23,7 @@ from providers.codec.omni_names import (
     CONFIG_PATCHES,
     DEFAULT_JOIN_TOKENS,
     DEFAULT_NAMESPACE,
+    EPHEMERAL_NAMESPACE,
     FEATURES_CONFIGS,
     IMPORTED_CLUSTER_SECRETS,
     LINKS,
@@ -42,6 +43,8 @@ CLUSTER_SECRETS = "ClusterSecrets.omni.sidero.dev"
 JOIN_TOKEN_USAGES = "JoinTokenUsages.omni.sidero.dev"
 LOAD_BALANCER_CONFIGS = "LoadBalancerConfigs.omni.sidero.dev"
 CLUSTER_MACHINE_CONFIG_STATUSES = "ClusterMachineConfigStatuses.omni.sidero.dev"
+PENDING_MACHINES = "PendingMachines.omni.sidero.dev"
+CLUSTER_BOOTSTRAP_STATUSES = "ClusterBootstrapStatuses.omni.sidero.dev"
 
 
 class Access(Enum):
@@ -103,6 +106,9 @@ TYPES: dict[str, TypeInfo] = {
         _internal(JOIN_TOKEN_USAGES, "JoinTokenUsageController"),
         _internal(LOAD_BALANCER_CONFIGS, "LoadBalancerController", True),
         _internal(CLUSTER_MACHINE_CONFIG_STATUSES, "ClusterMachineConfigStatusController", True),
+        # a machine that dialled in and waits for its node unique token: ID = its WireGuard key
+        TypeInfo(PENDING_MACHINES, EPHEMERAL_NAMESPACE, None, Access.NONE),
+        _internal(CLUSTER_BOOTSTRAP_STATUSES, "ClusterBootstrapStatusController", True),
     ]
 }
 
@@ -123,6 +129,19 @@ class ClusterSecretsData:
     imported: bool = False
     talos_ca_rotated: bool = False
     kubernetes_ca_rotated: bool = False
+
+
+@dataclass(frozen=True)
+class PendingMachineData:
+    """A join in progress: which machine dialled in, from where."""
+
+    machine_uuid: str
+    address: str
+
+
+@dataclass(frozen=True)
+class ClusterBootstrapData:
+    bootstrapped: bool = False
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--omni-version", default=DEFAULT_OMNI_VERSION)
     p.add_argument("--omni-zstd-dict", default=None)
     p.add_argument(
+        "--omni-join-ms",
+        type=float,
+        default=None,
+        help="how long a node's SideroLink join stays pending before its Link exists",
+    )
+    p.add_argument(
         "--node-talos-version",
         action="append",
         default=[],
@@ -375,6 +381,8 @@ class LabProcess:
             seed.machine_api_url = self.args.omni_machine_api_url
         if self.args.omni_join_token:
             seed.join_token = self.args.omni_join_token
+        if self.args.omni_join_ms is not None:
+            seed.join_seconds = max(0.0, self.args.omni_join_ms) / 1000.0
         return seed
 
     async def _start_omni(

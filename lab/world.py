@@ -338,6 +338,8 @@ class OmniSide(Protocol):
 
     async def on_node_left(self, machine_uuid: str) -> None: ...
 
+    def connected(self, machine_uuid: str) -> bool: ...
+
     def resources(self) -> list[dict[str, Any]]: ...
 
 
@@ -749,7 +751,8 @@ class Lab:
                 "talos_version": node.talos_version,
                 "kubernetes_version": node.kubernetes_version,
                 "config_sha256": node.config_sha256,
-                "connected": node.joined_omni,
+                "connected": node.joined_omni
+                and (self.omni is None or self.omni.connected(node.machine_uuid)),
                 "maintenance": node.maintenance,
             }
             if with_configs:

@@ -587,15 +587,29 @@ class Transaction:
                 self.omni.list(o.MACHINES),
                 self.omni.list(o.CLUSTER_MACHINES, labels={o.LABEL_CLUSTER: self.cluster}),
             )
+            registered = {m.id for m in machines}
             connected = {m.id for m in machines if m.spec is not None and m.spec.connected}
             in_cluster = {m.id for m in members}
             ready = {u for u in wanted if u in connected and u in in_cluster}
+            # where each machine still is: Omni lets a first join in only after a pending
+            # phase, and makes the ClusterMachine only once the machine's status exists
+            stages = {
+                "not registered yet": [u for u in wanted if u not in registered],
+                "registered, not connected": [
+                    u for u in wanted if u in registered and u not in connected
+                ],
+                "connected, no ClusterMachine yet": [
+                    u for u in wanted if u in connected and u not in in_cluster
+                ],
+            }
+            waiting = ", ".join(f"{len(ids)} {stage}" for stage, ids in stages.items() if ids)
             now = time.monotonic()
             if len(ready) != shown or now - last_shown > 5:
                 shown, last_shown = len(ready), now
                 self.ui.progress(
                     step,
-                    f"{len(ready)}/{len(wanted)} machine(s) connected to Omni",
+                    f"{len(ready)}/{len(wanted)} machine(s) connected to Omni"
+                    + (f" ({waiting})" if waiting else ""),
                     done=len(ready),
                     total=len(wanted),
                     elapsed_seconds=round(now - t0, 3),
@@ -603,15 +617,19 @@ class Transaction:
             if len(ready) == len(wanted):
                 return {"connected": len(ready)}
             if now >= deadline:
-                missing = sorted(f"{wanted[u]} ({u})" for u in wanted if u not in ready)
+                missing = [
+                    f"{wanted[u]} ({u}, {stage})"
+                    for stage, ids in stages.items()
+                    for u in sorted(ids, key=wanted.__getitem__)
+                ]
                 raise ApplyError(
                     f"{len(missing)} machine(s) did not connect to Omni within "
                     f"{self.wait_timeout:g}s: {', '.join(missing[:5])}"
                     + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
-                    "check that the nodes reach Omni's SideroLink endpoint, or raise "
-                    "apply.waitTimeout",
+                    "check that the nodes reach Omni's SideroLink endpoint and that Omni "
+                    "accepts their join token, or raise apply.waitTimeout",
                 )
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     async def verify(self) -> dict[str, Any]:
         """Each node = its backup + exactly the join documents; Omni = exactly the plan."""

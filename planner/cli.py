@@ -497,6 +497,12 @@ def _lab_errors() -> Iterator[None]:
     help="Omni's zstd dictionary (config.1.zdict in Omni's client module), so the lab's Omni "
     "reads compressed config patches.",
 )
+@click.option(
+    "--omni-join-ms",
+    type=click.FloatRange(0),
+    help="How long a node's join stays pending in the lab's Omni before it connects "
+    "(default 100 ms).",
+)
 def lab_up(
     directory: Path,
     nodes: int,
@@ -512,6 +518,7 @@ def lab_up(
     omni_join_token: str | None,
     omni_version: str | None,
     omni_zstd_dict: str | None,
+    omni_join_ms: float | None,
 ) -> None:
     """Start a lab in the background and write its client files into DIR."""
     from lab.control import UpOptions, up
@@ -537,6 +544,7 @@ def lab_up(
         ),
         omni_version=omni_version,
         omni_zstd_dict=omni_zstd_dict,
+        omni_join_ms=omni_join_ms,
     )
     with _lab_errors():
         info = up(directory, options)
@@ -677,6 +685,8 @@ def _print_faults(active: dict[str, Any]) -> None:
         lines.append("Image Factory is down")
     if active.get("never_connect"):
         lines.append("nodes never connect to Omni")
+    for node, problem in (active.get("join_faults") or {}).items():
+        lines.append(f"join {problem} for {node}")
     click.echo("Active faults:" + ("".join(f"\n  {line}" for line in lines) if lines else " none"))
 
 
@@ -737,6 +747,22 @@ def fault_factory_down(ctx: click.Context, clear: bool) -> None:
 def fault_never_connect(ctx: click.Context, clear: bool) -> None:
     """Nodes accept the join documents but never register with Omni."""
     _fault(ctx, {"kind": "never-connect", "clear": clear})
+
+
+@lab_fault.command("join")
+@click.argument("node")
+@click.option(
+    "--problem",
+    type=click.Choice(["stalled", "refused"]),
+    default="stalled",
+    show_default=True,
+    help="stalled: NODE stays a pending machine; refused: Omni refuses its join.",
+)
+@click.option("--clear", is_flag=True, help="Let NODE's join go through again.")
+@click.pass_context
+def fault_join(ctx: click.Context, node: str, problem: str, clear: bool) -> None:
+    """NODE's SideroLink join to Omni stalls or is refused."""
+    _fault(ctx, {"kind": "join", "node": node, "problem": problem, "clear": clear})
 
 
 @lab_fault.command("service-unhealthy")

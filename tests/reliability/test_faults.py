@@ -98,6 +98,33 @@ def test_machines_that_never_connect_time_out(world: World):
     assert_restored(world, before)
 
 
+def test_a_stalled_join_times_out_naming_the_machine_and_its_stage(world: World):
+    before = planned(world, apply={"waitTimeout": "2s"})
+    stalled = world.nodes[-1]
+    world.fault(kind="join", node=stalled, problem="stalled")
+    result = world.apply()
+    assert result.code == 1
+    line = one_line(result.err)
+    assert "1 machine(s) did not connect to Omni within 2s" in line, line
+    assert f"{stalled} (" in line and "not registered yet)" in line, line
+    assert "restored 3 node(s) to their backup" in line
+    assert_restored(world, before)
+    world.fault(kind="clear")
+    assert_restored(world, before)
+
+
+def test_a_slow_join_is_waited_for_and_reported_while_pending(tmp_path):
+    world = start_world(tmp_path / "lab", "--omni-join-ms", "1200")
+    try:
+        planned(world, apply={"waitTimeout": "20s"})
+        result = world.apply()
+        assert result.code == 0, result.text
+        assert "not registered yet" in result.text, result.text
+        assert "3/3 machine(s) connected to Omni" in result.text, result.text
+    finally:
+        world.stop()
+
+
 def _when(world: World, event: str, step: str, **fault) -> threading.Thread:
     """Inject ``fault`` as soon as the journal shows ``event`` for ``step``."""
 
