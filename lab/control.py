@@ -54,6 +54,8 @@ class UpOptions:
     omni_zstd_dict: str | None = None
     """Omni's zstd dictionary file, to read compressed config patches."""
     omni_join_ms: float | None = None
+    omni_api_version: int | None = None
+    """The API version the lab's Omni reports (SysVersions); default Omni's, 1."""
     """How long a SideroLink join stays pending in the lab's Omni (default: a short while)."""
     extra_args: tuple[str, ...] = field(default=())
 
@@ -71,6 +73,7 @@ class UpOptions:
             ("--omni-version", self.omni_version),
             ("--omni-zstd-dict", self.omni_zstd_dict),
             ("--omni-join-ms", self.omni_join_ms),
+            ("--omni-api-version", self.omni_api_version),
         ):
             if value is not None:
                 args += [flag, str(value)]

@@ -127,6 +127,8 @@ class OmniSeed:
     backend_version: str = DEFAULT_OMNI_VERSION
     """The Omni release the lab answers as (SysVersions); its config-patch denylist follows it."""
     instance_name: str = "lab"
+    backend_api_version: int = 1
+    """SysVersions' API version (Omni's clients refuse any other than theirs; 0 = too old)."""
     cluster_import_enabled: bool = True
     zstd_dictionary: bytes | None = None
     """Omni's zstd dictionary 1, to read compressed config patches (see lab/omni_patchdata.py)."""
@@ -336,7 +338,7 @@ class OmniSim:
             system_pb2.SysVersionSpec(
                 backend_version=seed.backend_version,
                 instance_name=seed.instance_name,
-                backend_api_version=1,
+                backend_api_version=seed.backend_api_version,
             ),
         )
 

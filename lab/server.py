@@ -81,6 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-factory-schematic", action="store_true")
     p.add_argument("--omni-version", default=DEFAULT_OMNI_VERSION)
     p.add_argument("--omni-zstd-dict", default=None)
+    p.add_argument("--omni-api-version", type=int, default=1)
     p.add_argument(
         "--omni-join-ms",
         type=float,
@@ -381,6 +382,7 @@ class LabProcess:
             seed.machine_api_url = self.args.omni_machine_api_url
         if self.args.omni_join_token:
             seed.join_token = self.args.omni_join_token
+        seed.backend_api_version = self.args.omni_api_version
         if self.args.omni_join_ms is not None:
             seed.join_seconds = max(0.0, self.args.omni_join_ms) / 1000.0
         return seed

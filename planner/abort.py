@@ -120,6 +120,7 @@ async def abort_import(
     lock.acquire()
     try:
         async with talos, omni:
+            await omni.server_version()  # omnictl's API version check, before anything else
             found = await omni.find(o.CLUSTERS, cluster)
             if found is None:
                 raise AbortError(
@@ -253,6 +254,7 @@ async def unlock_cluster(
     lock.acquire()
     try:
         async with omni:
+            await omni.server_version()  # omnictl's API version check, before anything else
             found = await omni.find(o.CLUSTERS, cluster)
             if found is None:
                 raise AbortError(f"Omni at {omni.endpoint.url} has no cluster {cluster}", None)

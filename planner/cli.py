@@ -498,6 +498,12 @@ def _lab_errors() -> Iterator[None]:
     "reads compressed config patches.",
 )
 @click.option(
+    "--omni-api-version",
+    type=click.IntRange(0),
+    help="The API version the lab's Omni reports in SysVersions (default 1, Omni's; clients "
+    "refuse others).",
+)
+@click.option(
     "--omni-join-ms",
     type=click.FloatRange(0),
     help="How long a node's join stays pending in the lab's Omni before it connects "
@@ -518,6 +524,7 @@ def lab_up(
     omni_join_token: str | None,
     omni_version: str | None,
     omni_zstd_dict: str | None,
+    omni_api_version: int | None,
     omni_join_ms: float | None,
 ) -> None:
     """Start a lab in the background and write its client files into DIR."""
@@ -545,6 +552,7 @@ def lab_up(
         omni_version=omni_version,
         omni_zstd_dict=omni_zstd_dict,
         omni_join_ms=omni_join_ms,
+        omni_api_version=omni_api_version,
     )
     with _lab_errors():
         info = up(directory, options)

@@ -49,6 +49,7 @@ from providers.codec.omni_names import (
     TALOS_VERSIONS,
 )
 from providers.errors import ProviderError, TLSFailure, Unreachable
+from providers.omni import UnsupportedAPIVersion
 from providers.talos import ControlPlaneImages, TalosClient, settle
 
 DEFAULT_PARALLELISM = 50
@@ -343,11 +344,14 @@ async def read_omni_settings(omni: Any) -> dict[str, Any]:
             "features": omni.get(FEATURES_CONFIGS, "features-config"),
             "versions": omni.list(TALOS_VERSIONS),
             "links": omni.list(LINKS),
+            "server": omni.server_version(),
         }
     )
-    for key in ("token", "siderolink", "versions"):
+    for key in ("token", "siderolink", "versions", "server"):
         if isinstance(values[key], ProviderError) and endpoint_failure(values[key]):
             raise values[key]
+    if isinstance(values["server"], UnsupportedAPIVersion):
+        raise values["server"]  # omnictl stops here too: nothing else Omni said can be trusted
     return values
 
 
@@ -366,7 +370,7 @@ async def read_omni(
     values["cluster"] = await settle(omni.find(CLUSTERS, cluster_name)) if cluster_name else None
     if isinstance(values["cluster"], ProviderError) and endpoint_failure(values["cluster"]):
         raise values["cluster"]
-    for key in ("token", "siderolink", "versions"):
+    for key in ("token", "siderolink", "versions", "server"):
         if isinstance(values[key], ProviderError):
             return OmniFacts(url=url, error=read_error(values[key]))
     features = values["features"]

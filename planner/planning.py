@@ -46,7 +46,7 @@ from planner.spec import Spec, canonical_json
 from providers import omniconfig
 from providers.codec.joinurl import api_url_problem
 from providers.errors import ProviderError, TLSFailure
-from providers.omni import OmniClient, TLSOptions
+from providers.omni import OmniClient, TLSOptions, UnsupportedAPIVersion
 from providers.talos import TalosClient
 from providers.timeouts import Timeouts
 
@@ -162,6 +162,12 @@ async def _discover(
         )
         if isinstance(members_or_error, ProviderError):
             raise _talos_unreachable(members_or_error, spec)
+        if isinstance(settings_or_error, UnsupportedAPIVersion):
+            raise PlanningError(
+                f"Omni at {omni.endpoint.url}: {settings_or_error.message}",
+                "omniport checks Omni's API version as omnictl does; point omni.url at a "
+                "supported Omni",
+            )
         if isinstance(settings_or_error, ProviderError):
             raise _omni_unreachable(settings_or_error, omni.endpoint.url, spec)
         for value in (members_or_error, settings_or_error):

@@ -595,6 +595,7 @@ async def rollback_file(
         talos = talos_client(spec, timeouts, env)
         omni = omni_client(spec, timeouts, env)
         async with talos, omni:
+            await omni.server_version()  # omnictl's API version check, before anything else
             await check_target(rb, talos, omni, records)
             show(rb)
             if not options.auto_approve and not confirm(rb.cluster_name):

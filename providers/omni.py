@@ -37,7 +37,12 @@ from providers.codec import siderov1
 
 # Omni's names and resource types are part of this module's API too (o.CLUSTERS, ...)
 from providers.codec.omni_names import *  # noqa: F403
-from providers.codec.omni_names import DEFAULT_NAMESPACE, PHASE_RUNNING, PHASE_TEARING_DOWN
+from providers.codec.omni_names import (
+    DEFAULT_NAMESPACE,
+    PHASE_RUNNING,
+    PHASE_TEARING_DOWN,
+    SYS_VERSIONS,
+)
 from providers.codec.omni_resources import RESOURCE_TYPES
 from providers.codec.omni_resources import ResourceType as ResourceType
 from providers.errors import (
@@ -56,6 +61,9 @@ from providers.wire.v1alpha1 import resource_pb2, state_pb2
 from providers.wire.v1alpha1.state_grpc import StateStub
 
 SERVICE = "cosi.resource.State"
+
+API_VERSION = 1
+"""The Omni API version omniport speaks: that of Omni's Go client (its ``version.API``)."""
 
 VERSION_UNDEFINED = "undefined"
 
@@ -220,6 +228,50 @@ def resource_to_proto(resource: Resource) -> resource_pb2.Resource:
     pb.spec.SetInParent()
     pb.spec.proto_spec = _spec_bytes(resource)
     return pb
+
+
+class UnsupportedAPIVersion(Unsupported):
+    """Omni answers with another API version than omniport speaks; omnictl refuses it too."""
+
+
+@dataclass(frozen=True)
+class ServerVersion:
+    """What Omni says it runs (``SysVersions.system.sidero.dev/current``)."""
+
+    backend_version: str
+    api_version: int
+    instance_name: str = ""
+
+
+def check_server_version(spec: Any, url: str) -> ServerVersion:
+    """omnictl's check before every command: Omni must report exactly our API version.
+
+    A backend reporting 0 predates API versions (older than the client); any other value
+    means the resources' wire contract may differ, so nothing is read or written further.
+    """
+    found = ServerVersion(
+        backend_version=str(spec.backend_version),
+        api_version=int(spec.backend_api_version),
+        instance_name=str(spec.instance_name),
+    )
+    method = f"{SERVICE}/Get"
+    if found.api_version == 0:
+        raise UnsupportedAPIVersion(
+            f"Omni {found.backend_version or '(unknown version)'} reports no API version: it is "
+            f"older than the Omni client omniport speaks as (API version {API_VERSION}); "
+            "upgrade Omni",
+            target=url,
+            method=method,
+        )
+    if found.api_version != API_VERSION:
+        raise UnsupportedAPIVersion(
+            f"Omni {found.backend_version or '(unknown version)'} speaks API version "
+            f"{found.api_version}, omniport speaks API version {API_VERSION}; use an omniport "
+            "release made for this Omni",
+            target=url,
+            method=method,
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -500,6 +552,12 @@ class OmniClient:
             raise self._error(exc, name, where) from exc
 
     # -- typed calls -----------------------------------------------------------------------
+
+    async def server_version(self) -> ServerVersion:
+        """Read SysVersions and check its API version as omnictl does (raises
+        :class:`UnsupportedAPIVersion`)."""
+        current = await self.get(SYS_VERSIONS, "current")
+        return check_server_version(current.spec, self.endpoint.url)
 
     async def get(self, type_: str, id_: str, *, namespace: str | None = None) -> Resource:
         ns = namespace or namespace_of(type_)

@@ -654,3 +654,18 @@ def test_injected_omni_failures_and_latency(keys: Keys) -> None:
         assert time.monotonic() - started >= 0.15
 
     run(keys, scenario)
+
+
+def test_sys_versions_api_version_is_checked_by_the_client(keys: Keys) -> None:
+    from providers.omni import API_VERSION, UnsupportedAPIVersion
+
+    async def supported(env: Env) -> None:
+        found = await env.reader.server_version()
+        assert (found.api_version, found.instance_name) == (API_VERSION, "lab")
+
+    async def too_old(env: Env) -> None:
+        with pytest.raises(UnsupportedAPIVersion, match="reports no API version"):
+            await env.reader.server_version()
+
+    run(keys, supported)
+    run(keys, too_old, seed=OmniSeed(join_token="lab-token", backend_api_version=0))

@@ -355,3 +355,22 @@ def test_discovery_waits_for_the_counted_round_trips_only(lab50, tmp_path):
     assert all(n.error is None for n in facts.nodes) and facts.omni.error is None
     print(f"discovery of 3 nodes at {latency} s per call: {wall:.2f} s for {trips} round trips")
     assert trips * latency <= wall < (trips + 1) * latency, wall
+
+
+# --- Omni's API version: checked as omnictl checks it -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("api", "says"),
+    [
+        ("0", "reports no API version: it is older than the Omni client"),
+        ("2", "speaks API version 2, omniport speaks API version 1"),
+    ],
+    ids=["too-old", "other"],
+)
+def test_an_omni_with_another_api_version_is_refused(lab_factory, tmp_path, api, says):
+    other = lab_factory("--nodes", "1", "--omni-api-version", api, name=f"omni-api-{api}")
+    result = plan(other.dir / "import.yaml", tmp_path / "plan.json")
+    line = one_line_error(result)
+    assert says in line, line
+    assert "checks Omni's API version as omnictl does" in line, line
