@@ -19,12 +19,14 @@ from typing import Any, Protocol
 
 from lab.omni_store import Event, Resource, Store, equal, exists
 from lab.omni_types import (
+    CLUSTER_BOOTSTRAP_STATUSES,
     CLUSTER_MACHINE_CONFIG_STATUSES,
     CLUSTER_SECRETS,
     JOIN_TOKEN_USAGES,
     LOAD_BALANCER_CONFIGS,
     TYPES,
     USER_MANAGED_DESTROYABLE,
+    ClusterBootstrapData,
     ClusterSecretsData,
     ConfigStatusData,
     LoadBalancerData,
@@ -624,6 +626,48 @@ class ClusterStatusController(Controller):
         if ANNOTATION_CLUSTER_LOCKED in cluster.annotations:
             annotations[ANNOTATION_CLUSTER_LOCKED] = cluster.annotations[ANNOTATION_CLUSTER_LOCKED]
         self.ensure(CLUSTER_STATUSES, key, spec, labels=labels, annotations=annotations)
+
+
+class ClusterBootstrapStatusController(Controller):
+    """ClusterBootstrapStatus: is the cluster's etcd bootstrapped (MachineSet validation reads it).
+
+    Holds a finalizer on the control-plane MachineSet and turns false once that set is missing
+    or tearing down. An import is bootstrapped as soon as ClusterStatus is available with a
+    connected control plane and tainted by importing; Omni would call Talos Bootstrap for a
+    new cluster, which the lab does not model, so only imports become bootstrapped here.
+    """
+
+    name = "ClusterBootstrapStatusController"
+
+    def inputs(self) -> dict[str, Callable[[Resource], Iterable[Key]]]:
+        return {CLUSTER_STATUSES: _same, MACHINE_SETS: _cluster_label}
+
+    async def reconcile(self, key: Key) -> None:
+        status = self.peek(CLUSTER_STATUSES, key)
+        control_planes = self.peek(MACHINE_SETS, f"{key}-control-planes")
+        if status is None:
+            if control_planes is not None:
+                self.remove_finalizer(MACHINE_SETS, control_planes.id)
+            self.destroy_owned(CLUSTER_BOOTSTRAP_STATUSES, key)
+            return
+        current = self.peek(CLUSTER_BOOTSTRAP_STATUSES, key)
+        bootstrapped = current is not None and current.spec.bootstrapped
+        if control_planes is None:
+            bootstrapped = False
+        elif control_planes.phase == PHASE_TEARING_DOWN:
+            bootstrapped = False
+            self.remove_finalizer(MACHINE_SETS, control_planes.id)
+        else:
+            self.add_finalizer(MACHINE_SETS, control_planes.id)
+            spec = status.spec
+            if (
+                not bootstrapped
+                and spec.available
+                and spec.has_connected_control_planes
+                and LABEL_TAINTED_BY_IMPORTING in status.labels
+            ):
+                bootstrapped = True
+        self.ensure(CLUSTER_BOOTSTRAP_STATUSES, key, ClusterBootstrapData(bootstrapped))
 
 
 # ---- config apply --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from lab.omni_controllers import (
+    ClusterBootstrapStatusController,
     ClusterController,
     ClusterMachineController,
     ClusterStatusController,
@@ -61,6 +62,7 @@ class Runtime:
             SecretsController(ctx),
             LoadBalancerController(ctx),
             ClusterStatusController(ctx),
+            ClusterBootstrapStatusController(ctx),
             ConfigApplyController(ctx, self.requeue),
             DestroyController(ctx),
         ]

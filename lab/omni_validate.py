@@ -16,6 +16,7 @@ from grpclib.const import Status
 
 from lab.omni_patchdata import PatchData, PatchDataError
 from lab.omni_store import Resource, StateError, Store, q, render_ref
+from lab.omni_types import CLUSTER_BOOTSTRAP_STATUSES
 from providers.codec.omni_names import (
     ANNOTATION_CLUSTER_LOCKED,
     ANNOTATION_IMPORT_IN_PROGRESS,
@@ -219,6 +220,10 @@ class Validator:
                 f"machine set must have either {q(LABEL_ROLE_CONTROLPLANE)} or "
                 f"{q(LABEL_ROLE_WORKER)} label"
             ]
+        if is_cp and old is None and self._bootstrapped(cluster_id):
+            return [
+                "adding control plane machine set to an already bootstrapped cluster is not allowed"
+            ]
         if old is not None:
             return []
         prefix = cluster_id + "-"
@@ -230,6 +235,12 @@ class Validator:
         if not is_cp and res.id == cp_id:
             return [f"worker machine set must not have ID {q(cp_id)}"]
         return []
+
+    def _bootstrapped(self, cluster_id: str) -> bool:
+        """Omni's ClusterBootstrapStatus says so (an import counts once its control-plane set
+        exists and a control plane is connected); there is no exemption for imports."""
+        status = self._get(CLUSTER_BOOTSTRAP_STATUSES, cluster_id)
+        return status is not None and status.spec.bootstrapped
 
     def _machine_set_destroy(self, res: Resource) -> list[Problem]:
         cluster_id = res.labels.get(LABEL_CLUSTER, "")

@@ -256,6 +256,25 @@ def test_cluster_machines_wait_for_the_machine_status(keys: Keys) -> None:
     run(keys, scenario)
 
 
+def test_a_control_plane_set_on_a_bootstrapped_cluster_is_refused(keys: Keys) -> None:
+    """Omni's check has no import exemption: an import passes because its cluster counts as
+    bootstrapped only once the control-plane set exists and a control plane is connected."""
+
+    async def scenario(env: Env) -> None:
+        await join(env, CP)
+        await import_cluster(env)  # creates prod-control-planes: not bootstrapped yet
+        await env.sim.settle()
+        await rejected(
+            machine_set(env.operator, "prod-control-planes", role="controlplane"),
+            INVALID,
+            "adding control plane machine set to an already bootstrapped cluster is not allowed",
+        )
+        cp_set = await env.reader.get(MS, "prod-control-planes")
+        assert "ClusterBootstrapStatusController" in cp_set.finalizers
+
+    run(keys, scenario)
+
+
 # ---- reset on removal ------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from planner.machineconfig import document as mcdoc
 from planner.machineconfig import pki
+from planner.planning import TLS_CLOSE_GRACE
 from tests.reliability.labkit import World, assert_restored, start_world
 from tests.test_apply_lab import IMPORTING, LOCKED, one_line, resources
 
@@ -156,6 +157,7 @@ def _delete_cluster_as_is(world: World) -> None:
         async with world.handle.omni() as op:
             await op.teardown("Clusters.omni.sidero.dev", "lab")
             await op.wait_destroyed("Clusters.omni.sidero.dev", "lab", timeout=30)
+        await asyncio.sleep(TLS_CLOSE_GRACE)  # let the TLS close finish before the loop ends
 
     asyncio.run(delete())
 
