@@ -18,6 +18,7 @@ baseline is always the current versions, so omniport's spec is given the same.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -582,6 +583,8 @@ def test_real_abort_after_omniport_apply(
     assert result["ok"] and result["log"].count("removing link for machine") == 4
     # Omni is left without the cluster, its machines and their links
     assert cluster_resources(driver, lab) == {}
+    # locked and tainted by importing while it tears down: Omni resets (wipes) no machine
+    assert not any(n["maintenance"] for n in lab.status()["nodes"])
     # the real abort leaves the join documents on the nodes, as omnictl documents
     after = configs(lab)
     for address, config in after.items():
@@ -610,6 +613,7 @@ def test_omniport_abort_after_real_import(
 
     omniport("abort", CLUSTER, "--spec", "import.yaml", "--auto-approve", cwd=lab.dir)
     assert cluster_resources(driver, lab) == {}
+    assert not any(n["maintenance"] for n in lab.status()["nodes"])
     # omniport also removes the join documents the real import applied: what remains is the
     # node's config as the importer rewrote it, equal in content to the live one before
     for address, config in configs(lab).items():
@@ -620,6 +624,53 @@ def test_omniport_abort_after_real_import(
     code, result, err = driver.run(lab, "import", "--dry-run")
     assert code == 0 and result["ok"], (result, err)
     counts.record("omni-cross-abort", "omni", tried=1, agreed=1)
+
+
+def test_deleting_a_cluster_after_a_real_unlock_wipes_its_nodes(
+    driver: Driver, lab_factory: Callable[..., LabHandle]
+) -> None:
+    """The order abort avoids: omnictl's unlock drops the lock, the real Abort then refuses
+    (it needs the lock), and deleting the cluster anyway (as Omni's UI does) makes Omni reset
+    every machine: the lab wipes them, as Omni would."""
+    lab = lab_factory(*lab_args(), name="omni-unlock-delete")
+    code, result, err = driver.run(lab, "import", "-backup-output", str(lab.dir / "bk.zip"))
+    assert code == 0 and result["ok"], (result, err)
+    driver.ok(lab, "unlock", CLUSTER)
+    code, result, err = driver.run(lab, "abort", CLUSTER)
+    assert code != 0 and "is not locked" in (err + json.dumps(result)), (result, err)
+    assert not any(n["maintenance"] for n in lab.status()["nodes"])
+
+    async def delete() -> None:
+        async with lab.omni() as op:
+            await op.teardown("Clusters.omni.sidero.dev", CLUSTER)
+            await op.wait_destroyed("Clusters.omni.sidero.dev", CLUSTER, timeout=60)
+        await asyncio.sleep(0.1)  # let the TLS close finish before the loop ends
+
+    asyncio.run(delete())
+    nodes = lab.status(with_configs=True)["nodes"]
+    assert all(n["maintenance"] and n["config"] == "" for n in nodes), nodes
+    counts.record("omni-reset-on-delete", "omni", tried=len(nodes), agreed=len(nodes))
+
+
+def test_cluster_machines_follow_the_joins_of_a_real_import(
+    driver: Driver, lab_factory: Callable[..., LabHandle]
+) -> None:
+    """The importer creates MachineSetNodes without waiting for joins; Omni makes each
+    ClusterMachine once that machine's status exists. With slow joins the real importer
+    still succeeds and the ClusterMachines arrive as the machines do."""
+    lab = lab_factory(*lab_args("--omni-join-ms", "1500"), name="omni-slow-join")
+    code, result, err = driver.run(lab, "import", "-backup-output", str(lab.dir / "bk.zip"))
+    assert code == 0 and result["ok"], (result, err)
+    machines = {r["id"] for r in driver.list(lab, "ClusterMachines.omni.sidero.dev")}
+    statuses = {r["id"] for r in driver.list(lab, "MachineStatuses.omni.sidero.dev")}
+    assert machines <= statuses
+    nodes = {r["id"] for r in driver.list(lab, "MachineSetNodes.omni.sidero.dev")}
+    deadline = time.monotonic() + 30
+    while machines != nodes:
+        assert time.monotonic() < deadline, (machines, nodes)
+        time.sleep(0.2)
+        machines = {r["id"] for r in driver.list(lab, "ClusterMachines.omni.sidero.dev")}
+    counts.record("omni-slow-join", "omni", tried=len(nodes), agreed=len(nodes))
 
 
 # ---- compressed patches ----------------------------------------------------------------------
