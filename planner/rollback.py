@@ -476,6 +476,12 @@ async def _nothing() -> list[Any]:
 # ---- checks before a rollback run -----------------------------------------------------------
 
 
+def _answers_untrusted(exc: ProviderError) -> bool:
+    """The node answered, but with a certificate our CA did not sign: a wiped (maintenance)
+    or reinstalled node, as apid reports it when it proxies to such a node."""
+    return "certificate signed by unknown authority" in exc.message
+
+
 def _normalize(url: str) -> str:
     return url.rstrip("/").lower()
 
@@ -485,6 +491,8 @@ async def check_target(
 ) -> None:
     """Refuse a rollback file of another cluster, and one whose cluster rotated its CAs."""
 
+    wiped: list[str] = []
+
     async def read(node: RollbackNode) -> tuple[RollbackNode, str | None, bytes | None]:
         try:
             return (
@@ -492,7 +500,9 @@ async def check_target(
                 await talos.system_uuid(node.address),
                 await talos.machine_config(node.address),
             )
-        except ProviderError:
+        except ProviderError as exc:
+            if _answers_untrusted(exc):
+                wiped.append(node.address)
             return node, None, None  # unreachable now: its restore will report it
 
     gate = asyncio.Semaphore(50)
@@ -503,6 +513,15 @@ async def check_target(
 
     results = await asyncio.gather(*(bounded(n) for n in rb.nodes))
     reachable = [(n, u, c) for n, u, c in results if u is not None]
+    if not reachable and wiped:
+        raise RollbackError(
+            f"{len(wiped)} of the {len(rb.nodes)} node(s) of cluster {rb.cluster_name} answer "
+            "with a certificate the cluster's OS CA did not sign: they were reset (wiped into "
+            "maintenance mode, as Omni does to the machines of a cluster deleted while "
+            f"unlocked) or reinstalled: {', '.join(sorted(wiped)[:5])}",
+            "restore each node from its backup with `talosctl apply-config --insecure --nodes "
+            "ADDRESS --file BACKUP`; rollback cannot reach nodes in maintenance mode",
+        )
     if not reachable:
         raise RollbackError(
             f"none of the {len(rb.nodes)} node(s) of cluster {rb.cluster_name} answers",
