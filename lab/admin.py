@@ -141,6 +141,7 @@ FAULT_KINDS = (
     "etcd-member",
     "schematic",
     "health",
+    "system-patch",
     "clear",
 )
 
@@ -272,6 +273,8 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             raise AdminError(400, "a not-ready health fault needs a 'node'")
         else:
             (faults.not_ready.discard if clear else faults.not_ready.add)(node)
+    elif kind == "system-patch":
+        faults.system_patches = not clear
     elif kind == "clear":
         faults.clear()
     else:

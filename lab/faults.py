@@ -70,6 +70,8 @@ class Faults:
     """Hostnames of etcd members left behind by machines that are gone (not a node)."""
     not_ready: set[str] = field(default_factory=set)
     """Node addresses whose Kubernetes Node reports NotReady (see :data:`HEALTH_PROBLEMS`)."""
+    system_patches: bool = False
+    """Omni adds a system config patch of its own to every cluster (to test the final verify)."""
     health_cancelled: bool = False
     """The health check's stream ends with CANCELLED before it finishes."""
     schematic_content: dict[str, str] = field(default_factory=dict)
@@ -105,6 +107,7 @@ class Faults:
         self.schematic_content.clear()
         self.not_ready.clear()
         self.health_cancelled = False
+        self.system_patches = False
 
     def service_healthy(self, node: str, service: str) -> bool:
         return service not in self.unhealthy_services.get(node, ())
@@ -132,4 +135,5 @@ class Faults:
             "schematic_content": dict(sorted(self.schematic_content.items())),
             "not_ready": sorted(self.not_ready),
             "health_cancelled": self.health_cancelled,
+            "system_patches": self.system_patches,
         }

@@ -188,6 +188,7 @@ class OmniSim:
             siderolink_host=self.seed.siderolink_host,
             load_balancer_port_base=self.seed.load_balancer_port_base,
             patch_text=self.patch_data.text,
+            system_patches=lambda: self.faults.system_patches,
         )
         self.runtime = Runtime(self._ctx)
         self._server: CompressingServer | None = None

@@ -646,6 +646,7 @@ class Transaction:
         elif o.ANNOTATION_CLUSTER_LOCKED not in cluster.annotations:
             problems.append(f"cluster {self.cluster} is not locked in Omni")
         for kind, held in zip(kinds, helds, strict=True):
+            held = [r for r in held if not omni_managed(r)]
             ours = {r.id for r in held if r.annotations.get(OWNER_ANNOTATION) == self.import_id}
             ids = {r.id for r in held}
             want = planned.get(kind, set())
@@ -659,6 +660,16 @@ class Transaction:
         if problems:
             raise ApplyError("; ".join(problems), "the import is rolled back; investigate")
         return {"nodes": len(self.plan.nodes)}
+
+
+def omni_managed(resource: o.Resource) -> bool:
+    """A resource Omni made and keeps itself: a controller owns it, or it is a system patch.
+
+    The final verify compares what the import made with the plan; Omni may add its own patches
+    to the cluster meanwhile (labelled ``omni.sidero.dev/system-patch``, owned by a
+    controller), which are neither the user's nor this import's to check or undo.
+    """
+    return bool(resource.owner) or o.LABEL_SYSTEM_PATCH in resource.labels
 
 
 # ---- write-ahead ----------------------------------------------------------------------------

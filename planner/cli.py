@@ -664,6 +664,8 @@ def _print_faults(active: dict[str, Any]) -> None:
         lines.append(f"schematic content {content} on {node}")
     for node in active.get("not_ready") or []:
         lines.append(f"Kubernetes Node not ready: {node}")
+    if active.get("system_patches"):
+        lines.append("Omni adds a system config patch to every cluster")
     if active.get("health_cancelled"):
         lines.append("the health check is cancelled halfway")
     if active.get("factory_down"):
@@ -781,6 +783,14 @@ def fault_health(ctx: click.Context, problem: str, node: str | None, clear: bool
     """Make the cluster health check fail: a Kubernetes Node NotReady (which only the health
     check sees), or the check's stream cancelled halfway."""
     _fault(ctx, {"kind": "health", "problem": problem, "node": node, "clear": clear})
+
+
+@lab_fault.command("system-patch")
+@click.option("--clear", is_flag=True, help="Stop adding system patches.")
+@click.pass_context
+def fault_system_patch(ctx: click.Context, clear: bool) -> None:
+    """Omni adds a system config patch of its own to every cluster it holds."""
+    _fault(ctx, {"kind": "system-patch", "clear": clear})
 
 
 @lab_fault.command("clear")
