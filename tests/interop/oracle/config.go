@@ -34,6 +34,9 @@ type GenInput struct {
 	RegistryMirrors   map[string][]string `json:"registry_mirrors"`
 	Discovery         *bool               `json:"discovery"`
 	HostDNSForward    *bool               `json:"host_dns_forward_kube_dns"`
+	RegistryCACerts   map[string]string   `json:"registry_ca_certs"`
+	RegistryInsecure  []string            `json:"registry_insecure"`
+	Debug             bool                `json:"debug"`
 	// From machinery 1.14 on.
 	SkipUnattendedInstall bool  `json:"skip_unattended_install"`
 	KubeSpan              *bool `json:"kubespan"`
@@ -150,6 +153,18 @@ func gen(c *Case) (*Answer, error) {
 
 	for host, endpoints := range in.RegistryMirrors {
 		opts = append(opts, generate.WithRegistryMirror(host, endpoints...))
+	}
+
+	for host, ca := range in.RegistryCACerts {
+		opts = append(opts, generate.WithRegistryCACert(host, ca))
+	}
+
+	for _, host := range in.RegistryInsecure {
+		opts = append(opts, generate.WithRegistryInsecureSkipVerify(host))
+	}
+
+	if in.Debug {
+		opts = append(opts, generate.WithDebug(true))
 	}
 
 	if in.Discovery != nil {
