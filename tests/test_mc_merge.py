@@ -326,3 +326,44 @@ def test_errors_are_pinned(config, patch, message):
     with pytest.raises(ConfigError) as info:
         apply_patches(parse(config), [load_patch(patch, "p")])
     assert str(info.value) == message
+
+
+def test_a_new_list_element_is_appended_as_written_like_talos():
+    # Talos appends an unmatched interface as it is: two VLANs with one ID inside it stay two.
+    base = parse("machine:\n  network:\n    interfaces: [{interface: eth0}]\n")
+    patch = (
+        "machine:\n  network:\n    interfaces:\n      - interface: eth1\n"
+        "        vlans: [{vlanId: 10, addresses: [10.0.0.1/24]}, {vlanId: 10, mtu: 9000}]\n"
+    )
+    out = apply_patches(base, [load_patch(patch)])
+    assert out[0].data["machine"]["network"]["interfaces"][1]["vlans"] == [
+        {"vlanId": 10, "addresses": ["10.0.0.1/24"]},
+        {"vlanId": 10, "mtu": 9000},
+    ]
+
+
+def test_a_new_section_is_taken_as_written_but_an_existing_list_merges_by_identity():
+    # No machine.network in the config: Talos sets the patch's section whole (nil pointer).
+    bare = parse("machine:\n  type: worker\n")
+    patch = load_patch(
+        "machine:\n  network:\n    interfaces: [{interface: eth0, mtu: 1}, {interface: eth0}]\n"
+    )
+    out = apply_patches(bare, [patch])
+    assert len(out[0].data["machine"]["network"]["interfaces"]) == 2
+    # An existing (empty) machine.network: the list is merged element by element.
+    empty = parse("machine:\n  network: {}\n")
+    out = apply_patches(empty, [patch])
+    assert out[0].data["machine"]["network"]["interfaces"] == [{"interface": "eth0", "mtu": 1}]
+
+
+@pytest.mark.parametrize("path", ["machine.ca", "cluster.etcd.ca", "cluster.serviceAccount"])
+def test_a_delete_inside_a_pem_pair_is_refused_like_talos(path):
+    # Talos keeps these as x509 types whose fields have no YAML names: "lookup failed".
+    base = parse("machine:\n  ca: {crt: YQ==, key: Yg==}\ncluster:\n  etcd: {ca: {crt: YQ==}}\n")
+    parts = path.split(".")
+    patch = "\n".join(f"{'  ' * i}{p}:" for i, p in enumerate(parts))
+    patch += f"\n{'  ' * len(parts)}key:\n{'  ' * (len(parts) + 1)}$patch: delete\n"
+    with pytest.raises(ConfigError, match="can only delete whole"):
+        apply_patches(base, [load_patch(patch)])
+    whole = apply_patches(base, [load_patch("machine:\n  ca:\n    $patch: delete\n")])
+    assert "ca" not in whole[0].data["machine"]

@@ -10,8 +10,9 @@ Two passes, so that ``apply_patches(original, diff(original, modified))`` equals
 
 Talos's second pass handles only lists. Values a merge cannot write over the old one (``""``,
 ``0``, ``null``, a URL losing a part, a value changing between mapping, list and scalar, a
-``merge:"replace"`` mapping emptied) are handled the same way here: deleted in the first pass,
-set in the second. A document's header appears only when its patch is not empty.
+``merge:"replace"`` mapping emptied, a changed PEM pair that Talos cannot patch inside) are
+handled the same way here: deleted in the first pass, set in the second. A document's header
+appears only when its patch is not empty.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from planner.machineconfig.document import (
     copy_tree,
 )
 from planner.machineconfig.merge import merge_scalar
-from planner.machineconfig.rules import Path, Replace, Rule, rules_for
+from planner.machineconfig.rules import Opaque, Path, Replace, Rule, rules_for
 
 Documents = MachineConfig | Iterable[Document | Mapping[str, Any]]
 
@@ -99,7 +100,8 @@ def _diff_map(
         before = old[key]
         if _same(before, after):
             continue
-        if _shape(before) != _shape(after):
+        if _shape(before) != _shape(after) or isinstance(rule, Opaque):
+            # Opaque values cannot be patched in part (nor cleared by a merge): replace whole.
             first[key] = dict([_DELETE])
             second[key] = copy_tree(after)
         elif isinstance(after, dict):

@@ -41,7 +41,16 @@ class Identity:
     replace: bool = False
 
 
-Rule = Replace | Args | Url | Identity
+@dataclass(frozen=True)
+class Opaque:
+    """A value Talos holds in a type its ``$patch: delete`` cannot walk into (a PEM pair).
+
+    Deleting the whole value works; deleting a key inside it fails in Talos ("lookup
+    failed"), so the engine refuses it too, and the differ replaces such a value whole.
+    """
+
+
+Rule = Replace | Args | Url | Identity | Opaque
 
 
 def _field(name: str, *, optional: bool = False) -> Callable[[dict[str, Any]], Any]:
@@ -70,11 +79,18 @@ def _device(item: dict[str, Any]) -> Any:
 _REPLACE = Replace()
 _ARGS = Args()
 _URL = Url()
+_OPAQUE = Opaque()
 
 _LEGACY_RULES: dict[Path, Rule] = {
     ("cluster", "network", "podSubnets"): _REPLACE,
     ("cluster", "network", "serviceSubnets"): _REPLACE,
     ("cluster", "apiServer", "auditPolicy"): _REPLACE,
+    # x509 PEM types: their fields carry no YAML names, so Talos's delete cannot find them.
+    ("machine", "ca"): _OPAQUE,
+    ("cluster", "ca"): _OPAQUE,
+    ("cluster", "aggregatorCA"): _OPAQUE,
+    ("cluster", "serviceAccount"): _OPAQUE,
+    ("cluster", "etcd", "ca"): _OPAQUE,
     ("cluster", "controlPlane", "endpoint"): _URL,
     ("machine", "logging", "destinations", "[]", "endpoint"): _URL,
     ("machine", "network", "interfaces"): Identity(_device),

@@ -217,8 +217,16 @@ func encode(cfg config.Encoder) (*Answer, error) {
 	return &Answer{Config: string(out)}, nil
 }
 
-// patch applies the patches in order, as `talosctl machineconfig patch` does.
-func patch(c *Case) (*Answer, error) {
+// patch applies the patches in order, as `talosctl machineconfig patch` does. Some machinery
+// releases panic on some deletes; that is reported as the case's error ("panic: ..."), a
+// refusal talosctl would show as a crash, instead of ending the batch.
+func patch(c *Case) (a *Answer, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+
 	patches, err := configpatcher.LoadPatches(c.Patches)
 	if err != nil {
 		return nil, fmt.Errorf("load patches: %w", err)
