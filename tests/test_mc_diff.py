@@ -165,3 +165,20 @@ def test_a_pem_pair_losing_its_key_is_replaced_whole():
     assert patches[1][0].data["machine"]["ca"] == {"crt": "YQ==", "key": ""}
     out = apply_patches(original, [load_patch(emit(p)) for p in patches])
     assert canonical(out) == canonical(modified)
+
+
+@pytest.mark.parametrize(
+    "interfaces",
+    [
+        "[{interface: eth0, mtu: 1}, {interface: eth0, dhcp: true}]",
+        "[{interface: eth0, vlans: [{vlanId: 5, mtu: 1}, {vlanId: 5, mtu: 2}]}]",
+    ],
+)
+def test_repeated_list_identities_are_written_with_their_section(interfaces):
+    # Set into an existing machine.network, Talos would merge the repeated eth0 (or VLAN 5).
+    original = parse("machine:\n  network:\n    hostname: a\n    interfaces: [{interface: eth1}]\n")
+    modified = parse(f"machine:\n  network:\n    hostname: a\n    interfaces: {interfaces}\n")
+    patches = diff(original, modified)
+    assert patches[0][0].data["machine"]["network"] == {"$patch": "delete"}
+    out = apply_patches(original, [load_patch(emit(p)) for p in patches])
+    assert canonical(out) == canonical(modified)

@@ -30,7 +30,7 @@ from planner.machineconfig.document import (
     copy_tree,
 )
 from planner.machineconfig.merge import merge_scalar
-from planner.machineconfig.rules import Opaque, Path, Replace, Rule, rules_for
+from planner.machineconfig.rules import Identity, Opaque, Path, Replace, Rule, rules_for
 
 Documents = MachineConfig | Iterable[Document | Mapping[str, Any]]
 
@@ -113,6 +113,12 @@ def _diff_map(
                     first[key] = dict([_DELETE])
                     second[key] = {}
                 continue
+            if _repeats_identities(after, sub, rules):
+                # Written into an existing section, Talos merges list elements that share an
+                # identity; written with their section, they are kept as they are.
+                first[key] = dict([_DELETE])
+                second[key] = copy_tree(after)
+                continue
             sub_first, sub_second = _diff_map(before, after, sub, rules)
             if sub_first:
                 first[key] = sub_first
@@ -130,6 +136,31 @@ def _diff_map(
         if key not in new:
             first[key] = dict([_DELETE])
     return first, second
+
+
+def _repeats_identities(mapping: Mapping[str, Any], path: Path, rules: dict[Path, Rule]) -> bool:
+    """Whether an identity-keyed list directly in ``mapping`` (or in its elements) repeats one."""
+    for key, value in mapping.items():
+        rule = rules.get((*path, key)) if rules else None
+        if isinstance(rule, Identity) and isinstance(value, list):
+            if _list_repeats(value, (*path, key), rule, rules):
+                return True
+    return False
+
+
+def _list_repeats(items: list[Any], path: Path, rule: Identity, rules: dict[Path, Rule]) -> bool:
+    seen = set()
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        identity = rule.identify(item)
+        if identity is not None:
+            if identity in seen:
+                return True
+            seen.add(identity)
+        if _repeats_identities(item, (*path, "[]"), rules):
+            return True
+    return False
 
 
 def _shape(value: Any) -> type:

@@ -164,6 +164,20 @@ KNOWN = (
         "from 1.13 (meta.Args) and in the engine each patch key is copied, '' included",
     ),
     Known(
+        "cel-disk-selector-dropped",
+        (
+            "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nprovisioning:\n"
+            "  diskSelector:\n    match: disk.size > 10u * GB\n",
+            "apiVersion: v1alpha1\nkind: VolumeConfig\nname: EPHEMERAL\nprovisioning:\n"
+            "  maxSize: 10GiB\n",
+        ),
+        frozenset(mc_cases.MINORS),
+        "machinery bug (every minor, 1.14.1 included): merging a patch into a document that "
+        "holds a CEL disk selector (VolumeConfig, UnattendedInstallConfig "
+        "provisioning.diskSelector.match) drops the selector, even when the patch does not "
+        "mention it; the engine keeps it",
+    ),
+    Known(
         "json-patch-after-strategic",
         (
             '[{"op": "remove", "path": "/machine/certSANs"}]',
