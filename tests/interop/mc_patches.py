@@ -32,6 +32,7 @@ class Context:
     minor: int
     docs: list[Doc]
     deleted: set[tuple[str, str]] = field(default_factory=set)  # (kind, name) deleted so far
+    added: list[Doc] = field(default_factory=list)  # documents earlier patches added
 
     @property
     def legacy(self) -> Doc:
@@ -359,7 +360,11 @@ def _new_documents(rng: random.Random, ctx: Context) -> list[Doc]:
 
 
 def _document_deletes(rng: random.Random, ctx: Context) -> list[Doc]:
-    present = [d for d in ctx.docs[1:] if (d.get("kind"), d.get("name", "")) not in ctx.deleted]
+    present = [
+        d
+        for d in [*ctx.docs[1:], *ctx.added]
+        if (d.get("kind"), d.get("name", "")) not in ctx.deleted
+    ]
     out = []
     # Before 1.14 machinery leaves an empty document behind for an absent one (see
     # test_config_patch's known differences), so only 1.14 is asked to delete absent ones.
@@ -459,6 +464,7 @@ def _dump(docs: list[Doc], rng: random.Random) -> str:
 def _strategic(rng: random.Random, ctx: Context) -> str:
     fragments = _legacy_fragments()
     docs: list[Doc] = []
+    fresh: list[Doc] = []
     legacy: Doc = {}
     for _ in range(rng.randint(1, 3)):
         roll = rng.random()
@@ -469,7 +475,9 @@ def _strategic(rng: random.Random, ctx: Context) -> str:
         elif roll < 0.78:
             part = _list_element_deletes(rng, ctx)
         elif roll < 0.92:
-            docs += _new_documents(rng, ctx)
+            added = _new_documents(rng, ctx)
+            docs += added
+            fresh += added
             continue
         else:
             docs += _document_deletes(rng, ctx)
@@ -486,6 +494,9 @@ def _strategic(rng: random.Random, ctx: Context) -> str:
         docs.insert(0, legacy)
     if not docs:
         docs = [at("machine.network.hostname", "fallback")]
+    ctx.added.extend(fresh)
+    for doc in fresh:  # added again, so it may be deleted again
+        ctx.deleted.discard((doc["kind"], doc.get("name", "")))
     return _dump(docs, rng)
 
 

@@ -24,6 +24,7 @@ results go in one batch, after the engine ran in-process.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -110,6 +111,24 @@ def test_apply_patches_equals_configpatcher(oracle: oracles.Oracle) -> None:
         agreed=rejected - sum(1 for k in failures if answers[k].get("error")),
     )
     assert not failures, "\n".join(f"{k}: {v}" for k, v in list(failures.items())[:25])
+    # Both verdicts are exercised: a check where everything fails, or nothing does, proves less.
+    assert 0.1 * len(cases) < rejected < 0.5 * len(cases)
+
+
+@pytest.mark.parametrize("minor", mc_cases.MINORS)
+def test_patch_cases_cover_what_the_brief_names(minor: str, interop_built: None) -> None:
+    cases = mc_patches.patch_cases(minor)
+    texts = [t for c in cases for t in c.patches]
+    json_patches = [t for t in texts if t.lstrip().startswith(("[", "- op", "- from"))]
+    strategic = [t for t in texts if t not in json_patches]
+    assert len(json_patches) > 20 and len(strategic) > 200
+    assert any("---" in t for t in strategic), "multi-document patches"
+    assert any(re.search(r"^kind: .*\n(name: .*\n)?\$patch: delete", t, re.M) for t in texts)
+    assert any(re.search(r"^    +\$patch: delete", t, re.M) for t in texts), "key deletes"
+    assert any(re.search(r"^ *- (interface|name): .*\n +\$patch: delete", t, re.M) for t in texts)
+    multidoc = sum("\n---\n" in c.config for c in cases)
+    assert multidoc > 50 if mc_cases.minor_number(minor) >= 12 else multidoc == 0
+    assert any(len(c.patches) == 3 for c in cases)
 
 
 # --- known differences --------------------------------------------------------------------

@@ -31,6 +31,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from planner.errors import OmniportError
 from planner.machineconfig.diff import diff
 from planner.machineconfig.document import copy_tree, emit
@@ -334,3 +336,15 @@ def test_machinery_applies_our_diff_to_the_baseline(oracle: oracles.Oracle) -> N
         "config diff round trip", oracle.minor, tried=len(cases), agreed=len(cases) - len(failures)
     )
     assert not failures, "\n".join(f"{k}: {v}" for k, v in list(failures.items())[:25])
+
+
+@pytest.mark.parametrize("minor", mc_cases.MINORS)
+def test_roundtrip_cases_are_varied(minor: str, interop_built: None) -> None:
+    cases = roundtrip_cases(minor)
+    baselines = [mc_cases.parse_docs(c.baseline) for c in cases]
+    if minor != mc_cases.MINORS[0]:
+        assert sum(c.baseline_minor != minor for c in cases) > len(cases) // 3
+    assert any(len(c.modified) > len(b) for c, b in zip(cases, baselines, strict=True))
+    if mc_cases.minor_number(minor) >= 12:  # earlier baselines have one document only
+        assert any(len(c.modified) < len(b) for c, b in zip(cases, baselines, strict=True))
+    assert sum(c.modified[0] != b[0] for c, b in zip(cases, baselines, strict=True)) > 150
