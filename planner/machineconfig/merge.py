@@ -9,7 +9,8 @@ Merge rules (Talos ``configpatcher.StrategicMerge`` over ``merge.Merge``):
   Fields tagged ``merge:"replace"`` are replaced whole, identity-keyed lists merge element by
   element, and ``extraArgs`` copy key by key (see :mod:`planner.machineconfig.rules`).
 - Scalars overwrite, except that ``""`` and ``0`` never overwrite a set value (Talos's zero
-  values) and ``null`` overwrites nothing; booleans always overwrite.
+  values; ``0`` does for the few numbers Talos keeps behind a pointer, ``Pointer``) and
+  ``null`` overwrites nothing; booleans always overwrite.
 - ``$patch: delete`` removes a whole document (skipped if absent), a key, or the first list
   element whose first other field equals the given value. A document's deletes run before its
   merge, so delete-then-re-add works. Deleting the v1alpha1 document, deleting a key inside a
@@ -45,6 +46,7 @@ from planner.machineconfig.rules import (
     Identity,
     Opaque,
     Path,
+    Pointer,
     Replace,
     Rule,
     Url,
@@ -98,7 +100,7 @@ def load_patch(raw: bytes | str, source: str = "patch") -> Patch:
     except ConfigError:
         data = []
     if len(data) == 1 and isinstance(data[0], list):
-        return JsonPatch(check_operations(data[0], source), source)
+        return JsonPatch(check_operations(data[0], source, from_yaml=True), source)
     if text.strip().startswith("["):
         raise json_error
     raise strategic_error
@@ -421,6 +423,8 @@ def merge_scalar(old: Any, new: Any, rule: Rule | None = None) -> Any:
         return old
     if isinstance(rule, Url) and isinstance(old, str) and isinstance(new, str):
         return _merge_url(old, new)
+    if isinstance(rule, Pointer):
+        return new
     if isinstance(new, bool):
         return new
     if new == "" or (isinstance(new, int | float) and new == 0):

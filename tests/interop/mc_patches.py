@@ -203,6 +203,11 @@ def _legacy_fragments() -> list[Fragment]:
         ),
         cp_only(lambda rng, ctx: at("cluster.controlPlane.localAPIServerPort", 0)),
         lambda rng, ctx: at("machine.network.hostname", None),
+        lambda rng, ctx: (
+            at("machine.network.kubespan", {"enabled": True, "mtu": rng.choice((0, 1420))})
+            if ctx.minor < 13
+            else None
+        ),
     ]
 
 
@@ -331,8 +336,26 @@ def _new_documents(rng: random.Random, ctx: Context) -> list[Doc]:
                 "nameservers": [{"address": _ip(rng)}],
             },
         ]
+    if m >= 12:
+        choices.append(
+            {"apiVersion": "v1alpha1", "kind": "ZswapConfig", "maxPoolPercent": rng.choice((0, 25))}
+        )
+    if m >= 13:
+        choices.append(
+            {
+                "apiVersion": "v1alpha1",
+                "kind": "KubeSpanConfig",
+                "enabled": rng.random() < 0.5,
+                "mtu": rng.choice((0, 1400)),
+            }
+        )
     if m >= 14:
         choices += [
+            {
+                "apiVersion": "v1alpha1",
+                "kind": "KubeAPIServerConfig",
+                "apiPort": rng.choice((0, 5443)),
+            },
             {
                 "apiVersion": "v1alpha1",
                 "kind": "SysctlConfig",
@@ -439,9 +462,26 @@ def _json_operations(rng: random.Random, ctx: Context) -> list[Doc]:
             ops.append(
                 {"op": "move", "from": "/machine/certSANs", "path": "/machine/network/nameservers"}
             )
-        else:
+        elif kind < 0.97:
             ops.append(
                 {"op": "add", "path": "/machine/sysctls", "value": {"kernel.pid_max": "4194304"}}
+            )
+        else:
+            # Absent keys of existing objects, which Talos's JSON-patch library reads as null.
+            ops.append(
+                rng.choice(
+                    (
+                        {"op": "replace", "path": "/machine/network/hostname", "value": "r"},
+                        {"op": "replace", "path": "/machine/nope/hostname", "value": "r"},
+                        {
+                            "op": "copy",
+                            "from": "/machine/nope",
+                            "path": "/machine/network/hostname",
+                        },
+                        {"op": "test", "path": "/machine/nope", "value": None},
+                        {"op": "test", "path": "/machine/nope", "value": "x"},
+                    )
+                )
             )
     return ops
 

@@ -256,7 +256,7 @@ def _edit_documents(rng: random.Random, docs: list[Doc], minor: int) -> None:
             if isinstance(value, bool):
                 _set(doc, path, not value)
             elif isinstance(value, int):
-                _set(doc, path, value + 1)
+                _set(doc, path, rng.choice((value + 1, 0)))
             elif isinstance(value, list):
                 _set(doc, path, value[:-1])
             else:
