@@ -44,9 +44,6 @@ class Context:
     def controlplane(self) -> bool:
         return self.legacy.get("machine", {}).get("type") in ("controlplane", "init")
 
-    def kinds(self) -> set[tuple[str, str]]:
-        return {(d.get("kind", ""), d.get("name", "")) for d in self.docs[1:]}
-
     def get(self, *path: str) -> Any:
         node: Any = self.legacy
         for key in path:
@@ -83,7 +80,7 @@ def _ip(rng: random.Random) -> str:
     return f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
 
 
-def _interface(rng: random.Random) -> Doc:
+def interface_item(rng: random.Random) -> Doc:
     item: Doc = {"interface": rng.choice(("eth0", "eth1", "bond0", "enp1s0"))}
     if rng.random() < 0.5:
         item["addresses"] = [f"{_ip(rng)}/24" for _ in range(rng.randint(1, 2))]
@@ -111,7 +108,7 @@ def _arg_map(rng: random.Random, ctx: Context) -> Doc:
 # --- fragments of the v1alpha1 document ---------------------------------------------------
 
 
-def _legacy_fragments() -> list[Fragment]:
+def legacy_fragments() -> list[Fragment]:
     cp_only: Callable[[Fragment], Fragment] = lambda f: (  # noqa: E731
         lambda rng, ctx: f(rng, ctx) if ctx.controlplane else None
     )
@@ -119,7 +116,7 @@ def _legacy_fragments() -> list[Fragment]:
         lambda rng, ctx: at("machine.network.hostname", f"node-{_name(rng)}"),
         lambda rng, ctx: at("machine.network.nameservers", [_ip(rng)]),
         lambda rng, ctx: at(
-            "machine.network.interfaces", [_interface(rng) for _ in range(rng.randint(1, 2))]
+            "machine.network.interfaces", [interface_item(rng) for _ in range(rng.randint(1, 2))]
         ),
         lambda rng, ctx: at("machine.kubelet.extraArgs", _arg_map(rng, ctx)),
         lambda rng, ctx: at("machine.kubelet.nodeIP.validSubnets", ["10.0.0.0/8"]),
@@ -274,7 +271,7 @@ def _leaf_paths(node: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
 # --- other documents ----------------------------------------------------------------------
 
 
-def _new_documents(rng: random.Random, ctx: Context) -> list[Doc]:
+def new_documents(rng: random.Random, ctx: Context) -> list[Doc]:
     """Documents of kinds the minor's machinery knows, new or matching one in the config."""
     m = ctx.minor
     choices: list[Doc] = [
@@ -504,7 +501,7 @@ def _dump(docs: list[Doc], rng: random.Random) -> str:
 
 
 def _strategic(rng: random.Random, ctx: Context) -> str:
-    fragments = _legacy_fragments()
+    fragments = legacy_fragments()
     docs: list[Doc] = []
     fresh: list[Doc] = []
     legacy: Doc = {}
@@ -517,7 +514,7 @@ def _strategic(rng: random.Random, ctx: Context) -> str:
         elif roll < 0.78:
             part = _list_element_deletes(rng, ctx)
         elif roll < 0.92:
-            added = _new_documents(rng, ctx)
+            added = new_documents(rng, ctx)
             docs += added
             fresh += added
             continue

@@ -188,7 +188,7 @@ def _edit_legacy(rng: random.Random, legacy: Doc, minor: int) -> None:
     elif roll < 0.85:
         _edit_interfaces(rng, legacy)
     elif roll < 0.92:
-        fragment = rng.choice(mc_patches._legacy_fragments())(
+        fragment = rng.choice(mc_patches.legacy_fragments())(
             rng, mc_patches.Context(minor, [legacy])
         )
         if fragment:
@@ -213,7 +213,7 @@ def _edit_interfaces(rng: random.Random, legacy: Doc) -> None:
     interfaces = copy_tree(_get(legacy, path) or [])
     action = rng.random()
     if not interfaces or action < 0.4:
-        interfaces.append(mc_patches._interface(rng))
+        interfaces.append(mc_patches.interface_item(rng))
     elif action < 0.6:
         del interfaces[rng.randrange(len(interfaces))]
     elif action < 0.8:
@@ -233,7 +233,7 @@ def _edit_documents(rng: random.Random, docs: list[Doc], minor: int) -> None:
     others = [d for d in docs[1:]]
     if roll < 0.4 or not others:
         ctx = mc_patches.Context(minor, docs)
-        for new in mc_patches._new_documents(rng, ctx):
+        for new in mc_patches.new_documents(rng, ctx):
             key = (new.get("kind"), new.get("name"))
             match = [d for d in docs[1:] if (d.get("kind"), d.get("name")) == key]
             if match:
