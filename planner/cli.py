@@ -231,6 +231,21 @@ def config() -> None:
     """The machine-config engine on files, like talosctl."""
 
 
+def _registry_mirrors(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """``HOST=URL[,URL...]`` flags as talosctl reads them; a repeated host adds endpoints."""
+    mirrors: dict[str, list[str]] = {}
+    for value in values:
+        host, sep, urls = value.partition("=")
+        if not sep or not host or not urls:
+            raise click.BadParameter(
+                f"{value!r} is not HOST=URL[,URL...]; e.g. docker.io=https://mirror.example.com"
+            )
+        mirrors.setdefault(host, []).extend(urls.split(","))
+    return mirrors
+
+
 @config.command("gen")
 @click.option(
     "--talos-version", required=True, help="Talos version; its major.minor is the contract."
@@ -268,6 +283,27 @@ def config() -> None:
     help="KubePrism port (0 disables; default: the contract's).",
 )
 @click.option("--local-api-server-port", type=click.IntRange(0, 65535), default=0)
+@click.option(
+    "--with-cluster-discovery/--without-cluster-discovery",
+    "discovery",
+    default=True,
+    show_default=True,
+    help="Cluster discovery (talosctl's --with-cluster-discovery).",
+)
+@click.option(
+    "--registry-mirror",
+    "registry_mirrors",
+    multiple=True,
+    callback=_registry_mirrors,
+    metavar="HOST=URL[,URL...]",
+    help="Registry mirror, e.g. docker.io=https://mirror.example.com (repeatable).",
+)
+@click.option(
+    "--with-kubespan/--without-kubespan",
+    "kubespan",
+    default=None,
+    help="Write KubeSpan on or off (default: leave it out, as Talos does).",
+)
 def config_gen(
     talos_version: str,
     kubernetes_version: str,
@@ -283,6 +319,9 @@ def config_gen(
     allow_scheduling_on_control_planes: bool,
     kubeprism_port: int | None,
     local_api_server_port: int,
+    discovery: bool,
+    registry_mirrors: dict[str, list[str]],
+    kubespan: bool | None,
 ) -> None:
     """Generate a default machine config for a version contract."""
     from planner.config_generation import GenRequest, write_private_file
@@ -304,6 +343,9 @@ def config_gen(
             allow_scheduling_on_control_planes=allow_scheduling_on_control_planes,
             kube_prism_port=kubeprism_port,
             local_api_server_port=local_api_server_port,
+            discovery=discovery,
+            registry_mirrors=registry_mirrors,
+            kubespan=kubespan,
         ),
     )
     text = generate_config(request)
