@@ -142,6 +142,7 @@ FAULT_KINDS = (
     "schematic",
     "health",
     "system-patch",
+    "kubelet-lag",
     "clear",
 )
 
@@ -273,6 +274,15 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             raise AdminError(400, "a not-ready health fault needs a 'node'")
         else:
             (faults.not_ready.discard if clear else faults.not_ready.add)(node)
+    elif kind == "kubelet-lag":
+        # {"node": A, "image": I}: A's KubeletConfig reports I, not the image its config names
+        image = _field(body, "image", str)
+        if node is None or (not clear and not image):
+            raise AdminError(400, "a kubelet-lag fault needs a 'node' and an 'image'")
+        if clear:
+            faults.kubelet_images.pop(node, None)
+        else:
+            faults.kubelet_images[node] = image
     elif kind == "system-patch":
         faults.system_patches = not clear
     elif kind == "clear":

@@ -70,6 +70,9 @@ class Faults:
     """Hostnames of etcd members left behind by machines that are gone (not a node)."""
     not_ready: set[str] = field(default_factory=set)
     """Node addresses whose Kubernetes Node reports NotReady (see :data:`HEALTH_PROBLEMS`)."""
+    kubelet_images: dict[str, str] = field(default_factory=dict)
+    """Node address -> the kubelet image its KubeletConfig reports instead of the configured one
+    (Talos's controllers have not caught up with the config, or an upgrade is in flight)."""
     system_patches: bool = False
     """Omni adds a system config patch of its own to every cluster (to test the final verify)."""
     health_cancelled: bool = False
@@ -108,6 +111,7 @@ class Faults:
         self.not_ready.clear()
         self.health_cancelled = False
         self.system_patches = False
+        self.kubelet_images.clear()
 
     def service_healthy(self, node: str, service: str) -> bool:
         return service not in self.unhealthy_services.get(node, ())
@@ -136,4 +140,5 @@ class Faults:
             "not_ready": sorted(self.not_ready),
             "health_cancelled": self.health_cancelled,
             "system_patches": self.system_patches,
+            "kubelet_images": dict(sorted(self.kubelet_images.items())),
         }

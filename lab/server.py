@@ -432,13 +432,15 @@ class LabProcess:
         async def post_faults(req: Request) -> Any:
             assert self.lab is not None
             known = set(self.lab.by_address)
-            before = dict(self.lab.faults.schematic_content)
-            change_faults(self.lab.faults, req.body, known)
-            after = self.lab.faults.schematic_content
-            for address in before.keys() | after.keys():
-                if before.get(address) != after.get(address):
-                    # its ExtensionStatuses changed: watchers and the render cache must see it
-                    self.lab.by_address[address].touch()
+            faults = self.lab.faults
+            before = dict(faults.schematic_content), dict(faults.kubelet_images)
+            change_faults(faults, req.body, known)
+            after = faults.schematic_content, faults.kubelet_images
+            for old, new in zip(before, after, strict=True):
+                for address in old.keys() | new.keys():
+                    if old.get(address) != new.get(address):
+                        # its resources changed: watchers and the render cache must see it
+                        self.lab.by_address[address].touch()
             assert self.factory is not None
             self.factory.set_down("503" if self.lab.faults.factory_down else None)
             await self.lab.sync_all()

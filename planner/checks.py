@@ -94,6 +94,9 @@ CHECKS: dict[str, Check] = {
     "CLUSTER_IMPORT_IN_PROGRESS": Check(
         E, False, "run `omniport abort <cluster>` (or roll back the earlier apply) first"
     ),
+    "NODE_FACTS_DISAGREE": Check(
+        W, True, "let Talos settle (talosctl get machinetype, kubeletconfig) and plan again"
+    ),
     "NODE_ALREADY_CONNECTED": Check(
         E, False, "remove the node's SideroLinkConfig, or abort its earlier import first"
     ),
@@ -211,6 +214,17 @@ def _node_findings(node: NodeFacts, spec: Spec) -> list[Finding]:
                 f"cannot read the machine config: {node.config_error.message}",
                 spec,
                 node=node.address,
+            )
+        )
+    if node.fact_mismatches:
+        out.append(
+            finding(
+                "NODE_FACTS_DISAGREE",
+                "the node's config and Talos's resources disagree; the plan uses what Talos "
+                "reports, as Omni's importer does",
+                spec,
+                node=node.address,
+                details=node.fact_mismatches,
             )
         )
     for service in node.services:

@@ -706,6 +706,8 @@ def _print_faults(active: dict[str, Any]) -> None:
         lines.append(f"schematic content {content} on {node}")
     for node in active.get("not_ready") or []:
         lines.append(f"Kubernetes Node not ready: {node}")
+    for node, image in (active.get("kubelet_images") or {}).items():
+        lines.append(f"KubeletConfig on {node} reports {image}")
     if active.get("system_patches"):
         lines.append("Omni adds a system config patch to every cluster")
     if active.get("health_cancelled"):
@@ -825,6 +827,16 @@ def fault_health(ctx: click.Context, problem: str, node: str | None, clear: bool
     """Make the cluster health check fail: a Kubernetes Node NotReady (which only the health
     check sees), or the check's stream cancelled halfway."""
     _fault(ctx, {"kind": "health", "problem": problem, "node": node, "clear": clear})
+
+
+@lab_fault.command("kubelet-lag")
+@click.argument("node")
+@click.argument("image", required=False)
+@click.option("--clear", is_flag=True, help="Report the configured image again.")
+@click.pass_context
+def fault_kubelet_lag(ctx: click.Context, node: str, image: str | None, clear: bool) -> None:
+    """NODE's KubeletConfig reports IMAGE, not the kubelet image its config names."""
+    _fault(ctx, {"kind": "kubelet-lag", "node": node, "image": image, "clear": clear})
 
 
 @lab_fault.command("system-patch")

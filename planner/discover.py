@@ -3,12 +3,13 @@
 Nodes are read in batches of ``parallelism``, and each batch costs one round trip: the machine
 service answers for the whole batch in one call per method (Version, ServiceList, and
 EtcdMemberList for the nodes that may be control planes: apid proxies one-to-many), while the
-COSI reads (hostname, SMBIOS UUID, machine config, extensions; apid never proxies COSI
-one-to-many) are issued per node, all at once. The machine config states the machine type, the
-kubelet and control-plane images and the cluster name (:mod:`planner.configfacts`), so their
-resources are read only for a node whose config does not state them (Talos then uses its
-version's default) or could not be read: that node costs a second round trip. On a 1000-node
-cluster this is about 4 calls per node instead of 8 to 13.
+COSI reads (hostname, SMBIOS UUID, machine config, extensions, machine type, kubelet config;
+apid never proxies COSI one-to-many) are issued per node, all at once, and for the nodes
+discovery calls control planes also their control-plane configs and cluster info. Facts come
+from the resources Omni's importer reads; what the config states (:mod:`planner.configfacts`)
+is the cross-check, and a disagreement is reported (``NodeFacts.fact_mismatches``). A control
+plane that discovery did not name as one costs a second round trip for its control-plane reads.
+That is about 6 calls per worker and 10 per control plane.
 
 EtcdMemberList is skipped for nodes that Talos discovery reported as workers, and issued
 speculatively (ignored on workers) for the others. A node discovery called a worker that turns
@@ -107,7 +108,7 @@ _NODE_CALLS: dict[str, Callable[[TalosClient, str], Awaitable[Any]]] = {
     "cp_images": TalosClient.control_plane_images,
     "cluster": _cluster_name,
 }
-_FIRST_ROUND = ("hostname", "uuid", "config", "extensions")
+_FIRST_ROUND = ("hostname", "uuid", "config", "extensions", "type", "kubelet")
 
 
 @dataclass
@@ -118,43 +119,62 @@ class _NodeRead:
     hint: str | None
     values: dict[str, Any] = field(default_factory=dict)
     asked: set[str] = field(default_factory=set)
+    stated: dict[str, Any] = field(default_factory=dict)
+    """What the config states for the facts read from resources (the cross-check)."""
 
     def failed(self, key: str) -> bool:
         return isinstance(self.values.get(key), ProviderError)
 
     def take_config(self) -> None:
-        """Fill in what the config states, once it is read (see planner.configfacts)."""
+        """Note what the config states, once it is read (see planner.configfacts)."""
         config = self.values.get("config")
         stated = NOTHING if not isinstance(config, bytes) else stated_facts(config)
-        for key, value in _stated_values(stated).items():
-            if value is not None:
-                self.values.setdefault(key, value)
+        self.stated = {k: v for k, v in _stated_values(stated).items() if v is not None}
+
+    def value(self, key: str) -> Any:
+        """The resource's value, else (unreadable) what the config states, else None."""
+        value = self.values.get(key)
+        if value is None or isinstance(value, ProviderError):
+            return self.stated.get(key)
+        return value
 
     def missing(self) -> list[str]:
         """Reads still needed, given what is known (never one already asked)."""
-        if self.failed("version"):
+        if self.failed("version") or any(self.failed(k) for k in ("hostname", "uuid")):
             return []  # the node is unreadable: nothing else matters
-        wanted = ["type"]
-        if not any(self.failed(k) for k in ("type", "hostname", "uuid")):
-            wanted.append("kubelet")
-            machine_type = self.values.get("type")
-            if machine_type is None:  # role unknown yet: speculate unless called a worker
-                if self.hint != "worker":
-                    wanted += ["cp_images", "cluster"]
-            elif _role(machine_type) == "controlplane":
-                wanted += _CONTROL_PLANE_ONLY
+        machine_type = self.value("type")
+        wanted = (
+            list(_CONTROL_PLANE_ONLY)
+            if machine_type and _role(machine_type) == "controlplane"
+            else []
+        )
         return [k for k in wanted if k not in self.values and k not in self.asked]
+
+    def mismatches(self) -> tuple[str, ...]:
+        """Where the config states one value and Talos's resource reports another."""
+        out = []
+        for key, (field_name, resource) in _CROSS_CHECKED.items():
+            stated, read = self.stated.get(key), self.values.get(key)
+            if stated is None or read is None or isinstance(read, ProviderError):
+                continue
+            if key == "cp_images":
+                for part, name in _CP_PARTS:
+                    a, b = getattr(stated, part), getattr(read, part)
+                    if a != b:
+                        out.append(f"cluster.{name}.image is {a}, {resource} reports {b}")
+            elif stated != read:
+                out.append(f"{field_name} is {stated}, {resource} reports {read}")
+        return tuple(out)
 
     def facts(self) -> NodeFacts:
         values = self.values
         for key in _ESSENTIAL:
-            if isinstance(values[key], ProviderError):
+            if isinstance(values[key], ProviderError) and self.value(key) is None:
                 return NodeFacts(address=self.address, error=read_error(values[key]))
-        role = _role(values["type"])
+        role = _role(self.value("type"))
 
         def ok(key: str) -> Any:
-            value = values.get(key)
-            return None if isinstance(value, ProviderError) else value
+            return self.value(key)
 
         config_error = None
         if isinstance(values["config"], ProviderError):
@@ -184,7 +204,21 @@ class _NodeRead:
                 EtcdMember(m.id, m.hostname, tuple(m.peer_urls), m.is_learner) for m in etcd or ()
             ),
             cluster_name=ok("cluster") if is_cp else None,
+            fact_mismatches=self.mismatches(),
         )
+
+
+_CROSS_CHECKED = {
+    "type": ("machine.type", "MachineTypes"),
+    "kubelet": ("machine.kubelet.image", "KubeletConfigs"),
+    "cp_images": ("cluster.*.image", "the control-plane configs"),
+    "cluster": ("cluster.clusterName", "Infos"),
+}
+_CP_PARTS = (
+    ("apiserver", "apiServer"),
+    ("scheduler", "scheduler"),
+    ("controller_manager", "controllerManager"),
+)
 
 
 def _role(machine_type: str) -> str:
@@ -222,8 +256,11 @@ async def read_batch(
                 for a in maybe_cp:
                     nodes[a].asked.add("etcd")
             for a, node in nodes.items():
-                node.asked.update(("version", "services", *_FIRST_ROUND))
-                for key in _FIRST_ROUND:
+                first_round = _FIRST_ROUND
+                if node.hint in ("controlplane", "init"):  # discovery says so: no second trip
+                    first_round += ("cp_images", "cluster")
+                node.asked.update(("version", "services", *first_round))
+                for key in first_round:
                     calls[a, key] = _NODE_CALLS[key](client, a)
         else:
             etcd = []

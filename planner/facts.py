@@ -54,6 +54,8 @@ class NodeFacts:
     services: tuple[Service, ...] = ()
     etcd_members: tuple[EtcdMember, ...] = ()
     cluster_name: str | None = None
+    fact_mismatches: tuple[str, ...] = ()
+    """Where the config states one value and Talos's resources report another."""
 
 
 @dataclass(frozen=True)

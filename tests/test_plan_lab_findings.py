@@ -213,6 +213,19 @@ FAULTS = [
     ),
     ("factory-down", lambda lab: {"kind": "factory-down"}, [("FACTORY_UNREACHABLE", None, "")]),
     (
+        # Talos reports another kubelet than the config names: the plan follows Talos
+        "kubelet-lag",
+        lambda lab: {
+            "kind": "kubelet-lag",
+            "node": lab.workers[0],
+            "image": "ghcr.io/siderolabs/kubelet:v1.33.0",
+        },
+        [
+            ("NODE_FACTS_DISAGREE", "worker", "config and Talos's resources disagree"),
+            ("KUBERNETES_VERSIONS_DIFFER", None, "kubelet runs different versions"),
+        ],
+    ),
+    (
         "omni-answers-unavailable",
         lambda lab: {
             "kind": "omni-failure",
