@@ -29,6 +29,9 @@ class NodeImport:
     machine_uuid: str
     role: str  # controlplane | worker
     patches: tuple[tuple[str, str], ...]  # (patch id, redacted text), at most two
+    replaced: tuple[str, ...] = ()
+    """Join documents of an earlier import the node still holds (redacted, one line each):
+    the join overwrites them, and rollback restores them with the backup."""
 
 
 def machine_set_id(cluster: str, role: str) -> str:
@@ -118,13 +121,16 @@ def plan_changes(
         for d in shown
     )
     for node in nodes:
+        after = {"documents_added": summary + "\n"}
+        if node.replaced:
+            after["documents_replaced"] = "\n".join(node.replaced) + "\n"
         changes.append(
             Change(
                 address=f"talos_join.{node.address}",
                 action=Action.UPDATE,
                 resource_type="MachineConfigs.config.talos.dev",
                 resource_id=node.address,
-                after={"documents_added": summary + "\n"},
+                after=after,
                 node=node.address,
             )
         )

@@ -100,6 +100,9 @@ CHECKS: dict[str, Check] = {
     "NODE_ALREADY_CONNECTED": Check(
         E, False, "remove the node's SideroLinkConfig, or abort its earlier import first"
     ),
+    "LEFTOVER_JOIN_DOCUMENTS": Check(
+        W, True, "nothing to do: the join overwrites them and rollback restores them"
+    ),
     "MACHINE_KNOWN_TO_OMNI": Check(
         W, True, "the machine is already registered in Omni; make sure it is not in use there"
     ),

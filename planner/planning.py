@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from planner import __version__
 from planner.changes import NodeImport, plan_changes
@@ -31,7 +32,7 @@ from planner.discover import (
 )
 from planner.errors import OmniportError
 from planner.facts import ClusterFacts, FactoryFacts, HealthFacts, Member, NodeFacts, OmniFacts
-from planner.join import JoinOptions
+from planner.join import JOIN_KINDS, JoinOptions
 from planner.machineconfig import document as mcdoc
 from planner.machineconfig.diff import diff
 from planner.machineconfig.generate import GenerateOptions, generate, import_baseline
@@ -73,6 +74,8 @@ class NodeWork:
     removed: tuple[str, ...]
     live: mcdoc.MachineConfig | None = field(default=None, repr=False, compare=False)
     """``facts.config`` parsed (when it parsed), so apply need not parse it again."""
+    replaced: tuple[str, ...] = ()
+    """Join documents of an earlier import that the join overwrites (redacted, one per line)."""
 
 
 @dataclass(frozen=True)
@@ -303,8 +306,38 @@ def _unlock_refusal(
     return [str(problem) for problem in verdict.errors]
 
 
-def _has_join_documents(config: mcdoc.MachineConfig) -> bool:
-    return any(not d.key.is_legacy and d.key.kind == "SideroLinkConfig" for d in config.documents)
+def _split_join_documents(
+    config: mcdoc.MachineConfig,
+) -> tuple[mcdoc.MachineConfig, tuple[mcdoc.Document, ...]]:
+    """The config without the join documents (what the import carries over), and those."""
+
+    def is_join(doc: mcdoc.Document) -> bool:
+        return not doc.key.is_legacy and (doc.key.kind, doc.key.name or None) in JOIN_KINDS
+
+    join = tuple(d for d in config.documents if is_join(d))
+    if not join:
+        return config, ()
+    rest = tuple(d for d in config.documents if not is_join(d))
+    return mcdoc.MachineConfig.from_documents(rest), join
+
+
+def _join_target(join: tuple[mcdoc.Document, ...]) -> str:
+    """``scheme://host[:port]/path`` the node's SideroLinkConfig dials ("" without one)."""
+    link = next((d for d in join if d.key.kind == "SideroLinkConfig"), None)
+    return _join_target_of_url(str((link.data if link else {}).get("apiUrl") or ""))
+
+
+def _join_target_of_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else ""
+
+
+def _one_line(doc: mcdoc.Document) -> str:
+    """``Kind: key=value, …`` with secrets redacted (the join token rides in the URL)."""
+    data = redact((doc,))[0].data
+    return f"{doc.key.kind}: " + ", ".join(
+        f"{k}={v}" for k, v in data.items() if k not in ("apiVersion", "kind")
+    )
 
 
 def compute(
@@ -332,22 +365,42 @@ def compute(
             works.append(NodeWork(node, (), (), ()))
             continue
         try:
-            live = mcdoc.parse(node.config, source=f"machine config of {node.address}")
+            parsed = mcdoc.parse(node.config, source=f"machine config of {node.address}")
         except OmniportError as err:
             findings.append(finding("NODE_READ_FAILED", str(err), spec, node=node.address))
             works.append(NodeWork(node, (), (), ()))
             continue
-        if _has_join_documents(live):
-            findings.append(
-                finding(
-                    "NODE_ALREADY_CONNECTED",
-                    "the node's config already holds a SideroLinkConfig (joined to an Omni)",
-                    spec,
-                    node=node.address,
+        # join documents are Omni's (replaced at connect), never part of the imported patches
+        live, leftover = _split_join_documents(parsed)
+        replaced = tuple(_one_line(d) for d in leftover)
+        if leftover:
+            target = _join_target(leftover)
+            ours = _join_target_of_url(facts.omni.machine_api_url or "")
+            if target and target == ours:
+                findings.append(
+                    finding(
+                        "LEFTOVER_JOIN_DOCUMENTS",
+                        "the node still holds join documents for this Omni from an earlier "
+                        "import (omnictl cluster import abort leaves them): apply replaces them, "
+                        "rollback restores them",
+                        spec,
+                        node=node.address,
+                        details=replaced,
+                    )
                 )
-            )
+            else:
+                findings.append(
+                    finding(
+                        "NODE_ALREADY_CONNECTED",
+                        "the node's config already holds join documents for another Omni"
+                        + (f" ({target})" if target else ""),
+                        spec,
+                        node=node.address,
+                        details=replaced,
+                    )
+                )
         if not can_compute:
-            works.append(NodeWork(node, (), (), (), live))
+            works.append(NodeWork(node, (), (), (), parsed, replaced))
             continue
         assert bundle is not None and cluster_name is not None
         role = node.role
@@ -437,7 +490,9 @@ def compute(
                         details=tuple(str(m) for m in preview[:20]),
                     )
                 )
-        works.append(NodeWork(node, tuple(texts), tuple(redacted), tuple(removed), live))
+        works.append(
+            NodeWork(node, tuple(texts), tuple(redacted), tuple(removed), parsed, replaced)
+        )
 
     if secrets_problem and any(n.error is None for n in facts.nodes):
         findings.append(finding("NODE_READ_FAILED", secrets_problem, spec))
@@ -462,6 +517,7 @@ def compute(
             tuple(
                 (pid, red) for (pid, _), red in zip(w.patch_texts, w.patch_redacted, strict=True)
             ),
+            w.replaced,
         )
         for w in works
         if w.facts.error is None and w.facts.machine_uuid

@@ -408,7 +408,11 @@ def mutated(tmp_path_factory) -> Iterator[LabHandle]:
                 "apiVersion: v1alpha1\nkind: SideroLinkConfig\n"
                 f"apiUrl: https://127.0.0.1:8099?jointoken={JOIN_TOKEN}\n"
             ),
-            older: "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:latest\n",
+            older: (
+                "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:latest\n---\n"
+                "apiVersion: v1alpha1\nkind: SideroLinkConfig\n"
+                "apiUrl: https://omni.elsewhere.example:8090?jointoken=another-omnis-token\n"
+            ),
             cp: yaml.safe_dump(
                 {
                     "machine": {
@@ -447,7 +451,8 @@ MUTATIONS = [
     ("IMAGE_VERSION_UNPARSEABLE", 3, "ghcr.io/siderolabs/kubelet:latest"),
     ("TALOS_VERSIONS_DIFFER", None, "1.10.7 (127.1.0.1)"),
     ("KUBERNETES_INCOMPATIBLE", None, "Omni does not pair Talos 1.10.7 with Kubernetes 1.34.1"),
-    ("NODE_ALREADY_CONNECTED", 2, "already holds a SideroLinkConfig"),
+    ("NODE_ALREADY_CONNECTED", 3, "join documents for another Omni (https://omni.elsewhere"),
+    ("LEFTOVER_JOIN_DOCUMENTS", 2, "holds join documents for this Omni from an earlier import"),
     ("MACHINE_KNOWN_TO_OMNI", 2, "is already connected in Omni"),
     ("CLUSTER_EXISTS", None, "Omni already has a cluster 'lab'"),
     ("DISCOVERY_DISABLED", None, "Talos discovery lists no members"),
