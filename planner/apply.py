@@ -62,7 +62,7 @@ from planner.planning import (
 from planner.sealed import checksum
 from planner.spec import Spec, SpecError, parse_spec
 from providers import omni as o
-from providers.errors import ProviderError
+from providers.errors import Conflict, ProviderError
 from providers.omni import OmniClient
 from providers.talos import ApplyMode, TalosClient, map_nodes
 from providers.timeouts import Timeouts
@@ -501,7 +501,22 @@ class Transaction:
             annotations[o.ANNOTATION_CONFIG_PATCH_DESCRIPTION] = PATCH_DESCRIPTION
         else:
             raise ApplyError(f"the plan names an unknown resource type {kind}", "plan again")
-        created = await self.omni.create(kind, rid, spec, labels=labels, annotations=annotations)
+        try:
+            created = await self.omni.create(
+                kind, rid, spec, labels=labels, annotations=annotations
+            )
+        except Conflict as exc:
+            if kind != o.IMPORTED_CLUSTER_SECRETS or exc.code != ALREADY_EXISTS:
+                raise
+            # An orphan of an import that crashed before its Cluster existed (re-discovery just
+            # found no Cluster of this name): replace it, as Omni's importer does. Omni lets no
+            # client read these, so the plan could only announce it as "create or replace".
+            await self.omni.teardown(kind, rid)
+            await self.omni.destroy(kind, rid)
+            created = await self.omni.create(
+                kind, rid, spec, labels=labels, annotations=annotations
+            )
+            return {"version": created.version, "replaced_orphan": True}
         return {"version": created.version}
 
     def patch_text(self, patch_id: str) -> str:
@@ -835,6 +850,8 @@ class Interrupts:
 
 
 Confirm = Callable[[str], bool]
+ALREADY_EXISTS = 6
+"""gRPC status code of a Create whose resource exists."""
 
 
 async def fresh_health_check(

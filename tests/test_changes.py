@@ -41,5 +41,8 @@ def test_changes_in_apply_order_without_secrets():
     ]
     assert [c.action for c in changes].count(Action.UPDATE) == 2
     assert "s3cr3t" not in repr(changes)
-    assert changes[0].after == {"data": "(sensitive value)"}
+    assert changes[0].after == {
+        "data": "(sensitive value)",
+        "if_present": "replaced (an orphan of a crashed import)",
+    }
     assert changes[5].after["labels"]["omni.sidero.dev/machine-set"] == "prod-workers"
