@@ -416,21 +416,46 @@ class Transaction:
     # -- the whole transaction --
 
     async def run(self) -> None:
+        """Omni's side first (locked and marked importing from its first moment), then the
+        nodes, then each node's MachineSetNode once its machine is in Omni (see
+        docs/import-order.md: every crash point is one Omni's own abort cleans up)."""
         changes = self.plan.changes
         joins = [c for c in changes if c.resource_type == JOIN_TYPE]
-        creates = [c for c in changes if c.resource_type != JOIN_TYPE]
+        set_nodes = [c for c in changes if c.resource_type == o.MACHINE_SET_NODES]
+        creates = [c for c in changes if c.resource_type not in (JOIN_TYPE, o.MACHINE_SET_NODES)]
         for kind, group in itertools.groupby(creates, key=lambda c: c.resource_type):
             items = list(group)
-            if kind in (o.MACHINE_SET_NODES, o.CONFIG_PATCHES):
+            if kind == o.CONFIG_PATCHES:
                 # one per node: independent of each other, so created with bounded parallelism
-                label = "machine set nodes" if kind == o.MACHINE_SET_NODES else "config patches"
-                await self.bounded(items, self.create, f"{label} created")
+                await self.bounded(items, self.create, "config patches created")
             else:
                 for change in items:
                     await self.run_step(step_of(change), functools.partial(self.create, change))
         await self.connect_nodes(joins)
+        await self.bounded(set_nodes, self.place_machine, "machine set nodes created")
         await self.run_step(wait_step(self.cluster), self.wait_connected)
         await self.run_step(verify_step(self.cluster), self.verify)
+
+    async def place_machine(self, change: Change) -> dict[str, Any]:
+        """The MachineSetNode of a machine that has joined: wait for its Link, then create.
+
+        Omni validates a MachineSetNode against its machine when it is created, and Omni's
+        abort tears down the Link of every MachineSetNode (NotFound fails it): so a
+        MachineSetNode exists only for a machine Omni already has.
+        """
+        uuid = change.resource_id
+        deadline = time.monotonic() + self.wait_timeout
+        while await self.omni.find(o.LINKS, uuid) is None:
+            if time.monotonic() >= deadline:
+                address = change.node or uuid
+                raise ApplyError(
+                    f"machine {uuid} ({address}) did not appear in Omni within "
+                    f"{self.wait_timeout:g}s after its node joined",
+                    "check that the node reaches Omni's SideroLink endpoint, or raise "
+                    "apply.waitTimeout",
+                )
+            await asyncio.sleep(POLL_SECONDS)
+        return await self.create(change)
 
     async def bounded(
         self,

@@ -82,23 +82,6 @@ def plan_changes(
             )
         )
     for node in nodes:
-        changes.append(
-            Change(
-                address=f"omni_machine_set_node.{node.machine_uuid}",
-                action=Action.CREATE,
-                resource_type=o.MACHINE_SET_NODES,
-                resource_id=node.machine_uuid,
-                after={
-                    "labels": {
-                        o.LABEL_CLUSTER: cluster,
-                        role_label(node.role): "",
-                        o.LABEL_MACHINE_SET: machine_set_id(cluster, node.role),
-                    }
-                },
-                node=node.address,
-            )
-        )
-    for node in nodes:
         for patch_id, redacted in node.patches:
             changes.append(
                 Change(
@@ -133,6 +116,25 @@ def plan_changes(
                 resource_type="MachineConfigs.config.talos.dev",
                 resource_id=node.address,
                 after=after,
+                node=node.address,
+            )
+        )
+    # after the joins: Omni checks a MachineSetNode against its machine (Talos version,
+    # allocation) when it is created, and its abort tears down the Link of every one
+    for node in nodes:
+        changes.append(
+            Change(
+                address=f"omni_machine_set_node.{node.machine_uuid}",
+                action=Action.CREATE,
+                resource_type=o.MACHINE_SET_NODES,
+                resource_id=node.machine_uuid,
+                after={
+                    "labels": {
+                        o.LABEL_CLUSTER: cluster,
+                        role_label(node.role): "",
+                        o.LABEL_MACHINE_SET: machine_set_id(cluster, node.role),
+                    }
+                },
                 node=node.address,
             )
         )
