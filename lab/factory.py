@@ -47,7 +47,7 @@ from providers.codec.schematic import (
 
 __all__ = ["DownMode", "LabFactory", "RequestRecord"]
 
-DownMode = Literal["503", "refuse"]
+DownMode = Literal["503", "refuse", "read-only"]
 _MAX_BODY = 4 * 1024 * 1024
 _SEMVER = re.compile(
     r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
@@ -179,9 +179,12 @@ class LabFactory:
         return self._down
 
     def set_down(self, mode: DownMode | None) -> None:
-        """``"503"``: answer everything 503; ``"refuse"``: stop listening; ``None``: recover."""
-        if mode not in (None, "503", "refuse"):
-            raise ValueError(f"unknown factory fault {mode!r}; use '503', 'refuse' or None")
+        """``"503"``: answer everything 503; ``"refuse"``: stop listening; ``"read-only"``:
+        answer reads but 503 to ``POST /schematics`` (a mirror); ``None``: recover."""
+        if mode not in (None, "503", "refuse", "read-only"):
+            raise ValueError(
+                f"unknown factory fault {mode!r}; use '503', 'refuse', 'read-only' or None"
+            )
         if mode == "refuse" and not self._refused:
             self._unbind()
             self._refused = True
@@ -335,7 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.lab.stall and self.lab._stopping.wait(self.lab.stall):
             self.close_connection = True
             return
-        if self.lab.down == "503":
+        if self.lab.down == "503" or (self.lab.down == "read-only" and method == "POST"):
             self._drain()
             self._text(503, "service temporarily unavailable")
             return
