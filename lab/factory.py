@@ -159,6 +159,15 @@ class LabFactory:
             self._schematics[new_id] = text
         return new_id
 
+    def keep(self, text: str) -> str:
+        """Store a schematic text under its own SHA-256, as an earlier version of this
+        factory (another emitter) registered it; returns that ID. GET serves it as stored."""
+        parse_schematic(text)  # it must be a schematic
+        old_id = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        with self._lock:
+            self._schematics.setdefault(old_id, text)
+        return old_id
+
     def canonical(self, schematic: Schematic) -> str:
         """This factory's canonical text of ``schematic`` (what its IDs hash)."""
         return canonical_yaml(schematic, yaml_v3=self.yaml_v3)

@@ -113,6 +113,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="record the lab's factory on Omni's TalosVersion of the nodes' Talos version",
     )
     p.add_argument("--omni-secondary-factory-url", default="", help="Omni's secondary factory URL")
+    p.add_argument(
+        "--schematic-kernel-arg",
+        action="append",
+        default=[],
+        help="an extra kernel argument in the nodes' schematic (repeatable)",
+    )
+    p.add_argument(
+        "--schematic-yaml-v3",
+        action="store_true",
+        help="the nodes' image came from a yaml.v3-era factory (its schematic ID follows)",
+    )
     return p.parse_args(argv)
 
 
@@ -263,6 +274,8 @@ class LabProcess:
                 initial_kubernetes_version=args.initial_kubernetes_version,
                 seed=args.seed,
                 factory_schematic=not args.no_factory_schematic,
+                schematic_kernel_args=tuple(args.schematic_kernel_arg),
+                schematic_yaml_v3=args.schematic_yaml_v3,
                 node_talos_versions=tuple(
                     (address, version)
                     for address, _, version in (v.partition("=") for v in args.node_talos_version)
@@ -306,7 +319,8 @@ class LabProcess:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         if world.schematic is not None:
-            factory.register(world.schematic)
+            # the image's factory registered it when it built the image (maybe an older one)
+            factory.keep(world.schematic)
         faults = Faults(latency_ms=max(0.0, args.latency_ms))
         lab = Lab(
             world.nodes,

@@ -502,6 +502,14 @@ def _lab_errors() -> Iterator[None]:
 )
 @click.option("--omni-secondary-factory-url", help="Omni's secondary factory URL.")
 @click.option(
+    "--schematic-kernel-arg", multiple=True, help="A kernel argument in the nodes' schematic."
+)
+@click.option(
+    "--schematic-yaml-v3",
+    is_flag=True,
+    help="The nodes' image came from a yaml.v3-era factory (older schematic quoting).",
+)
+@click.option(
     "--omni-version",
     help="Omni release the lab's Omni answers as; its config-patch rules follow it "
     "(default: Omni's main branch).",
@@ -530,6 +538,8 @@ def lab_up(
     omni_factory_url: str | None,
     omni_version_factory: bool,
     omni_secondary_factory_url: str | None,
+    schematic_kernel_arg: tuple[str, ...],
+    schematic_yaml_v3: bool,
     omni_version: str | None,
     omni_zstd_dict: str | None,
 ) -> None:
@@ -563,9 +573,11 @@ def lab_up(
                 ("--factory-auth", factory_auth),
                 ("--factory-yaml-v3", factory_yaml_v3),
                 ("--omni-version-factory", omni_version_factory),
+                ("--schematic-yaml-v3", schematic_yaml_v3),
             )
             if on
-        ),
+        )
+        + tuple(arg for value in schematic_kernel_arg for arg in ("--schematic-kernel-arg", value)),
         omni_version=omni_version,
         omni_zstd_dict=omni_zstd_dict,
     )

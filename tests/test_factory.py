@@ -626,14 +626,14 @@ def test_authenticated_factory_serves_its_credentials(auth_lab, tls):
         auth_lab.url, timeouts=FAST, ca_data=tls[0].decode(), username=USER, password=PASSWORD
     )
     assert client.authenticated and PASSWORD not in repr(client)
-    before = len(auth_lab.requests)
     assert client.check_schematic(RPI_ID, canonical_yaml(RPI)).status is SchematicStatus.MATCH
     assert client.create_schematic(Schematic()) == Schematic().id
-    seen = auth_lab.requests[before:]
-    assert [(r.method, r.status, r.user) for r in seen] == [
-        ("GET", 200, USER),
-        ("POST", 201, USER),
-    ]
+    # the lab records a request just after answering it: wait for both records
+    wanted = {("GET", f"/schematics/{RPI_ID}", 200, USER), ("POST", "/schematics", 201, USER)}
+    deadline = time.monotonic() + 5
+    while not wanted <= {(r.method, r.path, r.status, r.user) for r in auth_lab.requests}:
+        assert time.monotonic() < deadline, auth_lab.requests
+        time.sleep(0.01)
     # on the wire: basic auth, as Omni's own download client sends it
     conn = http.client.HTTPSConnection(
         "127.0.0.1", auth_lab.port, context=ssl.create_default_context(cadata=tls[0].decode())

@@ -160,3 +160,57 @@ def test_spec_url_overrides_and_gets_no_credentials_for_another_host(world: Worl
         for c in json.loads((tmp_path / "plan.json").read_text())["changes"]
         if c["address"].startswith("image_factory_")
     ]
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory) -> Any:
+    """Nodes whose image a yaml.v3-era factory built (kernel argument ``off``, double-quoted
+    then, single-quoted by today's factory): the factory still serves the old ID, but
+    registering the same content today answers another one."""
+    w = start_world(
+        tmp_path_factory.mktemp("factory-drift") / "lab",
+        "--nodes",
+        "2",
+        "--seed",
+        "6",
+        "--schematic-kernel-arg",
+        "off",
+        "--schematic-yaml-v3",
+    )
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def test_a_factory_answering_another_id_stops_apply_and_rolls_back(drifted: World):
+    from providers.codec.schematic import schematic_id
+
+    node_id = drifted.info["schematic_id"]
+    built = next(iter(drifted.status()["nodes"]))["address"]
+    before = drifted.snapshot()
+    drifted.make_plan()  # clean: the node's text hashes to its ID and the factory has that ID
+    data = json.loads(drifted.plan.read_text())
+    assert {f["code"] for f in data["findings"]} == {"DENYLISTED_VALUES"}
+    applied = drifted.apply()
+    assert applied.code == 1, applied.text
+    failed = [r for r in drifted.records() if r["event"] == "failed"]
+    assert [r["step"] for r in failed] == [f"image_factory_schematic.{built}"]
+    message = failed[0]["data"]["error"]
+    assert f"schematic ID mismatch for node {built}" in message and node_id in message
+    posts = [r for r in drifted.status()["factory"]["requests"] if r["method"] == "POST"]
+    assert [(r["path"], r["status"]) for r in posts] == [("/schematics", 201)]
+    assert schematic_id(_schematic_text(drifted, node_id)) in message  # today's ID
+    assert_restored(drifted, before)
+
+
+def _schematic_text(world: World, schematic: str) -> str:
+    async def read() -> Any:
+        async with world.handle.client() as client:
+            found = await client.schematic(world.nodes[0])
+        await asyncio.sleep(TLS_CLOSE_GRACE)
+        return found
+
+    found = asyncio.run(read())
+    assert found.id == schematic
+    return found.extra_info
