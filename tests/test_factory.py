@@ -551,6 +551,15 @@ YES = Schematic(
 """Holds YAML 1.1 booleans as strings: factories on yaml.v3 and on v4 quote them differently."""
 
 
+def wait_for_records(lab: LabFactory, wanted: set[tuple[str, str, int, str]]) -> None:
+    """The lab records a request just after answering it: wait until it holds ``wanted``
+    (method, path, status, user)."""
+    deadline = time.monotonic() + 5
+    while not wanted <= {(r.method, r.path, r.status, r.user) for r in lab.requests}:
+        assert time.monotonic() < deadline, lab.requests
+        time.sleep(0.01)
+
+
 @pytest.fixture(scope="module")
 def v3_lab(tls):
     """A factory that writes canonical text as yaml.v3-era factories did."""
@@ -576,7 +585,9 @@ def test_check_trusts_the_factory_when_only_formatting_differs(v3_lab, tls):
     assert "formats it differently" in result.detail
     # and registering the node's content where it came from answers the node's ID
     assert client.create_schematic(reported) == node_id
-    assert {r.method for r in v3_lab.requests} == {"GET", "POST"}
+    wait_for_records(
+        v3_lab, {("GET", f"/schematics/{node_id}", 200, ""), ("POST", "/schematics", 201, "")}
+    )
 
 
 def test_check_still_reports_other_content_under_a_known_id(v3_lab, tls):
@@ -628,12 +639,9 @@ def test_authenticated_factory_serves_its_credentials(auth_lab, tls):
     assert client.authenticated and PASSWORD not in repr(client)
     assert client.check_schematic(RPI_ID, canonical_yaml(RPI)).status is SchematicStatus.MATCH
     assert client.create_schematic(Schematic()) == Schematic().id
-    # the lab records a request just after answering it: wait for both records
-    wanted = {("GET", f"/schematics/{RPI_ID}", 200, USER), ("POST", "/schematics", 201, USER)}
-    deadline = time.monotonic() + 5
-    while not wanted <= {(r.method, r.path, r.status, r.user) for r in auth_lab.requests}:
-        assert time.monotonic() < deadline, auth_lab.requests
-        time.sleep(0.01)
+    wait_for_records(
+        auth_lab, {("GET", f"/schematics/{RPI_ID}", 200, USER), ("POST", "/schematics", 201, USER)}
+    )
     # on the wire: basic auth, as Omni's own download client sends it
     conn = http.client.HTTPSConnection(
         "127.0.0.1", auth_lab.port, context=ssl.create_default_context(cadata=tls[0].decode())
