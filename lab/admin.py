@@ -136,6 +136,7 @@ FAULT_KINDS = (
     "apply-failure",
     "omni-failure",
     "factory-down",
+    "factory-read-only",
     "never-connect",
     "service-unhealthy",
     "etcd-member",
@@ -224,6 +225,8 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             faults.omni_failures.append(failure)
     elif kind == "factory-down":
         faults.factory_down = not clear
+    elif kind == "factory-read-only":
+        faults.factory_read_only = not clear
     elif kind == "never-connect":
         faults.never_connect = not clear
     elif kind == "service-unhealthy":

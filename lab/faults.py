@@ -60,6 +60,8 @@ class Faults:
     apply_failures: list[ApplyFailure] = field(default_factory=list)
     omni_failures: list[OmniFailure] = field(default_factory=list)
     factory_down: bool = False
+    factory_read_only: bool = False
+    """The factory answers reads but refuses to register schematics (503 on POST)."""
     never_connect: bool = False
     """Nodes accept the join documents but never register with Omni (to test wait timeouts)."""
     unhealthy_services: dict[str, set[str]] = field(default_factory=dict)
@@ -103,6 +105,7 @@ class Faults:
         self.apply_failures.clear()
         self.omni_failures.clear()
         self.factory_down = False
+        self.factory_read_only = False
         self.never_connect = False
         self.unhealthy_services.clear()
         self.etcd_learners.clear()
@@ -130,6 +133,7 @@ class Faults:
                 for f in self.omni_failures
             ],
             "factory_down": self.factory_down,
+            "factory_read_only": self.factory_read_only,
             "never_connect": self.never_connect,
             "unhealthy_services": {
                 node: sorted(ids) for node, ids in sorted(self.unhealthy_services.items()) if ids

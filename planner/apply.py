@@ -39,9 +39,9 @@ from urllib.parse import urlsplit
 
 from planner import __version__, journal, planfile, rollbackfile
 from planner.backup import BackupEntry, backup_name, write_backup
-from planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME
+from planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME, SCHEMATIC_TYPE
 from planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
-from planner.discover import run_health_check
+from planner.discover import factory_client, run_health_check
 from planner.errors import OmniportError
 from planner.facts import ClusterFacts
 from planner.join import join_documents
@@ -382,6 +382,8 @@ class Transaction:
     _patch_texts: dict[str, str] | None = field(default=None, repr=False)
     _sent: dict[str, str] = field(default_factory=dict, repr=False)  # address -> sha256 sent
     _works: dict[str, NodeWork] | None = field(default=None, repr=False)
+    _registered: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    factory_timeouts: Timeouts | None = None
 
     @property
     def cluster(self) -> str:
@@ -422,7 +424,15 @@ class Transaction:
         changes = self.plan.changes
         joins = [c for c in changes if c.resource_type == JOIN_TYPE]
         set_nodes = [c for c in changes if c.resource_type == o.MACHINE_SET_NODES]
-        creates = [c for c in changes if c.resource_type not in (JOIN_TYPE, o.MACHINE_SET_NODES)]
+        registrations = [c for c in changes if c.resource_type == SCHEMATIC_TYPE]
+        creates = [
+            c
+            for c in changes
+            if c.resource_type not in (JOIN_TYPE, SCHEMATIC_TYPE, o.MACHINE_SET_NODES)
+        ]
+        # the factory first, as Omni's importer validates: nothing else has changed if it fails
+        for change in registrations:
+            await self.run_step(step_of(change), functools.partial(self.register, change))
         for kind, group in itertools.groupby(creates, key=lambda c: c.resource_type):
             items = list(group)
             if kind == o.CONFIG_PATCHES:
@@ -499,6 +509,37 @@ class Transaction:
         await asyncio.gather(*(one(c) for c in changes))
         if failures:
             raise failures[0]
+
+    # -- Image Factory --
+
+    async def register(self, change: Change) -> dict[str, Any]:
+        """POST the node's schematic to the factory and require the node's ID back.
+
+        Idempotent (the factory answers the same ID for the same content), so nothing is
+        undone on rollback; one POST per distinct schematic, as Omni's importer does."""
+        factory = self.computed.facts.factory
+        check = next((c for c in factory.checks if c.node == change.node), None)
+        if factory.url is None or check is None or not check.schematic_yaml:
+            raise ApplyError(
+                f"node {change.node}'s schematic content was not re-read from the node",
+                "run `omniport plan` again",
+            )
+        key = (change.resource_id, check.schematic_yaml)
+        earlier = self._registered.get(key)
+        if earlier is not None:
+            return {"schematic_id": change.resource_id, "registered_with": earlier}
+        client = factory_client(factory, timeouts=self.factory_timeouts)
+        answered = await client.create_schematic(check.schematic_yaml)
+        if answered != change.resource_id:
+            raise ApplyError(
+                f"schematic ID mismatch for node {change.node}: the Image Factory at "
+                f"{client.base_url} registered its schematic as {answered}, the node runs "
+                f"{change.resource_id}",
+                "check that this is the factory the node's image came from "
+                "(imageFactory.url, or Omni's factory settings)",
+            )
+        self._registered[key] = change.address
+        return {"schematic_id": answered, "factory": client.base_url}
 
     # -- Omni resources --
 
@@ -965,6 +1006,8 @@ async def apply_plan(
         for work in computed.nodes:
             scrub.add(config_secrets(work.live or work.facts.config or b""))
         scrub.add([computed.join.join_token, computed.join.api_url])
+        if computed.facts.factory.credentials is not None:
+            scrub.add(computed.facts.factory.credentials[1:])
         import_id = str(uuid.uuid4())
         ahead = write_ahead(plan_path, plan, spec, computed, import_id)
         record = Recorder(ahead.journal, env)
@@ -999,6 +1042,7 @@ async def apply_plan(
                 parallelism=options.parallelism or spec.parallelism,
                 wait_timeout=spec.wait_timeout,
                 scrub=scrub,
+                factory_timeouts=timeouts,
             )
             failure = await _guarded(tx, interrupts)
             if failure is None:

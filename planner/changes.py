@@ -1,7 +1,9 @@
 """Operations: spec + facts + per-node patches -> the ordered changes of an import.
 
-Order is the apply order of DESIGN.md: ImportedClusterSecrets, Cluster, MachineSets,
-MachineSetNodes, ConfigPatches, then connecting each node. Every after-state is redacted: the
+Order is the apply order of DESIGN.md, after registering each node's schematic with the Image
+Factory (``POST /schematics``, as Omni's importer does before it changes anything; idempotent,
+nothing to undo): ImportedClusterSecrets, Cluster, MachineSets, MachineSetNodes, ConfigPatches,
+then connecting each node. Every after-state is redacted: the
 plan shows *that* secrets are sent, never what they are.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from planner.join import SENSITIVE, JoinOptions, join_documents
 from planner.plan import Action, Change
@@ -19,6 +22,9 @@ OWNER_ANNOTATION = "omniport.dev/import"
 
 PATCH_NAME = "User defined patch"
 PATCH_DESCRIPTION = "Config patch imported from existing Talos node"
+
+SCHEMATIC_TYPE = "Schematics.factory.talos.dev"
+"""The resource type of a schematic registration (the Image Factory's ``/schematics``)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,15 @@ class NodeImport:
     replaced: tuple[str, ...] = ()
     """Join documents of an earlier import the node still holds (redacted, one line each):
     the join overwrites them, and rollback restores them with the backup."""
+    schematic_id: str | None = None
+    """The schematic apply registers for this node (None: nothing to register)."""
+
+
+def _display_url(url: str) -> str:
+    """``url`` without userinfo (credentials never reach a plan)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def machine_set_id(cluster: str, role: str) -> str:
@@ -48,8 +63,21 @@ def plan_changes(
     kubernetes_version: str,
     nodes: Sequence[NodeImport],
     join: JoinOptions,
+    factory_url: str | None = None,
 ) -> list[Change]:
     changes: list[Change] = [
+        Change(
+            address=f"image_factory_schematic.{node.address}",
+            action=Action.CREATE,
+            resource_type=SCHEMATIC_TYPE,
+            resource_id=node.schematic_id,
+            after={"factory": _display_url(factory_url), "schematic_id": node.schematic_id},
+            node=node.address,
+        )
+        for node in nodes
+        if node.schematic_id and factory_url
+    ]
+    changes += [
         Change(
             address=f"omni_imported_cluster_secrets.{cluster}",
             action=Action.CREATE,

@@ -83,9 +83,17 @@ CHECKS: dict[str, Check] = {
         E, True, "the factory derives another ID from the node's schematic; investigate, or accept"
     ),
     "SCHEMATIC_UNKNOWN_TO_FACTORY": Check(
-        W, True, "register the schematic with the factory Omni uses before upgrading"
+        W, True, "nothing to do: apply registers it; check the factory is the one Omni uses"
     ),
-    "FACTORY_UNREACHABLE": Check(E, True, "check imageFactory.url, or accept to skip the check"),
+    "FACTORY_UNREACHABLE": Check(
+        E, True, "check imageFactory.url, or accept to skip the check and the registration"
+    ),
+    "FACTORY_URL_MISSING": Check(
+        E,
+        True,
+        "set imageFactory.url in the spec, or give Omni an Image Factory "
+        "(--image-factory-address); or accept to import without registering schematics",
+    ),
     "OMNI_UNREACHABLE": Check(E, False, "check omni.url and the service account key"),
     "SIDEROLINK_URL_INVALID": Check(
         E, False, "set Omni's advertised SideroLink API URL (siderolink-api-advertised-url)"
@@ -504,6 +512,18 @@ def _omni_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
 def _factory_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     factory = facts.factory
     out: list[Finding] = []
+    if factory.url is None:
+        with_schematic = [n.address for n in facts.nodes if n.error is None and n.schematic_id]
+        if with_schematic:
+            out.append(
+                finding(
+                    "FACTORY_URL_MISSING",
+                    f"no Image Factory to register the nodes' schematics with: "
+                    f"{factory.missing or 'no URL'}, and the spec names none",
+                    spec,
+                )
+            )
+        return out
     if factory.error is not None:
         out.append(finding("FACTORY_UNREACHABLE", factory.error.message, spec))
         return out
@@ -524,7 +544,13 @@ def _factory_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
             out.append(
                 finding(
                     "SCHEMATIC_UNKNOWN_TO_FACTORY",
-                    f"the factory at {factory.url} does not know schematic {c.schematic_id[:12]}…",
+                    f"the factory at {factory.url} does not know schematic {c.schematic_id[:12]}…"
+                    + (
+                        f" (Omni's secondary factory at {c.known_at} does)"
+                        if c.known_at and c.known_at != factory.url
+                        else ""
+                    )
+                    + "; apply registers it there",
                     spec,
                     node=c.node,
                 )

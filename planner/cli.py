@@ -529,6 +529,29 @@ def _lab_errors() -> Iterator[None]:
 @click.option("--omni-machine-api-url", help="The machine API URL the lab's Omni advertises.")
 @click.option("--omni-join-token", help="The lab Omni's default join token.")
 @click.option(
+    "--factory-auth",
+    is_flag=True,
+    help="The factory wants basic auth (an Enterprise factory); Omni holds the credentials.",
+)
+@click.option(
+    "--factory-yaml-v3", is_flag=True, help="The factory quotes YAML as yaml.v3-era factories."
+)
+@click.option("--omni-factory-url", help="Omni's primary factory URL ('' for none).")
+@click.option(
+    "--omni-version-factory",
+    is_flag=True,
+    help="Omni's TalosVersion of the nodes' version records the lab's factory.",
+)
+@click.option("--omni-secondary-factory-url", help="Omni's secondary factory URL.")
+@click.option(
+    "--schematic-kernel-arg", multiple=True, help="A kernel argument in the nodes' schematic."
+)
+@click.option(
+    "--schematic-yaml-v3",
+    is_flag=True,
+    help="The nodes' image came from a yaml.v3-era factory (older schematic quoting).",
+)
+@click.option(
     "--omni-version",
     help="Omni release the lab's Omni answers as; its config-patch rules follow it "
     "(default: Omni's main branch).",
@@ -552,6 +575,13 @@ def lab_up(
     no_factory_schematic: bool,
     omni_machine_api_url: str | None,
     omni_join_token: str | None,
+    factory_auth: bool,
+    factory_yaml_v3: bool,
+    omni_factory_url: str | None,
+    omni_version_factory: bool,
+    omni_secondary_factory_url: str | None,
+    schematic_kernel_arg: tuple[str, ...],
+    schematic_yaml_v3: bool,
     omni_version: str | None,
     omni_zstd_dict: str | None,
 ) -> None:
@@ -573,10 +603,23 @@ def lab_up(
             for flag, value in (
                 ("--omni-machine-api-url", omni_machine_api_url),
                 ("--omni-join-token", omni_join_token),
+                ("--omni-secondary-factory-url", omni_secondary_factory_url),
             )
             if value
             for arg in (flag, value)
-        ),
+        )
+        + (("--omni-factory-url", omni_factory_url) if omni_factory_url is not None else ())
+        + tuple(
+            flag
+            for flag, on in (
+                ("--factory-auth", factory_auth),
+                ("--factory-yaml-v3", factory_yaml_v3),
+                ("--omni-version-factory", omni_version_factory),
+                ("--schematic-yaml-v3", schematic_yaml_v3),
+            )
+            if on
+        )
+        + tuple(arg for value in schematic_kernel_arg for arg in ("--schematic-kernel-arg", value)),
         omni_version=omni_version,
         omni_zstd_dict=omni_zstd_dict,
     )

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from planner.configfacts import NOTHING, StatedFacts, stated_facts
 from planner.facts import (
@@ -45,6 +46,8 @@ from providers.codec.omni_names import (
     CLUSTERS,
     DEFAULT_JOIN_TOKENS,
     FEATURES_CONFIGS,
+    IMAGE_FACTORY_AUTH_ID,
+    IMAGE_FACTORY_AUTHS,
     LINKS,
     SIDEROLINK_API_CONFIGS,
     TALOS_VERSIONS,
@@ -380,6 +383,8 @@ async def read_omni_settings(omni: Any) -> dict[str, Any]:
             "features": omni.get(FEATURES_CONFIGS, "features-config"),
             "versions": omni.list(TALOS_VERSIONS),
             "links": omni.list(LINKS),
+            # Omni's credentials for an Enterprise factory (a virtual resource); None if absent
+            "factory_auth": omni.find(IMAGE_FACTORY_AUTHS, IMAGE_FACTORY_AUTH_ID),
         }
     )
     for key in ("token", "siderolink", "versions"):
@@ -445,37 +450,132 @@ async def read_omni(
 
 # --- Image Factory ---------------------------------------------------------------------------
 
+DEFAULT_FACTORY_HINT = (
+    "set imageFactory.url in the spec, or give Omni an Image Factory "
+    "(its --image-factory-address; the default is https://factory.talos.dev)"
+)
 
-async def read_factory(
-    url: str | None, nodes: tuple[NodeFacts, ...], *, ca_file: Any = None, timeouts: Any = None
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or 443}"
+
+
+def choose_factory(
+    spec_url: str | None,
+    settings: Mapping[str, Any],
+    talos_version: str | None,
+    *,
+    ca_file: Any = None,
 ) -> FactoryFacts:
-    """Check every node's schematic against the factory: offline ID + GET, never POST."""
-    from providers.factory import AsyncFactoryClient, SchematicStatus
+    """The factory an import registers schematics with, chosen as Omni chooses it (pure).
 
+    ``imageFactory.url`` in the spec wins; else the factory Omni's ``TalosVersion`` of the
+    cluster's Talos version records; else Omni's primary one (``FeaturesConfig``). Omni's
+    secondary factory is kept beside it. Omni's ``ImageFactoryAuth`` credentials are used
+    when Omni calls its factory Enterprise, and only with a factory Omni names (never sent to
+    another host a spec points at). No URL is a fact with its reason, not a silent skip.
+    """
+    features = settings.get("features")
+    versions = settings.get("versions")
+    auth = settings.get("factory_auth")
+    feats = None if isinstance(features, ProviderError) or features is None else features.spec
+    primary = (feats.image_factory_base_url or "").strip() if feats is not None else ""
+    secondary = (feats.secondary_image_factory_base_url or "").strip() if feats else ""
+    recorded = ""
+    if talos_version and not isinstance(versions, ProviderError):
+        wanted = _strip_v(talos_version)
+        for r in versions or ():
+            if r.id == wanted and (r.spec.image_factory_url or "").strip():
+                recorded = r.spec.image_factory_url.strip()
+    url, source = "", ""
+    for candidate, origin in ((spec_url, "spec"), (recorded, "talos-version"), (primary, "omni")):
+        if candidate and candidate.strip():
+            url, source = candidate.strip(), origin
+            break
+    ca = str(ca_file) if ca_file is not None else None
     if not url:
-        return FactoryFacts(url=None)
-    to_check = [n for n in nodes if n.error is None and n.schematic_id and n.schematic_yaml]
-    if not to_check:
-        return FactoryFacts(url=url)
-    kwargs: dict[str, Any] = {"base_url": url}
-    if ca_file is not None:
-        kwargs["ca_file"] = str(ca_file)
+        if isinstance(features, ProviderError):
+            missing = f"Omni's FeaturesConfig could not be read ({features.message})"
+        else:
+            missing = "Omni's FeaturesConfig has an empty image_factory_base_url"
+            if talos_version:
+                missing += f" and its TalosVersion {_strip_v(talos_version)} records no factory"
+        return FactoryFacts(url=None, missing=missing, secondary_url=secondary or None, ca_file=ca)
+    credentials: tuple[str, str] | None = None
+    omni_named = {_origin(u) for u in (primary, recorded, secondary) if u}
+    if (
+        feats is not None
+        and feats.is_enterprise_image_factory
+        and auth is not None
+        and not isinstance(auth, ProviderError)
+        and auth.spec.username
+        and auth.spec.password
+        and _origin(url) in omni_named
+    ):
+        credentials = (auth.spec.username, auth.spec.password)
+    return FactoryFacts(
+        url=url,
+        source=source,
+        secondary_url=secondary if secondary and secondary != url else None,
+        credentials=credentials,
+        ca_file=ca,
+    )
+
+
+def factory_client(target: FactoryFacts, url: str | None = None, timeouts: Any = None) -> Any:
+    """An asyncio factory client for ``url`` (default: the chosen one), with Omni's
+    credentials when they belong to it."""
+    from providers.factory import AsyncFactoryClient
+
+    base = url or target.url or ""
+    kwargs: dict[str, Any] = {"base_url": base}
+    if target.ca_file is not None:
+        kwargs["ca_file"] = target.ca_file
     if timeouts is not None:
         kwargs["timeouts"] = timeouts
+    if target.credentials is not None and base == target.url:
+        kwargs["username"], kwargs["password"] = target.credentials
+    return AsyncFactoryClient(**kwargs)
+
+
+async def read_factory(
+    target: FactoryFacts, nodes: tuple[NodeFacts, ...], *, timeouts: Any = None
+) -> FactoryFacts:
+    """Check every node's schematic against the chosen factory: offline ID + GET, never POST.
+
+    The factory's answer beats the offline ID (see ``FactoryClient.check_schematic``). A
+    schematic the chosen factory does not know is looked up on Omni's secondary factory."""
+    from providers.factory import SchematicStatus
+
+    if not target.url:
+        return target
+    to_check = [n for n in nodes if n.error is None and n.schematic_id and n.schematic_yaml]
+    if not to_check:
+        return target
     try:
-        client = AsyncFactoryClient(**kwargs)
+        client = factory_client(target, timeouts=timeouts)
+        secondary = (
+            factory_client(target, target.secondary_url, timeouts) if target.secondary_url else None
+        )
     except (ProviderError, ValueError, OSError) as exc:
-        return FactoryFacts(url=url, error=ReadError(type(exc).__name__, str(exc)))
+        return replace(target, error=ReadError(type(exc).__name__, str(exc)))
     checks: list[SchematicCheck] = []
-    seen: dict[tuple[str, str], Any] = {}
+    seen: dict[tuple[str, str], tuple[Any, str | None]] = {}
     for node in to_check:
         key = (node.schematic_id or "", node.schematic_yaml or "")
         if key not in seen:
             try:
-                seen[key] = await client.check_schematic(*key)
+                result = await client.check_schematic(*key)
+                where = target.url if result.known_to_factory else None
+                if result.status is SchematicStatus.UNKNOWN_TO_FACTORY and secondary is not None:
+                    other = await secondary.check_schematic(*key)
+                    if other.known_to_factory:
+                        where = target.secondary_url
             except ProviderError as exc:
-                return FactoryFacts(url=url, error=read_error(exc))
-        result = seen[key]
+                return replace(target, error=read_error(exc))
+            seen[key] = (result, where)
+        result, where = seen[key]
         checks.append(
             SchematicCheck(
                 node=node.address,
@@ -485,6 +585,9 @@ async def read_factory(
                 if result.status is not SchematicStatus.MISMATCH
                 else (result.computed_id or ""),
                 known_to_factory=result.known_to_factory,
+                known_at=where,
+                note=result.detail if result.offline_id else "",
+                schematic_yaml=node.schematic_yaml,
             )
         )
-    return FactoryFacts(url=url, checks=tuple(checks))
+    return replace(target, checks=tuple(checks))

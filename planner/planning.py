@@ -22,6 +22,7 @@ from planner import __version__
 from planner.changes import NodeImport, plan_changes
 from planner.checks import check, finding, resolve_versions
 from planner.discover import (
+    choose_factory,
     read_factory,
     read_members,
     read_nodes,
@@ -145,6 +146,18 @@ async def discover(
         await asyncio.sleep(TLS_CLOSE_GRACE)
 
 
+def registrable_schematics(factory: FactoryFacts) -> dict[str, str]:
+    """Node address -> the schematic ID apply registers with the factory: every node whose
+    schematic content was checked against a reachable factory and hashes to its ID."""
+    if not factory.url or factory.error is not None:
+        return {}
+    return {
+        c.node: c.schematic_id
+        for c in factory.checks
+        if c.error is None and c.schematic_yaml and c.offline_id == c.schematic_id
+    }
+
+
 TLS_CLOSE_GRACE = 0.1
 """Seconds the loop keeps serving after the clients close, so their TLS close completes."""
 
@@ -187,16 +200,17 @@ async def _discover(
                 return HealthFacts(ran=False)
             return await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
 
-        settings_factory = settings["features"]
-        factory_url = spec.image_factory.url or (
-            None
-            if isinstance(settings_factory, ProviderError)
-            else settings_factory.spec.image_factory_base_url or None
+        cluster_talos = next(
+            (n.talos_version for n in nodes if n.role == "controlplane" and n.talos_version),
+            spec.versions.talos,
+        )
+        target = choose_factory(
+            spec.image_factory.url, settings, cluster_talos, ca_file=spec.image_factory.ca_file
         )
         health_facts, omni_facts, factory_facts = await asyncio.gather(
             health(),
             read_omni(omni, omni.endpoint.url, cluster_name, settings),
-            read_factory(factory_url, nodes, ca_file=spec.image_factory.ca_file, timeouts=timeouts),
+            read_factory(target, nodes, timeouts=timeouts),
             return_exceptions=True,
         )
         for value in (health_facts, omni_facts, factory_facts):
@@ -509,6 +523,7 @@ def compute(
         else None
     )
     secrets_yaml = bundle.to_yaml() if bundle else ""
+    registrable = registrable_schematics(facts.factory)
     node_imports = [
         NodeImport(
             w.facts.address,
@@ -518,6 +533,7 @@ def compute(
                 (pid, red) for (pid, _), red in zip(w.patch_texts, w.patch_redacted, strict=True)
             ),
             w.replaced,
+            registrable.get(w.facts.address),
         )
         for w in works
         if w.facts.error is None and w.facts.machine_uuid
@@ -529,6 +545,7 @@ def compute(
             versions.kubernetes or "",
             node_imports,
             join,
+            facts.factory.url,
         )
         if join and cluster_name
         else []

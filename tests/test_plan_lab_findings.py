@@ -183,6 +183,31 @@ def test_factory_that_does_not_know_the_schematic(lab, faults, baseline, tmp_pat
         expect(result, "SCHEMATIC_UNKNOWN_TO_FACTORY", node, "does not know schematic")
 
 
+def test_omni_without_a_factory_is_a_finding_not_a_silent_skip(lab_factory, tmp_path):
+    """Omni's FeaturesConfig names no factory and the spec none: Omni's importer stops with
+    "image factory base URL is empty"; plan says so, and accepting it is a visible choice."""
+    bare = lab_factory("--nodes", "2", "--seed", "2", "--omni-factory-url", "", name="no-factory")
+
+    def no_url(data: dict[str, Any]) -> None:
+        data["imageFactory"].pop("url")
+
+    result = plan(spec_variant(bare, tmp_path, no_url), tmp_path / "plan.json")
+    assert result.code == 1, result.err
+    says = "Omni's FeaturesConfig has an empty image_factory_base_url"
+    missing = expect(result, "FACTORY_URL_MISSING", None, says)
+    assert not missing["accepted"] and result.data["cluster"]["factory_url"] is None
+    assert not [c for c in result.data["changes"] if c["address"].startswith("image_factory_")]
+    assert bare.status()["factory"]["requests"] == []
+
+    def accepted(data: dict[str, Any]) -> None:
+        no_url(data)
+        data["findings"] = {"accept": ["FACTORY_URL_MISSING"]}
+
+    result = plan(spec_variant(bare, tmp_path / "2", accepted), tmp_path / "2.json")
+    assert result.code == 0, result.err
+    assert expect(result, "FACTORY_URL_MISSING", None, says)["accepted"]
+
+
 # --- faults ----------------------------------------------------------------------------------
 
 
@@ -348,7 +373,11 @@ def test_schematic_content_misreported(faults, faults_spec, tmp_path, content, c
     assert result.codes == {"DENYLISTED_VALUES", code}
     assert result.data["nodes"] == before.data["nodes"]
     assert {n["schematic_id"] for n in result.data["nodes"]} == {built.id}
-    assert result.data["changes"] == before.data["changes"]
+    # the same changes, but for that node's schematic registration: there is no content that
+    # gives its ID to register (Omni's importer fails its ensure step there, too)
+    dropped = f"image_factory_schematic.{worker}"
+    assert dropped in {c["address"] for c in before.data["changes"]}
+    assert result.data["changes"] == [c for c in before.data["changes"] if c["address"] != dropped]
     # discovery checked schematics offline and with GETs only: nothing was registered
     requests = faults.status()["factory"]["requests"]
     assert any(r["path"] == f"/schematics/{built.id}" for r in requests)
@@ -554,6 +583,7 @@ COVERED_ABOVE = {
     "HEALTH_CHECK_FAILED",
     "NO_CONTROL_PLANE",
     "SCHEMATIC_UNKNOWN_TO_FACTORY",
+    "FACTORY_URL_MISSING",
     "CLUSTER_IMPORT_IN_PROGRESS",
     "TALOS_BELOW_MINIMUM",
     "TALOS_VERSION_UNKNOWN_TO_OMNI",
