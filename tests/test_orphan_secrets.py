@@ -15,6 +15,7 @@ import pytest
 
 from planner import planfile
 from planner.apply import KILL_ENV
+from planner.changes import SCHEMATIC_TYPE
 from tests.reliability.labkit import World, assert_restored, start_world
 
 SECRETS = "ImportedClusterSecrets.omni.sidero.dev"
@@ -32,8 +33,11 @@ def world(tmp_path):
 def test_apply_replaces_an_orphan_left_by_a_lost_run(world: World, tmp_path):
     world.make_plan()
     before = world.snapshot()
-    # records: begin, secrets start, secrets end: die right after the orphan exists
-    killed = world.apply(env={KILL_ENV: "3"})
+    # records: begin, each schematic registration (start, end), then the secrets (start, end):
+    # die right after the orphan exists
+    plan = planfile.read(world.plan)
+    registrations = sum(1 for c in plan.changes if c.resource_type == SCHEMATIC_TYPE)
+    killed = world.apply(env={KILL_ENV: str(1 + 2 * registrations + 2)})
     assert killed.code != 0
     assert (SECRETS, "lab") in world.snapshot().resources
     for lost in (world.journal, world.rollback):  # the run's records are gone with its runner
