@@ -453,19 +453,25 @@ class Transaction:
         abort tears down the Link of every MachineSetNode (NotFound fails it): so a
         MachineSetNode exists only for a machine Omni already has.
         """
-        uuid = change.resource_id
+        await self.await_link(change.resource_id, change.node or change.resource_id)
+        return await self.create(change)
+
+    async def await_link(self, uuid: str, address: str, *, connected: bool = False) -> None:
+        """Until Omni has the machine's Link (``connected``: and it is connected)."""
         deadline = time.monotonic() + self.wait_timeout
-        while await self.omni.find(o.LINKS, uuid) is None:
+        while True:
+            link = await self.omni.find(o.LINKS, uuid)
+            if link is not None and (not connected or (link.spec and link.spec.connected)):
+                return
             if time.monotonic() >= deadline:
-                address = change.node or uuid
+                state = "connect to" if connected else "appear in"
                 raise ApplyError(
-                    f"machine {uuid} ({address}) did not appear in Omni within "
+                    f"machine {uuid} ({address}) did not {state} Omni within "
                     f"{self.wait_timeout:g}s after its node joined",
                     "check that the node reaches Omni's SideroLink endpoint, or raise "
                     "apply.waitTimeout",
                 )
             await asyncio.sleep(POLL_SECONDS)
-        return await self.create(change)
 
     async def bounded(
         self,
@@ -614,7 +620,7 @@ class Transaction:
         canary = next((c for c in joins if roles.get(c.resource_id) == "worker"), joins[0])
         first = step_of(canary)
         t0 = time.monotonic()
-        await self.run_step(first, functools.partial(self.join, canary), note="canary")
+        await self.run_step(first, functools.partial(self.join_canary, canary), note="canary")
         label = "node(s) hold the join documents"
         self.ui.progress(
             first,
@@ -625,6 +631,16 @@ class Transaction:
         )
         rest = [c for c in joins if c is not canary]
         await self.bounded(rest, self.join, label, first_done=1, total=len(joins))
+
+    async def join_canary(self, change: Change) -> dict[str, Any]:
+        """The canary proves the whole path before any other node is touched: its config is
+        applied and its machine connects to Omni (a node that cannot reach Omni's SideroLink
+        endpoint fails here, with one node to restore)."""
+        result = await self.join(change)
+        uuids = {n.address: n.machine_uuid for n in self.plan.nodes}
+        address = change.resource_id
+        await self.await_link(uuids.get(address, address), address, connected=True)
+        return result
 
     async def join(self, change: Change) -> dict[str, Any]:
         """Merge the three join documents into the live config and apply it (mode AUTO)."""
