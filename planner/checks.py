@@ -156,6 +156,16 @@ def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     if readable and not facts.control_planes:
         out.append(finding("NO_CONTROL_PLANE", "none of the given nodes is a control plane", spec))
 
+    for what, path, mode in facts.exposed_key_files:
+        out.append(
+            finding(
+                "KEY_FILE_EXPOSED",
+                f"the {what} {path} holds a private key and is readable by others "
+                f"(mode {mode:04o})",
+                spec,
+            )
+        )
+
     # discovery membership versus the nodes given
     if facts.members_error is not None:
         out.append(

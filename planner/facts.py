@@ -142,6 +142,8 @@ class ClusterFacts:
     health: HealthFacts
     members_error: str | None = None
     """Why the members could not be read (then ``members`` is None)."""
+    exposed_key_files: tuple[tuple[str, str, int], ...] = ()
+    """(what, path, mode) of files holding private keys that others may read."""
 
     def node(self, address: str) -> NodeFacts:
         return next(n for n in self.nodes if n.address == address)

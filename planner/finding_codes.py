@@ -90,6 +90,9 @@ CHECKS: dict[str, Check] = {
         "set imageFactory.url in the spec, or give Omni an Image Factory "
         "(--image-factory-address); or accept to import without registering schematics",
     ),
+    "KEY_FILE_EXPOSED": Check(
+        W, True, "make it readable by its owner only (chmod 600), as ssh requires of its keys"
+    ),
     "OMNI_UNREACHABLE": Check(E, False, "check omni.url and the service account key"),
     "SIDEROLINK_URL_INVALID": Check(
         E, False, "set Omni's advertised SideroLink API URL (siderolink-api-advertised-url)"

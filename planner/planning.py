@@ -12,9 +12,11 @@ import asyncio
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -50,6 +52,7 @@ from providers.codec.joinurl import api_url_problem
 from providers.errors import ProviderError, TLSFailure
 from providers.omni import OmniClient, TLSOptions
 from providers.talos import TalosClient
+from providers.talosconfig import find_talosconfig
 from providers.timeouts import Timeouts
 
 OMNI_LB_ENDPOINT = "https://[fdae:41e4:649b:9303::1]:10000"
@@ -139,7 +142,7 @@ async def discover(
     talos = talos_client(spec, timeouts, env)
     omni = omni_client(spec, timeouts, env)
     try:
-        return await _discover(spec, talos, omni, timeouts, health_check)
+        return await _discover(spec, talos, omni, timeouts, health_check, env)
     finally:
         # Closing a TLS connection waits for the peer's close_notify; asyncio.run closes its
         # loop at once, and the half-closed sockets would then leak (ResourceWarning).
@@ -168,6 +171,7 @@ async def _discover(
     omni: OmniClient,
     timeouts: Timeouts,
     health_check: bool | None,
+    env: Mapping[str, str] | None = None,
 ) -> ClusterFacts:
     run_health = spec.health_check if health_check is None else health_check
     async with talos, omni:
@@ -222,10 +226,38 @@ async def _discover(
         nodes=nodes,
         members=members,
         members_error=members_error,
+        exposed_key_files=exposed_key_files(spec, env),
         omni=cast(OmniFacts, omni_facts),
         factory=cast(FactoryFacts, factory_facts),
         health=cast(HealthFacts, health_facts),
     )
+
+
+def exposed_key_files(
+    spec: Spec, env: Mapping[str, str] | None = None
+) -> tuple[tuple[str, str, int], ...]:
+    """The talosconfig and service-account key file when group or others may read them.
+
+    Both hold private keys (the talosconfig an os:admin client key); ssh refuses keys that
+    are not owner-only, and a plan says so, as a warning."""
+    candidates: list[tuple[str, Path | None]] = [
+        ("service account key file", spec.omni.service_account_key_file)
+    ]
+    try:
+        candidates.insert(0, ("talosconfig", find_talosconfig(spec.talos.talosconfig, env)))
+    except ProviderError:
+        pass  # reported where the talosconfig is read
+    out = []
+    for what, path in candidates:
+        if path is None:
+            continue
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            out.append((what, str(path), mode))
+    return tuple(out)
 
 
 def _talos_unreachable(exc: ProviderError, spec: Spec) -> PlanningError:

@@ -26,6 +26,7 @@ import asyncio
 import base64
 import json
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,34 @@ def test_factory_that_does_not_know_the_schematic(lab, faults, baseline, tmp_pat
     assert result.code == 0  # a warning
     for node in lab.nodes:
         expect(result, "SCHEMATIC_UNKNOWN_TO_FACTORY", node, "does not know schematic")
+
+
+def test_key_files_readable_by_others_are_a_warning(lab, tmp_path):
+    """The talosconfig and the service-account key hold private keys (issue 16, item 7)."""
+    exposed = tmp_path / "keys"
+    exposed.mkdir()
+    copies = {}
+    for name in ("talosconfig", "service-account.key"):
+        copies[name] = exposed / name
+        copies[name].write_bytes((lab.dir / name).read_bytes())
+        copies[name].chmod(0o644)
+
+    def loose(data: dict[str, Any]) -> None:
+        data["talos"]["talosconfig"] = str(copies["talosconfig"])
+        data["omni"]["serviceAccountKeyFile"] = str(copies["service-account.key"])
+
+    result = plan(spec_variant(lab, tmp_path, loose), tmp_path / "plan.json")
+    assert result.code == 0, result.err
+    found = {f["message"] for f in result.findings("KEY_FILE_EXPOSED")}
+    assert found == {
+        f"the talosconfig {copies['talosconfig']} holds a private key and is readable by "
+        "others (mode 0644)",
+        f"the service account key file {copies['service-account.key']} holds a private key "
+        "and is readable by others (mode 0644)",
+    }
+    assert all(stat.S_IMODE((lab.dir / n).stat().st_mode) == 0o600 for n in copies)
+    baseline = plan(spec_variant(lab, tmp_path / "owner-only"), tmp_path / "2.json")
+    assert not baseline.findings("KEY_FILE_EXPOSED")
 
 
 def test_omni_without_a_factory_is_a_finding_not_a_silent_skip(lab_factory, tmp_path):
@@ -590,6 +619,7 @@ COVERED_ABOVE = {
     "TALOS_VERSION_UNKNOWN_TO_OMNI",
     "SCHEMATIC_MISSING",
     "SIDEROLINK_URL_INVALID",  # tests/test_join_url.py
+    "KEY_FILE_EXPOSED",
     "UNLOCK_CONFIG_INVALID",
 }
 
