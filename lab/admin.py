@@ -143,12 +143,15 @@ FAULT_KINDS = (
     "apply-failure",
     "omni-failure",
     "factory-down",
+    "factory-read-only",
     "never-connect",
     "join",
     "service-unhealthy",
     "etcd-member",
     "schematic",
     "health",
+    "system-patch",
+    "kubelet-lag",
     "clear",
 )
 
@@ -230,6 +233,8 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             faults.omni_failures.append(failure)
     elif kind == "factory-down":
         faults.factory_down = not clear
+    elif kind == "factory-read-only":
+        faults.factory_read_only = not clear
     elif kind == "never-connect":
         faults.never_connect = not clear
     elif kind == "join":
@@ -290,6 +295,17 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             raise AdminError(400, "a not-ready health fault needs a 'node'")
         else:
             (faults.not_ready.discard if clear else faults.not_ready.add)(node)
+    elif kind == "kubelet-lag":
+        # {"node": A, "image": I}: A's KubeletConfig reports I, not the image its config names
+        image = _field(body, "image", str)
+        if node is None or (not clear and not image):
+            raise AdminError(400, "a kubelet-lag fault needs a 'node' and an 'image'")
+        if clear:
+            faults.kubelet_images.pop(node, None)
+        else:
+            faults.kubelet_images[node] = image
+    elif kind == "system-patch":
+        faults.system_patches = not clear
     elif kind == "clear":
         faults.clear()
     else:

@@ -23,6 +23,8 @@ are refused as the running Talos would refuse them) and ``talosctl patch`` seman
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import random
 import string
 import uuid
@@ -43,7 +45,7 @@ from lab.world import (
 )
 from planner.machineconfig import document, generate, merge, secrets
 from planner.machineconfig.contracts import features, parse_contract
-from providers.codec.schematic import canonical_yaml, parse_schematic, schematic_id
+from providers.codec.schematic import canonical_yaml, parse_schematic
 
 DEFAULT_TALOS_VERSION = "v1.11.5"
 DEFAULT_INITIAL_TALOS_VERSION = "v1.9.5"
@@ -296,6 +298,11 @@ class BuildOptions:
     factory_schematic: bool = True
     factory_url: str = DEFAULT_FACTORY_URL
     cluster_name: str = DEFAULT_CLUSTER_NAME
+    schematic_kernel_args: tuple[str, ...] = ()
+    """Extra kernel arguments in the schematic the nodes' image was built from."""
+    schematic_yaml_v3: bool = False
+    """The image came from a yaml.v3-era factory: its schematic text (and so its ID) quotes
+    YAML 1.1 booleans as that factory did, not as today's factory does."""
     node_talos_versions: tuple[tuple[str, str], ...] = ()
     """(node address, Talos tag) pairs: nodes that run another version than ``talos_version``
     (a cluster in the middle of an upgrade)."""
@@ -356,6 +363,8 @@ class BuildOptions:
             factory_schematic=self.factory_schematic,
             factory_url=self.factory_url.rstrip("/"),
             cluster_name=self.cluster_name,
+            schematic_kernel_args=self.schematic_kernel_args,
+            schematic_yaml_v3=self.schematic_yaml_v3,
             node_talos_versions=tuple(sorted(per_node.items())),
         )
 
@@ -391,11 +400,16 @@ class World:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def schematic_yaml(extensions: list[str]) -> str:
-    """The schematic a factory image was built from, in the factory's canonical YAML."""
-    lines = ["customization:", "    systemExtensions:", "        officialExtensions:"]
+def schematic_yaml(
+    extensions: list[str], kernel_args: tuple[str, ...] = (), *, yaml_v3: bool = False
+) -> str:
+    """The schematic a factory image was built from, in that factory's canonical YAML."""
+    lines = ["customization:"]
+    if kernel_args:
+        lines += ["    extraKernelArgs:"] + [f"        - {json.dumps(a)}" for a in kernel_args]
+    lines += ["    systemExtensions:", "        officialExtensions:"]
     lines += [f"            - {name}" for name in extensions]
-    return canonical_yaml(parse_schematic("\n".join(lines) + "\n"))
+    return canonical_yaml(parse_schematic("\n".join(lines) + "\n"), yaml_v3=yaml_v3)
 
 
 _HOST_ALPHABET = string.ascii_lowercase + string.digits
@@ -432,8 +446,10 @@ def build_world(
     sid: str | None = None
     picked = [name for name, _, _ in OFFICIAL_EXTENSIONS[: 1 + opts.seed % 3]]
     if opts.factory_schematic:
-        schematic = schematic_yaml(picked)
-        sid = schematic_id(schematic)
+        schematic = schematic_yaml(
+            picked, opts.schematic_kernel_args, yaml_v3=opts.schematic_yaml_v3
+        )
+        sid = hashlib.sha256(schematic.encode()).hexdigest()  # the building factory's ID
         host = opts.factory_url.split("://", 1)[-1]
         factory_image = f"{host}/metal-installer/{sid}:{opts.initial_talos_version}"
 

@@ -6,6 +6,10 @@ the same ID for the same content), ``GET /schematics/{id}`` (200 ``application/y
 ``schematic not found``), ``GET /versions``, ``GET /version/{v}/extensions/official`` and
 ``/overlays/official``, ``/healthz`` and ``/readyz``; every answer carries ``X-Request-ID``.
 
+With ``auth=(username, password)`` it is an Enterprise factory as Omni sees one: every route but
+the health probes wants HTTP basic authentication with exactly those credentials and answers
+``401`` (``WWW-Authenticate: Basic``) otherwise, before reading anything else of the request.
+
 The server is a :class:`ThreadingHTTPServer` in a daemon thread, so it runs beside an asyncio
 loop in the same process. TLS is negotiated in each connection's own thread, so a client that
 never finishes its handshake holds up nobody. Faults: :meth:`LabFactory.set_down` answers 503
@@ -15,6 +19,10 @@ never finishes its handshake holds up nobody. Faults: :meth:`LabFactory.set_down
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -35,12 +43,11 @@ from providers.codec.schematic import (
     Schematic,
     canonical_yaml,
     parse_schematic,
-    schematic_id,
 )
 
 __all__ = ["DownMode", "LabFactory", "RequestRecord"]
 
-DownMode = Literal["503", "refuse"]
+DownMode = Literal["503", "refuse", "read-only"]
 _MAX_BODY = 4 * 1024 * 1024
 _SEMVER = re.compile(
     r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
@@ -56,6 +63,8 @@ class RequestRecord:
     path: str
     status: int
     request_id: str
+    user: str = ""
+    """The basic-auth username the request authenticated as ("" when none was accepted)."""
 
 
 def _go_json(value: Any) -> bytes:
@@ -86,13 +95,18 @@ class LabFactory:
         extensions: Mapping[str, Iterable[ExtensionInfo]] | None = None,
         schematics: Iterable[Schematic | str | bytes] = (),
         enterprise: bool = False,
+        auth: tuple[str, str] | None = None,
+        yaml_v3: bool = False,
     ) -> None:
         self.host = host
         self._port = port
         self._context = _server_context(cert_pem, key_pem)
         self.versions = [_version_tag(v) for v in versions]
         self.extensions = {_version_tag(v): list(items) for v, items in (extensions or {}).items()}
-        self.enterprise = enterprise
+        self.enterprise = enterprise or auth is not None
+        self.auth = auth
+        self.yaml_v3 = yaml_v3
+        """Write canonical text as factories built on yaml.v3 did (see ``canonical_yaml``)."""
         self._schematics: dict[str, str] = {}
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -139,11 +153,24 @@ class LabFactory:
     def register(self, schematic: Schematic | str | bytes) -> str:
         """Store a schematic as if a client had POSTed it; returns its ID."""
         parsed = schematic if isinstance(schematic, Schematic) else parse_schematic(schematic)
-        text = canonical_yaml(parsed)
-        new_id = schematic_id(parsed)
+        text = self.canonical(parsed)
+        new_id = hashlib.sha256(text.encode("utf-8")).hexdigest()
         with self._lock:
             self._schematics[new_id] = text
         return new_id
+
+    def keep(self, text: str) -> str:
+        """Store a schematic text under its own SHA-256, as an earlier version of this
+        factory (another emitter) registered it; returns that ID. GET serves it as stored."""
+        parse_schematic(text)  # it must be a schematic
+        old_id = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        with self._lock:
+            self._schematics.setdefault(old_id, text)
+        return old_id
+
+    def canonical(self, schematic: Schematic) -> str:
+        """This factory's canonical text of ``schematic`` (what its IDs hash)."""
+        return canonical_yaml(schematic, yaml_v3=self.yaml_v3)
 
     def schematics(self) -> dict[str, str]:
         """ID -> canonical text of every schematic the lab knows."""
@@ -161,9 +188,12 @@ class LabFactory:
         return self._down
 
     def set_down(self, mode: DownMode | None) -> None:
-        """``"503"``: answer everything 503; ``"refuse"``: stop listening; ``None``: recover."""
-        if mode not in (None, "503", "refuse"):
-            raise ValueError(f"unknown factory fault {mode!r}; use '503', 'refuse' or None")
+        """``"503"``: answer everything 503; ``"refuse"``: stop listening; ``"read-only"``:
+        answer reads but 503 to ``POST /schematics`` (a mirror); ``None``: recover."""
+        if mode not in (None, "503", "refuse", "read-only"):
+            raise ValueError(
+                f"unknown factory fault {mode!r}; use '503', 'refuse', 'read-only' or None"
+            )
         if mode == "refuse" and not self._refused:
             self._unbind()
             self._refused = True
@@ -317,9 +347,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.lab.stall and self.lab._stopping.wait(self.lab.stall):
             self.close_connection = True
             return
-        if self.lab.down == "503":
+        if self.lab.down == "503" or (self.lab.down == "read-only" and method == "POST"):
             self._drain()
             self._text(503, "service temporarily unavailable")
+            return
+        self._user = ""
+        if path not in ("/healthz", "/readyz") and not self._authenticated():
+            self._drain()
+            self._text(
+                401,
+                "unauthorized",
+                extra={"WWW-Authenticate": 'Basic realm="image-factory", charset="UTF-8"'},
+            )
             return
         routes: list[tuple[str, tuple[str, ...], Any]] = [
             (r"/schematics", ("POST",), self._create),
@@ -343,6 +382,27 @@ class _Handler(BaseHTTPRequestHandler):
         self._drain()
         self._text(404, "404 page not found")
 
+    def _authenticated(self) -> bool:
+        """True when the factory wants no credentials, or the request carries its own."""
+        wanted = self.lab.auth
+        if wanted is None:
+            return True
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(token.strip(), validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+        expected_user, expected_password = (v.encode("utf-8") for v in wanted)
+        ok = bool(sep) and (
+            hmac.compare_digest(user, expected_user)
+            & hmac.compare_digest(password, expected_password)
+        )
+        if ok:
+            self._user = wanted[0]
+        return ok
+
     # -- handlers ----------------------------------------------------------------------------
 
     def _create(self) -> None:
@@ -357,7 +417,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parsed.owner and not self.lab.enterprise:
             self._text(400, "owner field is only supported in Enterprise edition")
             return
-        text = canonical_yaml(parsed)
+        text = self.lab.canonical(parsed)
         new_id = self.lab.register(parsed)
         self._send(201, "application/json", _go_json({"id": new_id, "schematic": text}))
 
@@ -417,8 +477,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif length:
             self.close_connection = True
 
-    def _text(self, status: int, message: str, *, allow: str | None = None) -> None:
-        headers = {"X-Content-Type-Options": "nosniff"}
+    def _text(
+        self,
+        status: int,
+        message: str,
+        *,
+        allow: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        headers = {"X-Content-Type-Options": "nosniff", **(extra or {})}
         if allow:
             headers["Allow"] = allow
         body = (message + "\n").encode("utf-8")
@@ -441,5 +508,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
         self.lab._record(
-            RequestRecord(self.command, self.path.split("?", 1)[0], status, self._request_id)
+            RequestRecord(
+                self.command,
+                self.path.split("?", 1)[0],
+                status,
+                self._request_id,
+                getattr(self, "_user", ""),
+            )
         )

@@ -65,6 +65,8 @@ class Faults:
     apply_failures: list[ApplyFailure] = field(default_factory=list)
     omni_failures: list[OmniFailure] = field(default_factory=list)
     factory_down: bool = False
+    factory_read_only: bool = False
+    """The factory answers reads but refuses to register schematics (503 on POST)."""
     never_connect: bool = False
     """Nodes accept the join documents but never register with Omni (to test wait timeouts)."""
     join_faults: dict[str, str] = field(default_factory=dict)
@@ -77,6 +79,11 @@ class Faults:
     """Hostnames of etcd members left behind by machines that are gone (not a node)."""
     not_ready: set[str] = field(default_factory=set)
     """Node addresses whose Kubernetes Node reports NotReady (see :data:`HEALTH_PROBLEMS`)."""
+    kubelet_images: dict[str, str] = field(default_factory=dict)
+    """Node address -> the kubelet image its KubeletConfig reports instead of the configured one
+    (Talos's controllers have not caught up with the config, or an upgrade is in flight)."""
+    system_patches: bool = False
+    """Omni adds a system config patch of its own to every cluster (to test the final verify)."""
     health_cancelled: bool = False
     """The health check's stream ends with CANCELLED before it finishes."""
     schematic_content: dict[str, str] = field(default_factory=dict)
@@ -105,6 +112,7 @@ class Faults:
         self.apply_failures.clear()
         self.omni_failures.clear()
         self.factory_down = False
+        self.factory_read_only = False
         self.never_connect = False
         self.join_faults.clear()
         self.unhealthy_services.clear()
@@ -113,6 +121,8 @@ class Faults:
         self.schematic_content.clear()
         self.not_ready.clear()
         self.health_cancelled = False
+        self.system_patches = False
+        self.kubelet_images.clear()
 
     def service_healthy(self, node: str, service: str) -> bool:
         return service not in self.unhealthy_services.get(node, ())
@@ -131,6 +141,7 @@ class Faults:
                 for f in self.omni_failures
             ],
             "factory_down": self.factory_down,
+            "factory_read_only": self.factory_read_only,
             "never_connect": self.never_connect,
             "join_faults": dict(sorted(self.join_faults.items())),
             "unhealthy_services": {
@@ -141,4 +152,6 @@ class Faults:
             "schematic_content": dict(sorted(self.schematic_content.items())),
             "not_ready": sorted(self.not_ready),
             "health_cancelled": self.health_cancelled,
+            "system_patches": self.system_patches,
+            "kubelet_images": dict(sorted(self.kubelet_images.items())),
         }

@@ -71,13 +71,16 @@ from providers.codec.omni_names import (
     DEFAULT_NAMESPACE,
     EPHEMERAL_NAMESPACE,
     FEATURES_CONFIGS,
+    IMAGE_FACTORY_AUTH_ID,
+    IMAGE_FACTORY_AUTHS,
     LINKS,
     PHASE_RUNNING,
     SIDEROLINK_API_CONFIGS,
     SYS_VERSIONS,
     TALOS_VERSIONS,
+    VIRTUAL_NAMESPACE,
 )
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
+from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2, virtual_pb2
 
 __all__ = [
     "DEFAULT_OMNI_VERSION",
@@ -122,6 +125,12 @@ class OmniSeed:
     events_port: int = 8090
     logs_port: int = 8092
     image_factory_base_url: str = "https://factory.talos.dev"
+    secondary_image_factory_base_url: str = ""
+    image_factory_urls: dict[str, str] = field(default_factory=dict)
+    """Talos version -> the factory its ``TalosVersion`` records (``image_factory_url``)."""
+    image_factory_auth: tuple[str, str] | None = None
+    """(username, password) of an Enterprise factory: Omni then marks its factory Enterprise
+    and serves ``ImageFactoryAuths/image-factory-auth`` in namespace ``virtual``."""
     siderolink_host: str = "fdae:41e4:649b:9303::1"
     load_balancer_port_base: int = 10000
     backend_version: str = DEFAULT_OMNI_VERSION
@@ -196,6 +205,7 @@ class OmniSim:
             siderolink_host=self.seed.siderolink_host,
             load_balancer_port_base=self.seed.load_balancer_port_base,
             patch_text=self.patch_data.text,
+            system_patches=lambda: self.faults.system_patches,
         )
         self.runtime = Runtime(self._ctx)
         self._server: CompressingServer | None = None
@@ -323,14 +333,27 @@ class OmniSim:
                     upgradable_talos_versions=[
                         v for v in versions if _version_key(v) > _version_key(version)
                     ],
+                    image_factory_url=seed.image_factory_urls.get(version, ""),
                 ),
             )
         put(
             DEFAULT_NAMESPACE,
             FEATURES_CONFIGS,
             "features-config",
-            omni_pb2.FeaturesConfigSpec(image_factory_base_url=seed.image_factory_base_url),
+            omni_pb2.FeaturesConfigSpec(
+                image_factory_base_url=seed.image_factory_base_url,
+                is_enterprise_image_factory=seed.image_factory_auth is not None,
+                secondary_image_factory_base_url=seed.secondary_image_factory_base_url,
+            ),
         )
+        if seed.image_factory_auth is not None:
+            username, password = seed.image_factory_auth
+            put(
+                VIRTUAL_NAMESPACE,
+                IMAGE_FACTORY_AUTHS,
+                IMAGE_FACTORY_AUTH_ID,
+                virtual_pb2.ImageFactoryAuthSpec(username=username, password=password),
+            )
         put(
             EPHEMERAL_NAMESPACE,
             SYS_VERSIONS,

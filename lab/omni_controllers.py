@@ -121,6 +121,8 @@ class Context:
     load_balancer_port_base: int
     retry_delay: float = 0.5
     patch_text: Callable[[Any], str] = field(default=lambda spec: str(spec.data))
+    system_patches: Callable[[], bool] = field(default=lambda: False)
+    """Whether Omni adds its own system patch to each cluster (lab/omni_system_patches.py)."""
     """A ConfigPatch spec's YAML (``compressed_data`` decoded)."""
 
 

@@ -29,6 +29,7 @@ from lab.omni_controllers import (
     SecretsController,
 )
 from lab.omni_store import Event, Resource, StateError
+from lab.omni_system_patches import SystemPatchController
 
 log = logging.getLogger("lab.omni")
 
@@ -65,6 +66,7 @@ class Runtime:
             ClusterBootstrapStatusController(ctx),
             ConfigApplyController(ctx, self.requeue),
             DestroyController(ctx),
+            SystemPatchController(ctx),
         ]
         self.queues = [_Queue(c, c.inputs()) for c in controllers]
         self._observers = [c for c in controllers if type(c).observe is not Controller.observe]

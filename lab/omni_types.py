@@ -25,6 +25,7 @@ from providers.codec.omni_names import (
     DEFAULT_NAMESPACE,
     EPHEMERAL_NAMESPACE,
     FEATURES_CONFIGS,
+    IMAGE_FACTORY_AUTHS,
     IMPORTED_CLUSTER_SECRETS,
     LINKS,
     MACHINE_SET_NODES,
@@ -102,6 +103,8 @@ TYPES: dict[str, TypeInfo] = {
         _served(SYS_VERSIONS, Access.SIGNATURE_READ),
         # none are seeded: omnictl lists them at start-up and prints each
         _served(NOTIFICATIONS, Access.READ_ONLY, "NotificationController"),
+        # computed on read in Omni; seeded only when the lab's factory wants credentials
+        _served(IMAGE_FACTORY_AUTHS, Access.READ_ONLY),
         _internal(CLUSTER_SECRETS, "SecretsController", True),
         _internal(JOIN_TOKEN_USAGES, "JoinTokenUsageController"),
         _internal(LOAD_BALANCER_CONFIGS, "LoadBalancerController", True),

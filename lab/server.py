@@ -29,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import secrets as pysecrets
 import signal
 import sys
@@ -97,6 +98,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--omni-machine-api-url", default=None, help="Omni's advertised machine API URL")
     p.add_argument("--omni-join-token", default=None, help="Omni's default join token")
+    p.add_argument(
+        "--factory-auth",
+        action="store_true",
+        help="an Enterprise factory: basic auth on every call, credentials in Omni's "
+        "ImageFactoryAuth",
+    )
+    p.add_argument(
+        "--factory-yaml-v3",
+        action="store_true",
+        help="the factory writes canonical YAML as yaml.v3-era factories did",
+    )
+    p.add_argument(
+        "--omni-factory-url",
+        default=None,
+        help="Omni's primary factory (FeaturesConfig); '' for none (default: the lab's)",
+    )
+    p.add_argument(
+        "--omni-version-factory",
+        action="store_true",
+        help="record the lab's factory on Omni's TalosVersion of the nodes' Talos version",
+    )
+    p.add_argument("--omni-secondary-factory-url", default="", help="Omni's secondary factory URL")
+    p.add_argument(
+        "--schematic-kernel-arg",
+        action="append",
+        default=[],
+        help="an extra kernel argument in the nodes' schematic (repeatable)",
+    )
+    p.add_argument(
+        "--schematic-yaml-v3",
+        action="store_true",
+        help="the nodes' image came from a yaml.v3-era factory (its schematic ID follows)",
+    )
     return p.parse_args(argv)
 
 
@@ -231,6 +265,7 @@ class LabProcess:
         self.admin: AdminServer | None = None
         self.closers: list[Callable[[], Awaitable[None]]] = []
         self.factory: LabFactory | None = None
+        self.factory_auth: tuple[str, str] | None = None
         self.started = time.monotonic()
 
     async def start(self) -> dict[str, Any]:
@@ -246,6 +281,8 @@ class LabProcess:
                 initial_kubernetes_version=args.initial_kubernetes_version,
                 seed=args.seed,
                 factory_schematic=not args.no_factory_schematic,
+                schematic_kernel_args=tuple(args.schematic_kernel_arg),
+                schematic_yaml_v3=args.schematic_yaml_v3,
                 node_talos_versions=tuple(
                     (address, version)
                     for address, _, version in (v.partition("=") for v in args.node_talos_version)
@@ -268,6 +305,8 @@ class LabProcess:
             server_auth=True,
         )
         _write(self.dir / LAB_CA, self.web_ca.crt, 0o644)
+        if args.factory_auth:
+            self.factory_auth = ("omni-lab", secrets.token_urlsafe(24))
         factory = LabFactory(
             web.crt,
             web.key,
@@ -277,6 +316,8 @@ class LabProcess:
                 v: _official_extensions()
                 for v in (options.talos_version, options.initial_talos_version)
             },
+            auth=self.factory_auth,
+            yaml_v3=args.factory_yaml_v3,
         ).start()
         self.factory = factory
         self.closers.append(_async(factory.stop))
@@ -285,7 +326,8 @@ class LabProcess:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         if world.schematic is not None:
-            factory.register(world.schematic)
+            # the image's factory registered it when it built the image (maybe an older one)
+            factory.keep(world.schematic)
         faults = Faults(latency_ms=max(0.0, args.latency_ms))
         lab = Lab(
             world.nodes,
@@ -306,7 +348,12 @@ class LabProcess:
         self.closers.append(apid.close)
         endpoint = f"{HOST}:{apid_port}"
 
-        omni_port = await self._start_omni(lab, world, web, factory.url)
+        omni_port = await self._start_omni(
+            lab,
+            world,
+            web,
+            factory.url if args.omni_factory_url is None else args.omni_factory_url,
+        )
         omni_spec: dict[str, Any] = {
             "url": f"https://{HOST}:{omni_port}",
             "caFile": f"./{LAB_CA}",
@@ -372,9 +419,18 @@ class LabProcess:
         return info
 
     def _omni_seed(self, versions: dict[str, list[str]], factory_url: str) -> OmniSeed:
+        lab_factory = self.factory.url if self.factory is not None else factory_url
+        current = self.lab.nodes[0].talos_version if self.lab and self.lab.nodes else ""
         seed = OmniSeed(
             talos_versions=versions,
             image_factory_base_url=factory_url,
+            secondary_image_factory_base_url=self.args.omni_secondary_factory_url,
+            image_factory_urls=(
+                {current.removeprefix("v"): lab_factory}
+                if self.args.omni_version_factory and current
+                else {}
+            ),
+            image_factory_auth=self.factory_auth,
             backend_version=self.args.omni_version,
             zstd_dictionary=_read_dictionary(self.args.omni_zstd_dict),
         )
@@ -442,15 +498,20 @@ class LabProcess:
         async def post_faults(req: Request) -> Any:
             assert self.lab is not None
             known = set(self.lab.by_address)
-            before = dict(self.lab.faults.schematic_content)
-            change_faults(self.lab.faults, req.body, known)
-            after = self.lab.faults.schematic_content
-            for address in before.keys() | after.keys():
-                if before.get(address) != after.get(address):
-                    # its ExtensionStatuses changed: watchers and the render cache must see it
-                    self.lab.by_address[address].touch()
+            faults = self.lab.faults
+            before = dict(faults.schematic_content), dict(faults.kubelet_images)
+            change_faults(faults, req.body, known)
+            after = faults.schematic_content, faults.kubelet_images
+            for old, new in zip(before, after, strict=True):
+                for address in old.keys() | new.keys():
+                    if old.get(address) != new.get(address):
+                        # its resources changed: watchers and the render cache must see it
+                        self.lab.by_address[address].touch()
             assert self.factory is not None
-            self.factory.set_down("503" if self.lab.faults.factory_down else None)
+            faults = self.lab.faults
+            self.factory.set_down(
+                "503" if faults.factory_down else "read-only" if faults.factory_read_only else None
+            )
             await self.lab.sync_all()
             return self.lab.faults.to_dict()
 

@@ -326,8 +326,9 @@ def _schedule_on_controlplanes(node: SimNode) -> bool:
 def _kubelet_configs(lab: Lab, node: SimNode) -> list[Item]:
     view = node.view
     minor = _minor(node)
+    configured = view.image("kubelet", _default_image(node, "ghcr.io/siderolabs/kubelet"))
     spec: dict[str, Any] = {
-        "image": view.image("kubelet", _default_image(node, "ghcr.io/siderolabs/kubelet")),
+        "image": lab.faults.kubelet_images.get(node.address, configured),
         "clusterDNS": ["10.96.0.10"],
         "clusterDomain": "cluster.local",
     }

@@ -237,6 +237,8 @@ class SimNode:
     etcd_member_id: int = 0
     serial: str = ""
     joined_omni: bool = False
+    joined_url: str = ""
+    """The SideroLinkConfig apiUrl the node joined Omni with (a new one means a new dial)."""
     maintenance: bool = False
     """Wiped by a reset (Omni resets machines it removes from a cluster): no config, and only
     Talos' maintenance API, which a talosconfig's client certificate cannot reach."""
@@ -710,8 +712,12 @@ class Lab:
         if self.omni is None:
             return
         wants = node.view.has_siderolink and not self.faults.never_connect
+        link = node.view.document(SIDEROLINK_KIND) or {}
+        if wants and node.joined_omni and str(link.get("apiUrl") or "") != node.joined_url:
+            # another URL or token: Talos drops the link and dials again with the new one
+            node.joined_omni = False
+            await self.omni.on_node_left(node.machine_uuid)
         if wants and not node.joined_omni:
-            link = node.view.document(SIDEROLINK_KIND) or {}
             # Omni refuses a wrong URL or join token; the node keeps retrying (next sync).
             node.joined_omni = await self.omni.on_node_joined(
                 machine_uuid=node.machine_uuid,
@@ -722,6 +728,7 @@ class Lab:
                 schematic_id=node.schematic_id,
                 api_url=str(link.get("apiUrl") or ""),
             )
+            node.joined_url = str(link.get("apiUrl") or "") if node.joined_omni else ""
         elif not node.view.has_siderolink and node.joined_omni:
             node.joined_omni = False
             await self.omni.on_node_left(node.machine_uuid)

@@ -39,9 +39,9 @@ from urllib.parse import urlsplit
 
 from planner import __version__, journal, planfile, rollbackfile
 from planner.backup import BackupEntry, backup_name, write_backup
-from planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME
+from planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME, SCHEMATIC_TYPE
 from planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
-from planner.discover import run_health_check
+from planner.discover import factory_client, run_health_check
 from planner.errors import OmniportError
 from planner.facts import ClusterFacts
 from planner.join import join_documents
@@ -62,7 +62,7 @@ from planner.planning import (
 from planner.sealed import checksum
 from planner.spec import Spec, SpecError, parse_spec
 from providers import omni as o
-from providers.errors import ProviderError
+from providers.errors import Conflict, ProviderError
 from providers.omni import OmniClient
 from providers.talos import ApplyMode, TalosClient, map_nodes
 from providers.timeouts import Timeouts
@@ -382,6 +382,8 @@ class Transaction:
     _patch_texts: dict[str, str] | None = field(default=None, repr=False)
     _sent: dict[str, str] = field(default_factory=dict, repr=False)  # address -> sha256 sent
     _works: dict[str, NodeWork] | None = field(default=None, repr=False)
+    _registered: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    factory_timeouts: Timeouts | None = None
 
     @property
     def cluster(self) -> str:
@@ -416,21 +418,60 @@ class Transaction:
     # -- the whole transaction --
 
     async def run(self) -> None:
+        """Omni's side first (locked and marked importing from its first moment), then the
+        nodes, then each node's MachineSetNode once its machine is in Omni (see
+        docs/import-order.md: every crash point is one Omni's own abort cleans up)."""
         changes = self.plan.changes
         joins = [c for c in changes if c.resource_type == JOIN_TYPE]
-        creates = [c for c in changes if c.resource_type != JOIN_TYPE]
+        set_nodes = [c for c in changes if c.resource_type == o.MACHINE_SET_NODES]
+        registrations = [c for c in changes if c.resource_type == SCHEMATIC_TYPE]
+        creates = [
+            c
+            for c in changes
+            if c.resource_type not in (JOIN_TYPE, SCHEMATIC_TYPE, o.MACHINE_SET_NODES)
+        ]
+        # the factory first, as Omni's importer validates: nothing else has changed if it fails
+        for change in registrations:
+            await self.run_step(step_of(change), functools.partial(self.register, change))
         for kind, group in itertools.groupby(creates, key=lambda c: c.resource_type):
             items = list(group)
-            if kind in (o.MACHINE_SET_NODES, o.CONFIG_PATCHES):
+            if kind == o.CONFIG_PATCHES:
                 # one per node: independent of each other, so created with bounded parallelism
-                label = "machine set nodes" if kind == o.MACHINE_SET_NODES else "config patches"
-                await self.bounded(items, self.create, f"{label} created")
+                await self.bounded(items, self.create, "config patches created")
             else:
                 for change in items:
                     await self.run_step(step_of(change), functools.partial(self.create, change))
         await self.connect_nodes(joins)
+        await self.bounded(set_nodes, self.place_machine, "machine set nodes created")
         await self.run_step(wait_step(self.cluster), self.wait_connected)
         await self.run_step(verify_step(self.cluster), self.verify)
+
+    async def place_machine(self, change: Change) -> dict[str, Any]:
+        """The MachineSetNode of a machine that has joined: wait for its Link, then create.
+
+        Omni validates a MachineSetNode against its machine when it is created, and Omni's
+        abort tears down the Link of every MachineSetNode (NotFound fails it): so a
+        MachineSetNode exists only for a machine Omni already has.
+        """
+        await self.await_link(change.resource_id, change.node or change.resource_id)
+        return await self.create(change)
+
+    async def await_link(self, uuid: str, address: str, *, connected: bool = False) -> None:
+        """Until Omni has the machine's Link (``connected``: and it is connected)."""
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            link = await self.omni.find(o.LINKS, uuid)
+            if link is not None and (not connected or (link.spec and link.spec.connected)):
+                return
+            if time.monotonic() >= deadline:
+                state = "connect to" if connected else "appear in"
+                raise ApplyError(
+                    f"machine {uuid} ({address}) did not {state} Omni within "
+                    f"{self.wait_timeout:g}s after its node joined",
+                    "check that the node reaches Omni's SideroLink endpoint, or raise "
+                    "apply.waitTimeout",
+                )
+            await asyncio.sleep(POLL_SECONDS)
 
     async def bounded(
         self,
@@ -475,6 +516,37 @@ class Transaction:
         if failures:
             raise failures[0]
 
+    # -- Image Factory --
+
+    async def register(self, change: Change) -> dict[str, Any]:
+        """POST the node's schematic to the factory and require the node's ID back.
+
+        Idempotent (the factory answers the same ID for the same content), so nothing is
+        undone on rollback; one POST per distinct schematic, as Omni's importer does."""
+        factory = self.computed.facts.factory
+        check = next((c for c in factory.checks if c.node == change.node), None)
+        if factory.url is None or check is None or not check.schematic_yaml:
+            raise ApplyError(
+                f"node {change.node}'s schematic content was not re-read from the node",
+                "run `omniport plan` again",
+            )
+        key = (change.resource_id, check.schematic_yaml)
+        earlier = self._registered.get(key)
+        if earlier is not None:
+            return {"schematic_id": change.resource_id, "registered_with": earlier}
+        client = factory_client(factory, timeouts=self.factory_timeouts)
+        answered = await client.create_schematic(check.schematic_yaml)
+        if answered != change.resource_id:
+            raise ApplyError(
+                f"schematic ID mismatch for node {change.node}: the Image Factory at "
+                f"{client.base_url} registered its schematic as {answered}, the node runs "
+                f"{change.resource_id}",
+                "check that this is the factory the node's image came from "
+                "(imageFactory.url, or Omni's factory settings)",
+            )
+        self._registered[key] = change.address
+        return {"schematic_id": answered, "factory": client.base_url}
+
     # -- Omni resources --
 
     async def create(self, change: Change) -> dict[str, Any]:
@@ -501,7 +573,22 @@ class Transaction:
             annotations[o.ANNOTATION_CONFIG_PATCH_DESCRIPTION] = PATCH_DESCRIPTION
         else:
             raise ApplyError(f"the plan names an unknown resource type {kind}", "plan again")
-        created = await self.omni.create(kind, rid, spec, labels=labels, annotations=annotations)
+        try:
+            created = await self.omni.create(
+                kind, rid, spec, labels=labels, annotations=annotations
+            )
+        except Conflict as exc:
+            if kind != o.IMPORTED_CLUSTER_SECRETS or exc.code != ALREADY_EXISTS:
+                raise
+            # An orphan of an import that crashed before its Cluster existed (re-discovery just
+            # found no Cluster of this name): replace it, as Omni's importer does. Omni lets no
+            # client read these, so the plan could only announce it as "create or replace".
+            await self.omni.teardown(kind, rid)
+            await self.omni.destroy(kind, rid)
+            created = await self.omni.create(
+                kind, rid, spec, labels=labels, annotations=annotations
+            )
+            return {"version": created.version, "replaced_orphan": True}
         return {"version": created.version}
 
     def patch_text(self, patch_id: str) -> str:
@@ -533,7 +620,7 @@ class Transaction:
         canary = next((c for c in joins if roles.get(c.resource_id) == "worker"), joins[0])
         first = step_of(canary)
         t0 = time.monotonic()
-        await self.run_step(first, functools.partial(self.join, canary), note="canary")
+        await self.run_step(first, functools.partial(self.join_canary, canary), note="canary")
         label = "node(s) hold the join documents"
         self.ui.progress(
             first,
@@ -544,6 +631,16 @@ class Transaction:
         )
         rest = [c for c in joins if c is not canary]
         await self.bounded(rest, self.join, label, first_done=1, total=len(joins))
+
+    async def join_canary(self, change: Change) -> dict[str, Any]:
+        """The canary proves the whole path before any other node is touched: its config is
+        applied and its machine connects to Omni (a node that cannot reach Omni's SideroLink
+        endpoint fails here, with one node to restore)."""
+        result = await self.join(change)
+        uuids = {n.address: n.machine_uuid for n in self.plan.nodes}
+        address = change.resource_id
+        await self.await_link(uuids.get(address, address), address, connected=True)
+        return result
 
     async def join(self, change: Change) -> dict[str, Any]:
         """Merge the three join documents into the live config and apply it (mode AUTO)."""
@@ -664,6 +761,7 @@ class Transaction:
         elif o.ANNOTATION_CLUSTER_LOCKED not in cluster.annotations:
             problems.append(f"cluster {self.cluster} is not locked in Omni")
         for kind, held in zip(kinds, helds, strict=True):
+            held = [r for r in held if not omni_managed(r)]
             ours = {r.id for r in held if r.annotations.get(OWNER_ANNOTATION) == self.import_id}
             ids = {r.id for r in held}
             want = planned.get(kind, set())
@@ -677,6 +775,16 @@ class Transaction:
         if problems:
             raise ApplyError("; ".join(problems), "the import is rolled back; investigate")
         return {"nodes": len(self.plan.nodes)}
+
+
+def omni_managed(resource: o.Resource) -> bool:
+    """A resource Omni made and keeps itself: a controller owns it, or it is a system patch.
+
+    The final verify compares what the import made with the plan; Omni may add its own patches
+    to the cluster meanwhile (labelled ``omni.sidero.dev/system-patch``, owned by a
+    controller), which are neither the user's nor this import's to check or undo.
+    """
+    return bool(resource.owner) or o.LABEL_SYSTEM_PATCH in resource.labels
 
 
 # ---- write-ahead ----------------------------------------------------------------------------
@@ -842,6 +950,8 @@ class Interrupts:
 
 
 Confirm = Callable[[str], bool]
+ALREADY_EXISTS = 6
+"""gRPC status code of a Create whose resource exists."""
 
 
 async def fresh_health_check(
@@ -930,6 +1040,8 @@ async def apply_plan(
         for work in computed.nodes:
             scrub.add(config_secrets(work.live or work.facts.config or b""))
         scrub.add([computed.join.join_token, computed.join.api_url])
+        if computed.facts.factory.credentials is not None:
+            scrub.add(computed.facts.factory.credentials[1:])
         import_id = str(uuid.uuid4())
         ahead = write_ahead(plan_path, plan, spec, computed, import_id)
         record = Recorder(ahead.journal, env)
@@ -964,6 +1076,7 @@ async def apply_plan(
                 parallelism=options.parallelism or spec.parallelism,
                 wait_timeout=spec.wait_timeout,
                 scrub=scrub,
+                factory_timeouts=timeouts,
             )
             failure = await _guarded(tx, interrupts)
             if failure is None:

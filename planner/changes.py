@@ -1,7 +1,9 @@
 """Operations: spec + facts + per-node patches -> the ordered changes of an import.
 
-Order is the apply order of DESIGN.md: ImportedClusterSecrets, Cluster, MachineSets,
-MachineSetNodes, ConfigPatches, then connecting each node. Every after-state is redacted: the
+Order is the apply order of DESIGN.md, after registering each node's schematic with the Image
+Factory (``POST /schematics``, as Omni's importer does before it changes anything; idempotent,
+nothing to undo): ImportedClusterSecrets, Cluster, MachineSets, MachineSetNodes, ConfigPatches,
+then connecting each node. Every after-state is redacted: the
 plan shows *that* secrets are sent, never what they are.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from planner.join import SENSITIVE, JoinOptions, join_documents
 from planner.plan import Action, Change
@@ -20,6 +23,9 @@ OWNER_ANNOTATION = "omniport.dev/import"
 PATCH_NAME = "User defined patch"
 PATCH_DESCRIPTION = "Config patch imported from existing Talos node"
 
+SCHEMATIC_TYPE = "Schematics.factory.talos.dev"
+"""The resource type of a schematic registration (the Image Factory's ``/schematics``)."""
+
 
 @dataclass(frozen=True)
 class NodeImport:
@@ -29,6 +35,18 @@ class NodeImport:
     machine_uuid: str
     role: str  # controlplane | worker
     patches: tuple[tuple[str, str], ...]  # (patch id, redacted text), at most two
+    replaced: tuple[str, ...] = ()
+    """Join documents of an earlier import the node still holds (redacted, one line each):
+    the join overwrites them, and rollback restores them with the backup."""
+    schematic_id: str | None = None
+    """The schematic apply registers for this node (None: nothing to register)."""
+
+
+def _display_url(url: str) -> str:
+    """``url`` without userinfo (credentials never reach a plan)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def machine_set_id(cluster: str, role: str) -> str:
@@ -45,14 +63,29 @@ def plan_changes(
     kubernetes_version: str,
     nodes: Sequence[NodeImport],
     join: JoinOptions,
+    factory_url: str | None = None,
 ) -> list[Change]:
     changes: list[Change] = [
+        Change(
+            address=f"image_factory_schematic.{node.address}",
+            action=Action.CREATE,
+            resource_type=SCHEMATIC_TYPE,
+            resource_id=node.schematic_id,
+            after={"factory": _display_url(factory_url), "schematic_id": node.schematic_id},
+            node=node.address,
+        )
+        for node in nodes
+        if node.schematic_id and factory_url
+    ]
+    changes += [
         Change(
             address=f"omni_imported_cluster_secrets.{cluster}",
             action=Action.CREATE,
             resource_type=o.IMPORTED_CLUSTER_SECRETS,
             resource_id=cluster,
-            after={"data": SENSITIVE},
+            # Omni lets no client read these: an orphan of a crashed import cannot be seen
+            # before apply, which replaces it as Omni's importer does
+            after={"data": SENSITIVE, "if_present": "replaced (an orphan of a crashed import)"},
         ),
         Change(
             address=f"omni_cluster.{cluster}",
@@ -74,23 +107,6 @@ def plan_changes(
                 resource_type=o.MACHINE_SETS,
                 resource_id=machine_set_id(cluster, role),
                 after={"labels": {o.LABEL_CLUSTER: cluster, role_label(role): ""}},
-            )
-        )
-    for node in nodes:
-        changes.append(
-            Change(
-                address=f"omni_machine_set_node.{node.machine_uuid}",
-                action=Action.CREATE,
-                resource_type=o.MACHINE_SET_NODES,
-                resource_id=node.machine_uuid,
-                after={
-                    "labels": {
-                        o.LABEL_CLUSTER: cluster,
-                        role_label(node.role): "",
-                        o.LABEL_MACHINE_SET: machine_set_id(cluster, node.role),
-                    }
-                },
-                node=node.address,
             )
         )
     for node in nodes:
@@ -118,13 +134,35 @@ def plan_changes(
         for d in shown
     )
     for node in nodes:
+        after = {"documents_added": summary + "\n"}
+        if node.replaced:
+            after["documents_replaced"] = "\n".join(node.replaced) + "\n"
         changes.append(
             Change(
                 address=f"talos_join.{node.address}",
                 action=Action.UPDATE,
                 resource_type="MachineConfigs.config.talos.dev",
                 resource_id=node.address,
-                after={"documents_added": summary + "\n"},
+                after=after,
+                node=node.address,
+            )
+        )
+    # after the joins: Omni checks a MachineSetNode against its machine (Talos version,
+    # allocation) when it is created, and its abort tears down the Link of every one
+    for node in nodes:
+        changes.append(
+            Change(
+                address=f"omni_machine_set_node.{node.machine_uuid}",
+                action=Action.CREATE,
+                resource_type=o.MACHINE_SET_NODES,
+                resource_id=node.machine_uuid,
+                after={
+                    "labels": {
+                        o.LABEL_CLUSTER: cluster,
+                        role_label(node.role): "",
+                        o.LABEL_MACHINE_SET: machine_set_id(cluster, node.role),
+                    }
+                },
                 node=node.address,
             )
         )

@@ -1,10 +1,5 @@
-"""Checks: facts + spec -> findings. Pure; every code is stable and documented here.
-
-Each code has a severity, whether a user may accept it (by code in ``findings.accept`` or with
-``force``), and the fix we suggest. Codes that describe a state no import can proceed from (a
-node we could not read, a cluster already in Omni) cannot be accepted: accepting them would not
-make apply possible, only fail later and less clearly.
-"""
+"""Checks: facts + spec -> findings. Pure; the codes, their severities and fixes are the
+table in ``planner.finding_codes``."""
 
 from __future__ import annotations
 
@@ -12,120 +7,10 @@ import re
 from dataclasses import dataclass
 
 from planner.facts import ClusterFacts, NodeFacts
+from planner.finding_codes import CHECKS, MIN_TALOS_VERSION
 from planner.plan import Finding, Severity
 from planner.spec import Spec, version_tuple
 from providers.codec.joinurl import api_url_problem
-
-MIN_TALOS_VERSION = "1.9.0"
-"""Omni's importer requires a Talos version strictly greater than this."""
-
-
-@dataclass(frozen=True)
-class Check:
-    severity: Severity
-    acceptable: bool
-    fix: str
-
-
-E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO  # noqa: E741
-
-CHECKS: dict[str, Check] = {
-    "NODE_UNREACHABLE": Check(E, False, "make the node reachable through the talos endpoints"),
-    "TALOS_ROLE_INSUFFICIENT": Check(
-        E, False, "use a talosconfig with the os:admin role (reading machine configs needs it)"
-    ),
-    "NODE_READ_FAILED": Check(E, False, "check the node's apid and retry"),
-    "NO_CONTROL_PLANE": Check(E, False, "list at least one control-plane node in talos.nodes"),
-    "MEMBERS_MISMATCH": Check(
-        E, False, "list every cluster member in talos.nodes (and only members)"
-    ),
-    "MEMBERS_UNREADABLE": Check(
-        E,
-        True,
-        "make the first node in talos.nodes reachable (talosctl get members), "
-        "or accept to skip the member check",
-    ),
-    "DISCOVERY_DISABLED": Check(
-        W, True, "make sure talos.nodes lists every node: discovery cannot confirm it"
-    ),
-    "TALOS_VERSIONS_DIFFER": Check(E, True, "upgrade all nodes to one Talos version first"),
-    "KUBERNETES_VERSIONS_DIFFER": Check(
-        E, True, "finish the Kubernetes upgrade so every component runs one version"
-    ),
-    "IMAGE_VERSION_UNPARSEABLE": Check(E, True, "use images tagged with a version (vX.Y.Z)"),
-    "TALOS_VERSION_ASSERTION": Check(
-        E, False, "update versions.talos in the spec, or point it at the right cluster"
-    ),
-    "KUBERNETES_VERSION_ASSERTION": Check(
-        E, False, "update versions.kubernetes in the spec, or point it at the right cluster"
-    ),
-    "INITIAL_VERSION_NEWER": Check(
-        E, False, "set versions.initialTalos/initialKubernetes to the versions first installed"
-    ),
-    "TALOS_BELOW_MINIMUM": Check(
-        E, False, f"upgrade Talos past {MIN_TALOS_VERSION} before importing"
-    ),
-    "TALOS_VERSION_UNKNOWN_TO_OMNI": Check(
-        E, False, "upgrade Omni or Talos so that Omni supports this Talos version"
-    ),
-    "KUBERNETES_INCOMPATIBLE": Check(
-        E, False, "upgrade Kubernetes to a version Omni pairs with this Talos version"
-    ),
-    "SCHEMATIC_MISSING": Check(
-        E,
-        True,
-        "install from an Image Factory image, or accept: Omni will use the default installer",
-    ),
-    "SCHEMATIC_UNVERIFIABLE": Check(
-        E, True, "upgrade to an Image Factory image that embeds its schematic, or accept"
-    ),
-    "SCHEMATIC_MISMATCH": Check(
-        E, True, "the factory derives another ID from the node's schematic; investigate, or accept"
-    ),
-    "SCHEMATIC_UNKNOWN_TO_FACTORY": Check(
-        W, True, "register the schematic with the factory Omni uses before upgrading"
-    ),
-    "FACTORY_UNREACHABLE": Check(E, True, "check imageFactory.url, or accept to skip the check"),
-    "OMNI_UNREACHABLE": Check(E, False, "check omni.url and the service account key"),
-    "SIDEROLINK_URL_INVALID": Check(
-        E, False, "set Omni's advertised SideroLink API URL (siderolink-api-advertised-url)"
-    ),
-    "CLUSTER_EXISTS": Check(E, False, "pick another cluster, or delete the one in Omni"),
-    "CLUSTER_IMPORT_IN_PROGRESS": Check(
-        E, False, "run `omniport abort <cluster>` (or roll back the earlier apply) first"
-    ),
-    "NODE_ALREADY_CONNECTED": Check(
-        E, False, "remove the node's SideroLinkConfig, or abort its earlier import first"
-    ),
-    "MACHINE_KNOWN_TO_OMNI": Check(
-        W, True, "the machine is already registered in Omni; make sure it is not in use there"
-    ),
-    "ETCD_MEMBERS_MISMATCH": Check(
-        E, True, "make etcd membership equal the control-plane nodes (remove stale members)"
-    ),
-    "ETCD_LEARNER": Check(W, True, "wait until the etcd learner is promoted"),
-    "SERVICE_UNHEALTHY": Check(E, True, "fix the service (talosctl services) before importing"),
-    "HEALTH_CHECK_FAILED": Check(
-        E, True, "fix the cluster's health, or disable healthCheck after review"
-    ),
-    "CONFIG_RESIDUE": Check(
-        E, True, "these fields would differ after import; review them, or accept"
-    ),
-    "DENYLISTED_VALUES": Check(
-        W, True, "Omni manages these fields itself; the live values stay on the node until unlock"
-    ),
-    "UNLOCK_PREVIEW": Check(
-        I, True, "after `omniport unlock`, Omni pushes this config; review the differences"
-    ),
-    "UNLOCK_CONFIG_INVALID": Check(
-        E,
-        True,
-        "Talos would refuse the config Omni pushes after unlock (omni#3424): migrate the live "
-        "config to the documents this Talos version generates (or drop the named v1alpha1 "
-        "fields from the node's imported ConfigPatches in Omni) before `omniport unlock`; "
-        "accept only if you will do that",
-    ),
-}
 
 
 def finding(
@@ -213,6 +98,17 @@ def _node_findings(node: NodeFacts, spec: Spec) -> list[Finding]:
                 node=node.address,
             )
         )
+    if node.fact_mismatches:
+        out.append(
+            finding(
+                "NODE_FACTS_DISAGREE",
+                "the node's config and Talos's resources disagree; the plan uses what Talos "
+                "reports, as Omni's importer does",
+                spec,
+                node=node.address,
+                details=node.fact_mismatches,
+            )
+        )
     for service in node.services:
         if service.healthy is False or service.state in ("Failed",):
             out.append(
@@ -259,6 +155,16 @@ def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
 
     if readable and not facts.control_planes:
         out.append(finding("NO_CONTROL_PLANE", "none of the given nodes is a control plane", spec))
+
+    for what, path, mode in facts.exposed_key_files:
+        out.append(
+            finding(
+                "KEY_FILE_EXPOSED",
+                f"the {what} {path} holds a private key and is readable by others "
+                f"(mode {mode:04o})",
+                spec,
+            )
+        )
 
     # discovery membership versus the nodes given
     if facts.members_error is not None:
@@ -487,6 +393,18 @@ def _omni_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
 def _factory_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     factory = facts.factory
     out: list[Finding] = []
+    if factory.url is None:
+        with_schematic = [n.address for n in facts.nodes if n.error is None and n.schematic_id]
+        if with_schematic:
+            out.append(
+                finding(
+                    "FACTORY_URL_MISSING",
+                    f"no Image Factory to register the nodes' schematics with: "
+                    f"{factory.missing or 'no URL'}, and the spec names none",
+                    spec,
+                )
+            )
+        return out
     if factory.error is not None:
         out.append(finding("FACTORY_UNREACHABLE", factory.error.message, spec))
         return out
@@ -507,7 +425,13 @@ def _factory_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
             out.append(
                 finding(
                     "SCHEMATIC_UNKNOWN_TO_FACTORY",
-                    f"the factory at {factory.url} does not know schematic {c.schematic_id[:12]}…",
+                    f"the factory at {factory.url} does not know schematic {c.schematic_id[:12]}…"
+                    + (
+                        f" (Omni's secondary factory at {c.known_at} does)"
+                        if c.known_at and c.known_at != factory.url
+                        else ""
+                    )
+                    + "; apply registers it there",
                     spec,
                     node=c.node,
                 )

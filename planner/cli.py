@@ -231,6 +231,21 @@ def config() -> None:
     """The machine-config engine on files, like talosctl."""
 
 
+def _registry_mirrors(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """``HOST=URL[,URL...]`` flags as talosctl reads them; a repeated host adds endpoints."""
+    mirrors: dict[str, list[str]] = {}
+    for value in values:
+        host, sep, urls = value.partition("=")
+        if not sep or not host or not urls:
+            raise click.BadParameter(
+                f"{value!r} is not HOST=URL[,URL...]; e.g. docker.io=https://mirror.example.com"
+            )
+        mirrors.setdefault(host, []).extend(urls.split(","))
+    return mirrors
+
+
 @config.command("gen")
 @click.option(
     "--talos-version", required=True, help="Talos version; its major.minor is the contract."
@@ -268,6 +283,27 @@ def config() -> None:
     help="KubePrism port (0 disables; default: the contract's).",
 )
 @click.option("--local-api-server-port", type=click.IntRange(0, 65535), default=0)
+@click.option(
+    "--with-cluster-discovery/--without-cluster-discovery",
+    "discovery",
+    default=True,
+    show_default=True,
+    help="Cluster discovery (talosctl's --with-cluster-discovery).",
+)
+@click.option(
+    "--registry-mirror",
+    "registry_mirrors",
+    multiple=True,
+    callback=_registry_mirrors,
+    metavar="HOST=URL[,URL...]",
+    help="Registry mirror, e.g. docker.io=https://mirror.example.com (repeatable).",
+)
+@click.option(
+    "--with-kubespan/--without-kubespan",
+    "kubespan",
+    default=None,
+    help="Write KubeSpan on or off (default: leave it out, as Talos does).",
+)
 def config_gen(
     talos_version: str,
     kubernetes_version: str,
@@ -283,6 +319,9 @@ def config_gen(
     allow_scheduling_on_control_planes: bool,
     kubeprism_port: int | None,
     local_api_server_port: int,
+    discovery: bool,
+    registry_mirrors: dict[str, list[str]],
+    kubespan: bool | None,
 ) -> None:
     """Generate a default machine config for a version contract."""
     from planner.config_generation import GenRequest, write_private_file
@@ -304,6 +343,9 @@ def config_gen(
             allow_scheduling_on_control_planes=allow_scheduling_on_control_planes,
             kube_prism_port=kubeprism_port,
             local_api_server_port=local_api_server_port,
+            discovery=discovery,
+            registry_mirrors=registry_mirrors,
+            kubespan=kubespan,
         ),
     )
     text = generate_config(request)
@@ -487,6 +529,29 @@ def _lab_errors() -> Iterator[None]:
 @click.option("--omni-machine-api-url", help="The machine API URL the lab's Omni advertises.")
 @click.option("--omni-join-token", help="The lab Omni's default join token.")
 @click.option(
+    "--factory-auth",
+    is_flag=True,
+    help="The factory wants basic auth (an Enterprise factory); Omni holds the credentials.",
+)
+@click.option(
+    "--factory-yaml-v3", is_flag=True, help="The factory quotes YAML as yaml.v3-era factories."
+)
+@click.option("--omni-factory-url", help="Omni's primary factory URL ('' for none).")
+@click.option(
+    "--omni-version-factory",
+    is_flag=True,
+    help="Omni's TalosVersion of the nodes' version records the lab's factory.",
+)
+@click.option("--omni-secondary-factory-url", help="Omni's secondary factory URL.")
+@click.option(
+    "--schematic-kernel-arg", multiple=True, help="A kernel argument in the nodes' schematic."
+)
+@click.option(
+    "--schematic-yaml-v3",
+    is_flag=True,
+    help="The nodes' image came from a yaml.v3-era factory (older schematic quoting).",
+)
+@click.option(
     "--omni-version",
     help="Omni release the lab's Omni answers as; its config-patch rules follow it "
     "(default: Omni's main branch).",
@@ -522,6 +587,13 @@ def lab_up(
     no_factory_schematic: bool,
     omni_machine_api_url: str | None,
     omni_join_token: str | None,
+    factory_auth: bool,
+    factory_yaml_v3: bool,
+    omni_factory_url: str | None,
+    omni_version_factory: bool,
+    omni_secondary_factory_url: str | None,
+    schematic_kernel_arg: tuple[str, ...],
+    schematic_yaml_v3: bool,
     omni_version: str | None,
     omni_zstd_dict: str | None,
     omni_api_version: int | None,
@@ -545,10 +617,23 @@ def lab_up(
             for flag, value in (
                 ("--omni-machine-api-url", omni_machine_api_url),
                 ("--omni-join-token", omni_join_token),
+                ("--omni-secondary-factory-url", omni_secondary_factory_url),
             )
             if value
             for arg in (flag, value)
-        ),
+        )
+        + (("--omni-factory-url", omni_factory_url) if omni_factory_url is not None else ())
+        + tuple(
+            flag
+            for flag, on in (
+                ("--factory-auth", factory_auth),
+                ("--factory-yaml-v3", factory_yaml_v3),
+                ("--omni-version-factory", omni_version_factory),
+                ("--schematic-yaml-v3", schematic_yaml_v3),
+            )
+            if on
+        )
+        + tuple(arg for value in schematic_kernel_arg for arg in ("--schematic-kernel-arg", value)),
         omni_version=omni_version,
         omni_zstd_dict=omni_zstd_dict,
         omni_join_ms=omni_join_ms,
@@ -687,6 +772,10 @@ def _print_faults(active: dict[str, Any]) -> None:
         lines.append(f"schematic content {content} on {node}")
     for node in active.get("not_ready") or []:
         lines.append(f"Kubernetes Node not ready: {node}")
+    for node, image in (active.get("kubelet_images") or {}).items():
+        lines.append(f"KubeletConfig on {node} reports {image}")
+    if active.get("system_patches"):
+        lines.append("Omni adds a system config patch to every cluster")
     if active.get("health_cancelled"):
         lines.append("the health check is cancelled halfway")
     if active.get("factory_down"):
@@ -822,6 +911,24 @@ def fault_health(ctx: click.Context, problem: str, node: str | None, clear: bool
     """Make the cluster health check fail: a Kubernetes Node NotReady (which only the health
     check sees), or the check's stream cancelled halfway."""
     _fault(ctx, {"kind": "health", "problem": problem, "node": node, "clear": clear})
+
+
+@lab_fault.command("kubelet-lag")
+@click.argument("node")
+@click.argument("image", required=False)
+@click.option("--clear", is_flag=True, help="Report the configured image again.")
+@click.pass_context
+def fault_kubelet_lag(ctx: click.Context, node: str, image: str | None, clear: bool) -> None:
+    """NODE's KubeletConfig reports IMAGE, not the kubelet image its config names."""
+    _fault(ctx, {"kind": "kubelet-lag", "node": node, "image": image, "clear": clear})
+
+
+@lab_fault.command("system-patch")
+@click.option("--clear", is_flag=True, help="Stop adding system patches.")
+@click.pass_context
+def fault_system_patch(ctx: click.Context, clear: bool) -> None:
+    """Omni adds a system config patch of its own to every cluster it holds."""
+    _fault(ctx, {"kind": "system-patch", "clear": clear})
 
 
 @lab_fault.command("clear")

@@ -3,12 +3,13 @@
 Nodes are read in batches of ``parallelism``, and each batch costs one round trip: the machine
 service answers for the whole batch in one call per method (Version, ServiceList, and
 EtcdMemberList for the nodes that may be control planes: apid proxies one-to-many), while the
-COSI reads (hostname, SMBIOS UUID, machine config, extensions; apid never proxies COSI
-one-to-many) are issued per node, all at once. The machine config states the machine type, the
-kubelet and control-plane images and the cluster name (:mod:`planner.configfacts`), so their
-resources are read only for a node whose config does not state them (Talos then uses its
-version's default) or could not be read: that node costs a second round trip. On a 1000-node
-cluster this is about 4 calls per node instead of 8 to 13.
+COSI reads (hostname, SMBIOS UUID, machine config, extensions, machine type, kubelet config;
+apid never proxies COSI one-to-many) are issued per node, all at once, and for the nodes
+discovery calls control planes also their control-plane configs and cluster info. Facts come
+from the resources Omni's importer reads; what the config states (:mod:`planner.configfacts`)
+is the cross-check, and a disagreement is reported (``NodeFacts.fact_mismatches``). A control
+plane that discovery did not name as one costs a second round trip for its control-plane reads.
+That is about 6 calls per worker and 10 per control plane.
 
 EtcdMemberList is skipped for nodes that Talos discovery reported as workers, and issued
 speculatively (ignored on workers) for the others. A node discovery called a worker that turns
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from planner.configfacts import NOTHING, StatedFacts, stated_facts
 from planner.facts import (
@@ -44,6 +46,8 @@ from providers.codec.omni_names import (
     CLUSTERS,
     DEFAULT_JOIN_TOKENS,
     FEATURES_CONFIGS,
+    IMAGE_FACTORY_AUTH_ID,
+    IMAGE_FACTORY_AUTHS,
     LINKS,
     SIDEROLINK_API_CONFIGS,
     TALOS_VERSIONS,
@@ -108,7 +112,7 @@ _NODE_CALLS: dict[str, Callable[[TalosClient, str], Awaitable[Any]]] = {
     "cp_images": TalosClient.control_plane_images,
     "cluster": _cluster_name,
 }
-_FIRST_ROUND = ("hostname", "uuid", "config", "extensions")
+_FIRST_ROUND = ("hostname", "uuid", "config", "extensions", "type", "kubelet")
 
 
 @dataclass
@@ -119,43 +123,62 @@ class _NodeRead:
     hint: str | None
     values: dict[str, Any] = field(default_factory=dict)
     asked: set[str] = field(default_factory=set)
+    stated: dict[str, Any] = field(default_factory=dict)
+    """What the config states for the facts read from resources (the cross-check)."""
 
     def failed(self, key: str) -> bool:
         return isinstance(self.values.get(key), ProviderError)
 
     def take_config(self) -> None:
-        """Fill in what the config states, once it is read (see planner.configfacts)."""
+        """Note what the config states, once it is read (see planner.configfacts)."""
         config = self.values.get("config")
         stated = NOTHING if not isinstance(config, bytes) else stated_facts(config)
-        for key, value in _stated_values(stated).items():
-            if value is not None:
-                self.values.setdefault(key, value)
+        self.stated = {k: v for k, v in _stated_values(stated).items() if v is not None}
+
+    def value(self, key: str) -> Any:
+        """The resource's value, else (unreadable) what the config states, else None."""
+        value = self.values.get(key)
+        if value is None or isinstance(value, ProviderError):
+            return self.stated.get(key)
+        return value
 
     def missing(self) -> list[str]:
         """Reads still needed, given what is known (never one already asked)."""
-        if self.failed("version"):
+        if self.failed("version") or any(self.failed(k) for k in ("hostname", "uuid")):
             return []  # the node is unreadable: nothing else matters
-        wanted = ["type"]
-        if not any(self.failed(k) for k in ("type", "hostname", "uuid")):
-            wanted.append("kubelet")
-            machine_type = self.values.get("type")
-            if machine_type is None:  # role unknown yet: speculate unless called a worker
-                if self.hint != "worker":
-                    wanted += ["cp_images", "cluster"]
-            elif _role(machine_type) == "controlplane":
-                wanted += _CONTROL_PLANE_ONLY
+        machine_type = self.value("type")
+        wanted = (
+            list(_CONTROL_PLANE_ONLY)
+            if machine_type and _role(machine_type) == "controlplane"
+            else []
+        )
         return [k for k in wanted if k not in self.values and k not in self.asked]
+
+    def mismatches(self) -> tuple[str, ...]:
+        """Where the config states one value and Talos's resource reports another."""
+        out = []
+        for key, (field_name, resource) in _CROSS_CHECKED.items():
+            stated, read = self.stated.get(key), self.values.get(key)
+            if stated is None or read is None or isinstance(read, ProviderError):
+                continue
+            if key == "cp_images":
+                for part, name in _CP_PARTS:
+                    a, b = getattr(stated, part), getattr(read, part)
+                    if a != b:
+                        out.append(f"cluster.{name}.image is {a}, {resource} reports {b}")
+            elif stated != read:
+                out.append(f"{field_name} is {stated}, {resource} reports {read}")
+        return tuple(out)
 
     def facts(self) -> NodeFacts:
         values = self.values
         for key in _ESSENTIAL:
-            if isinstance(values[key], ProviderError):
+            if isinstance(values[key], ProviderError) and self.value(key) is None:
                 return NodeFacts(address=self.address, error=read_error(values[key]))
-        role = _role(values["type"])
+        role = _role(self.value("type"))
 
         def ok(key: str) -> Any:
-            value = values.get(key)
-            return None if isinstance(value, ProviderError) else value
+            return self.value(key)
 
         config_error = None
         if isinstance(values["config"], ProviderError):
@@ -185,7 +208,21 @@ class _NodeRead:
                 EtcdMember(m.id, m.hostname, tuple(m.peer_urls), m.is_learner) for m in etcd or ()
             ),
             cluster_name=ok("cluster") if is_cp else None,
+            fact_mismatches=self.mismatches(),
         )
+
+
+_CROSS_CHECKED = {
+    "type": ("machine.type", "MachineTypes"),
+    "kubelet": ("machine.kubelet.image", "KubeletConfigs"),
+    "cp_images": ("cluster.*.image", "the control-plane configs"),
+    "cluster": ("cluster.clusterName", "Infos"),
+}
+_CP_PARTS = (
+    ("apiserver", "apiServer"),
+    ("scheduler", "scheduler"),
+    ("controller_manager", "controllerManager"),
+)
 
 
 def _role(machine_type: str) -> str:
@@ -223,8 +260,11 @@ async def read_batch(
                 for a in maybe_cp:
                     nodes[a].asked.add("etcd")
             for a, node in nodes.items():
-                node.asked.update(("version", "services", *_FIRST_ROUND))
-                for key in _FIRST_ROUND:
+                first_round = _FIRST_ROUND
+                if node.hint in ("controlplane", "init"):  # discovery says so: no second trip
+                    first_round += ("cp_images", "cluster")
+                node.asked.update(("version", "services", *first_round))
+                for key in first_round:
                     calls[a, key] = _NODE_CALLS[key](client, a)
         else:
             etcd = []
@@ -344,6 +384,8 @@ async def read_omni_settings(omni: Any) -> dict[str, Any]:
             "features": omni.get(FEATURES_CONFIGS, "features-config"),
             "versions": omni.list(TALOS_VERSIONS),
             "links": omni.list(LINKS),
+            # Omni's credentials for an Enterprise factory (a virtual resource); None if absent
+            "factory_auth": omni.find(IMAGE_FACTORY_AUTHS, IMAGE_FACTORY_AUTH_ID),
             "server": omni.server_version(),
         }
     )
@@ -412,37 +454,132 @@ async def read_omni(
 
 # --- Image Factory ---------------------------------------------------------------------------
 
+DEFAULT_FACTORY_HINT = (
+    "set imageFactory.url in the spec, or give Omni an Image Factory "
+    "(its --image-factory-address; the default is https://factory.talos.dev)"
+)
 
-async def read_factory(
-    url: str | None, nodes: tuple[NodeFacts, ...], *, ca_file: Any = None, timeouts: Any = None
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or 443}"
+
+
+def choose_factory(
+    spec_url: str | None,
+    settings: Mapping[str, Any],
+    talos_version: str | None,
+    *,
+    ca_file: Any = None,
 ) -> FactoryFacts:
-    """Check every node's schematic against the factory: offline ID + GET, never POST."""
-    from providers.factory import AsyncFactoryClient, SchematicStatus
+    """The factory an import registers schematics with, chosen as Omni chooses it (pure).
 
+    ``imageFactory.url`` in the spec wins; else the factory Omni's ``TalosVersion`` of the
+    cluster's Talos version records; else Omni's primary one (``FeaturesConfig``). Omni's
+    secondary factory is kept beside it. Omni's ``ImageFactoryAuth`` credentials are used
+    when Omni calls its factory Enterprise, and only with a factory Omni names (never sent to
+    another host a spec points at). No URL is a fact with its reason, not a silent skip.
+    """
+    features = settings.get("features")
+    versions = settings.get("versions")
+    auth = settings.get("factory_auth")
+    feats = None if isinstance(features, ProviderError) or features is None else features.spec
+    primary = (feats.image_factory_base_url or "").strip() if feats is not None else ""
+    secondary = (feats.secondary_image_factory_base_url or "").strip() if feats else ""
+    recorded = ""
+    if talos_version and not isinstance(versions, ProviderError):
+        wanted = _strip_v(talos_version)
+        for r in versions or ():
+            if r.id == wanted and (r.spec.image_factory_url or "").strip():
+                recorded = r.spec.image_factory_url.strip()
+    url, source = "", ""
+    for candidate, origin in ((spec_url, "spec"), (recorded, "talos-version"), (primary, "omni")):
+        if candidate and candidate.strip():
+            url, source = candidate.strip(), origin
+            break
+    ca = str(ca_file) if ca_file is not None else None
     if not url:
-        return FactoryFacts(url=None)
-    to_check = [n for n in nodes if n.error is None and n.schematic_id and n.schematic_yaml]
-    if not to_check:
-        return FactoryFacts(url=url)
-    kwargs: dict[str, Any] = {"base_url": url}
-    if ca_file is not None:
-        kwargs["ca_file"] = str(ca_file)
+        if isinstance(features, ProviderError):
+            missing = f"Omni's FeaturesConfig could not be read ({features.message})"
+        else:
+            missing = "Omni's FeaturesConfig has an empty image_factory_base_url"
+            if talos_version:
+                missing += f" and its TalosVersion {_strip_v(talos_version)} records no factory"
+        return FactoryFacts(url=None, missing=missing, secondary_url=secondary or None, ca_file=ca)
+    credentials: tuple[str, str] | None = None
+    omni_named = {_origin(u) for u in (primary, recorded, secondary) if u}
+    if (
+        feats is not None
+        and feats.is_enterprise_image_factory
+        and auth is not None
+        and not isinstance(auth, ProviderError)
+        and auth.spec.username
+        and auth.spec.password
+        and _origin(url) in omni_named
+    ):
+        credentials = (auth.spec.username, auth.spec.password)
+    return FactoryFacts(
+        url=url,
+        source=source,
+        secondary_url=secondary if secondary and secondary != url else None,
+        credentials=credentials,
+        ca_file=ca,
+    )
+
+
+def factory_client(target: FactoryFacts, url: str | None = None, timeouts: Any = None) -> Any:
+    """An asyncio factory client for ``url`` (default: the chosen one), with Omni's
+    credentials when they belong to it."""
+    from providers.factory import AsyncFactoryClient
+
+    base = url or target.url or ""
+    kwargs: dict[str, Any] = {"base_url": base}
+    if target.ca_file is not None:
+        kwargs["ca_file"] = target.ca_file
     if timeouts is not None:
         kwargs["timeouts"] = timeouts
+    if target.credentials is not None and base == target.url:
+        kwargs["username"], kwargs["password"] = target.credentials
+    return AsyncFactoryClient(**kwargs)
+
+
+async def read_factory(
+    target: FactoryFacts, nodes: tuple[NodeFacts, ...], *, timeouts: Any = None
+) -> FactoryFacts:
+    """Check every node's schematic against the chosen factory: offline ID + GET, never POST.
+
+    The factory's answer beats the offline ID (see ``FactoryClient.check_schematic``). A
+    schematic the chosen factory does not know is looked up on Omni's secondary factory."""
+    from providers.factory import SchematicStatus
+
+    if not target.url:
+        return target
+    to_check = [n for n in nodes if n.error is None and n.schematic_id and n.schematic_yaml]
+    if not to_check:
+        return target
     try:
-        client = AsyncFactoryClient(**kwargs)
+        client = factory_client(target, timeouts=timeouts)
+        secondary = (
+            factory_client(target, target.secondary_url, timeouts) if target.secondary_url else None
+        )
     except (ProviderError, ValueError, OSError) as exc:
-        return FactoryFacts(url=url, error=ReadError(type(exc).__name__, str(exc)))
+        return replace(target, error=ReadError(type(exc).__name__, str(exc)))
     checks: list[SchematicCheck] = []
-    seen: dict[tuple[str, str], Any] = {}
+    seen: dict[tuple[str, str], tuple[Any, str | None]] = {}
     for node in to_check:
         key = (node.schematic_id or "", node.schematic_yaml or "")
         if key not in seen:
             try:
-                seen[key] = await client.check_schematic(*key)
+                result = await client.check_schematic(*key)
+                where = target.url if result.known_to_factory else None
+                if result.status is SchematicStatus.UNKNOWN_TO_FACTORY and secondary is not None:
+                    other = await secondary.check_schematic(*key)
+                    if other.known_to_factory:
+                        where = target.secondary_url
             except ProviderError as exc:
-                return FactoryFacts(url=url, error=read_error(exc))
-        result = seen[key]
+                return replace(target, error=read_error(exc))
+            seen[key] = (result, where)
+        result, where = seen[key]
         checks.append(
             SchematicCheck(
                 node=node.address,
@@ -452,6 +589,9 @@ async def read_factory(
                 if result.status is not SchematicStatus.MISMATCH
                 else (result.computed_id or ""),
                 known_to_factory=result.known_to_factory,
+                known_at=where,
+                note=result.detail if result.offline_id else "",
+                schematic_yaml=node.schematic_yaml,
             )
         )
-    return FactoryFacts(url=url, checks=tuple(checks))
+    return replace(target, checks=tuple(checks))

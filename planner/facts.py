@@ -54,6 +54,8 @@ class NodeFacts:
     services: tuple[Service, ...] = ()
     etcd_members: tuple[EtcdMember, ...] = ()
     cluster_name: str | None = None
+    fact_mismatches: tuple[str, ...] = ()
+    """Where the config states one value and Talos's resources report another."""
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,33 @@ class SchematicCheck:
     offline_id: str | None
     known_to_factory: bool | None
     error: ReadError | None = None
+    known_at: str | None = None
+    """The factory that holds the schematic (the import's, or Omni's secondary one)."""
+    note: str = ""
+    """Why the offline ID is not the last word (the factory confirmed the node's ID)."""
+    schematic_yaml: str | None = field(default=None, repr=False, compare=False)
+    """The node's schematic content, which apply registers (POST /schematics)."""
 
 
 @dataclass(frozen=True)
 class FactoryFacts:
     url: str | None
+    """The factory the import uses (see ``planner.discover.choose_factory``); None: none."""
     error: ReadError | None = None
     checks: tuple[SchematicCheck, ...] = ()
+    source: str = ""
+    """Where ``url`` came from: ``spec``, ``talos-version``, ``omni``, or ``""`` (none)."""
+    missing: str | None = None
+    """Why there is no factory URL, in words (only when ``url`` is None)."""
+    secondary_url: str | None = None
+    """Omni's secondary factory, asked for schematics the primary does not know."""
+    credentials: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+    """Omni's ImageFactoryAuth (username, password), sent to ``url``: never printed or saved."""
+    ca_file: str | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.credentials is not None
 
 
 @dataclass(frozen=True)
@@ -120,6 +142,8 @@ class ClusterFacts:
     health: HealthFacts
     members_error: str | None = None
     """Why the members could not be read (then ``members`` is None)."""
+    exposed_key_files: tuple[tuple[str, str, int], ...] = ()
+    """(what, path, mode) of files holding private keys that others may read."""
 
     def node(self, address: str) -> NodeFacts:
         return next(n for n in self.nodes if n.address == address)

@@ -12,15 +12,19 @@ import asyncio
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from planner import __version__
 from planner.changes import NodeImport, plan_changes
 from planner.checks import check, finding, resolve_versions
 from planner.discover import (
+    choose_factory,
     read_factory,
     read_members,
     read_nodes,
@@ -31,7 +35,7 @@ from planner.discover import (
 )
 from planner.errors import OmniportError
 from planner.facts import ClusterFacts, FactoryFacts, HealthFacts, Member, NodeFacts, OmniFacts
-from planner.join import JoinOptions
+from planner.join import JOIN_KINDS, JoinOptions
 from planner.machineconfig import document as mcdoc
 from planner.machineconfig.diff import diff
 from planner.machineconfig.generate import GenerateOptions, generate, import_baseline
@@ -48,6 +52,7 @@ from providers.codec.joinurl import api_url_problem
 from providers.errors import ProviderError, TLSFailure
 from providers.omni import OmniClient, TLSOptions, UnsupportedAPIVersion
 from providers.talos import TalosClient
+from providers.talosconfig import find_talosconfig
 from providers.timeouts import Timeouts
 
 OMNI_LB_ENDPOINT = "https://[fdae:41e4:649b:9303::1]:10000"
@@ -73,6 +78,8 @@ class NodeWork:
     removed: tuple[str, ...]
     live: mcdoc.MachineConfig | None = field(default=None, repr=False, compare=False)
     """``facts.config`` parsed (when it parsed), so apply need not parse it again."""
+    replaced: tuple[str, ...] = ()
+    """Join documents of an earlier import that the join overwrites (redacted, one per line)."""
 
 
 @dataclass(frozen=True)
@@ -135,11 +142,23 @@ async def discover(
     talos = talos_client(spec, timeouts, env)
     omni = omni_client(spec, timeouts, env)
     try:
-        return await _discover(spec, talos, omni, timeouts, health_check)
+        return await _discover(spec, talos, omni, timeouts, health_check, env)
     finally:
         # Closing a TLS connection waits for the peer's close_notify; asyncio.run closes its
         # loop at once, and the half-closed sockets would then leak (ResourceWarning).
         await asyncio.sleep(TLS_CLOSE_GRACE)
+
+
+def registrable_schematics(factory: FactoryFacts) -> dict[str, str]:
+    """Node address -> the schematic ID apply registers with the factory: every node whose
+    schematic content was checked against a reachable factory and hashes to its ID."""
+    if not factory.url or factory.error is not None:
+        return {}
+    return {
+        c.node: c.schematic_id
+        for c in factory.checks
+        if c.error is None and c.schematic_yaml and c.offline_id == c.schematic_id
+    }
 
 
 TLS_CLOSE_GRACE = 0.1
@@ -152,6 +171,7 @@ async def _discover(
     omni: OmniClient,
     timeouts: Timeouts,
     health_check: bool | None,
+    env: Mapping[str, str] | None = None,
 ) -> ClusterFacts:
     run_health = spec.health_check if health_check is None else health_check
     async with talos, omni:
@@ -190,16 +210,17 @@ async def _discover(
                 return HealthFacts(ran=False)
             return await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
 
-        settings_factory = settings["features"]
-        factory_url = spec.image_factory.url or (
-            None
-            if isinstance(settings_factory, ProviderError)
-            else settings_factory.spec.image_factory_base_url or None
+        cluster_talos = next(
+            (n.talos_version for n in nodes if n.role == "controlplane" and n.talos_version),
+            spec.versions.talos,
+        )
+        target = choose_factory(
+            spec.image_factory.url, settings, cluster_talos, ca_file=spec.image_factory.ca_file
         )
         health_facts, omni_facts, factory_facts = await asyncio.gather(
             health(),
             read_omni(omni, omni.endpoint.url, cluster_name, settings),
-            read_factory(factory_url, nodes, ca_file=spec.image_factory.ca_file, timeouts=timeouts),
+            read_factory(target, nodes, timeouts=timeouts),
             return_exceptions=True,
         )
         for value in (health_facts, omni_facts, factory_facts):
@@ -211,10 +232,38 @@ async def _discover(
         nodes=nodes,
         members=members,
         members_error=members_error,
+        exposed_key_files=exposed_key_files(spec, env),
         omni=cast(OmniFacts, omni_facts),
         factory=cast(FactoryFacts, factory_facts),
         health=cast(HealthFacts, health_facts),
     )
+
+
+def exposed_key_files(
+    spec: Spec, env: Mapping[str, str] | None = None
+) -> tuple[tuple[str, str, int], ...]:
+    """The talosconfig and service-account key file when group or others may read them.
+
+    Both hold private keys (the talosconfig an os:admin client key); ssh refuses keys that
+    are not owner-only, and a plan says so, as a warning."""
+    candidates: list[tuple[str, Path | None]] = [
+        ("service account key file", spec.omni.service_account_key_file)
+    ]
+    try:
+        candidates.insert(0, ("talosconfig", find_talosconfig(spec.talos.talosconfig, env)))
+    except ProviderError:
+        pass  # reported where the talosconfig is read
+    out = []
+    for what, path in candidates:
+        if path is None:
+            continue
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            out.append((what, str(path), mode))
+    return tuple(out)
 
 
 def _talos_unreachable(exc: ProviderError, spec: Spec) -> PlanningError:
@@ -309,8 +358,38 @@ def _unlock_refusal(
     return [str(problem) for problem in verdict.errors]
 
 
-def _has_join_documents(config: mcdoc.MachineConfig) -> bool:
-    return any(not d.key.is_legacy and d.key.kind == "SideroLinkConfig" for d in config.documents)
+def _split_join_documents(
+    config: mcdoc.MachineConfig,
+) -> tuple[mcdoc.MachineConfig, tuple[mcdoc.Document, ...]]:
+    """The config without the join documents (what the import carries over), and those."""
+
+    def is_join(doc: mcdoc.Document) -> bool:
+        return not doc.key.is_legacy and (doc.key.kind, doc.key.name or None) in JOIN_KINDS
+
+    join = tuple(d for d in config.documents if is_join(d))
+    if not join:
+        return config, ()
+    rest = tuple(d for d in config.documents if not is_join(d))
+    return mcdoc.MachineConfig.from_documents(rest), join
+
+
+def _join_target(join: tuple[mcdoc.Document, ...]) -> str:
+    """``scheme://host[:port]/path`` the node's SideroLinkConfig dials ("" without one)."""
+    link = next((d for d in join if d.key.kind == "SideroLinkConfig"), None)
+    return _join_target_of_url(str((link.data if link else {}).get("apiUrl") or ""))
+
+
+def _join_target_of_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else ""
+
+
+def _one_line(doc: mcdoc.Document) -> str:
+    """``Kind: key=value, …`` with secrets redacted (the join token rides in the URL)."""
+    data = redact((doc,))[0].data
+    return f"{doc.key.kind}: " + ", ".join(
+        f"{k}={v}" for k, v in data.items() if k not in ("apiVersion", "kind")
+    )
 
 
 def compute(
@@ -338,22 +417,42 @@ def compute(
             works.append(NodeWork(node, (), (), ()))
             continue
         try:
-            live = mcdoc.parse(node.config, source=f"machine config of {node.address}")
+            parsed = mcdoc.parse(node.config, source=f"machine config of {node.address}")
         except OmniportError as err:
             findings.append(finding("NODE_READ_FAILED", str(err), spec, node=node.address))
             works.append(NodeWork(node, (), (), ()))
             continue
-        if _has_join_documents(live):
-            findings.append(
-                finding(
-                    "NODE_ALREADY_CONNECTED",
-                    "the node's config already holds a SideroLinkConfig (joined to an Omni)",
-                    spec,
-                    node=node.address,
+        # join documents are Omni's (replaced at connect), never part of the imported patches
+        live, leftover = _split_join_documents(parsed)
+        replaced = tuple(_one_line(d) for d in leftover)
+        if leftover:
+            target = _join_target(leftover)
+            ours = _join_target_of_url(facts.omni.machine_api_url or "")
+            if target and target == ours:
+                findings.append(
+                    finding(
+                        "LEFTOVER_JOIN_DOCUMENTS",
+                        "the node still holds join documents for this Omni from an earlier "
+                        "import (omnictl cluster import abort leaves them): apply replaces them, "
+                        "rollback restores them",
+                        spec,
+                        node=node.address,
+                        details=replaced,
+                    )
                 )
-            )
+            else:
+                findings.append(
+                    finding(
+                        "NODE_ALREADY_CONNECTED",
+                        "the node's config already holds join documents for another Omni"
+                        + (f" ({target})" if target else ""),
+                        spec,
+                        node=node.address,
+                        details=replaced,
+                    )
+                )
         if not can_compute:
-            works.append(NodeWork(node, (), (), (), live))
+            works.append(NodeWork(node, (), (), (), parsed, replaced))
             continue
         assert bundle is not None and cluster_name is not None
         role = node.role
@@ -443,7 +542,9 @@ def compute(
                         details=tuple(str(m) for m in preview[:20]),
                     )
                 )
-        works.append(NodeWork(node, tuple(texts), tuple(redacted), tuple(removed), live))
+        works.append(
+            NodeWork(node, tuple(texts), tuple(redacted), tuple(removed), parsed, replaced)
+        )
 
     if secrets_problem and any(n.error is None for n in facts.nodes):
         findings.append(finding("NODE_READ_FAILED", secrets_problem, spec))
@@ -460,6 +561,7 @@ def compute(
         else None
     )
     secrets_yaml = bundle.to_yaml() if bundle else ""
+    registrable = registrable_schematics(facts.factory)
     node_imports = [
         NodeImport(
             w.facts.address,
@@ -468,6 +570,8 @@ def compute(
             tuple(
                 (pid, red) for (pid, _), red in zip(w.patch_texts, w.patch_redacted, strict=True)
             ),
+            w.replaced,
+            registrable.get(w.facts.address),
         )
         for w in works
         if w.facts.error is None and w.facts.machine_uuid
@@ -479,6 +583,7 @@ def compute(
             versions.kubernetes or "",
             node_imports,
             join,
+            facts.factory.url,
         )
         if join and cluster_name
         else []

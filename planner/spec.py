@@ -24,6 +24,7 @@ import yaml
 import schemas
 from planner import files
 from planner.errors import OmniportError
+from planner.finding_codes import CHECKS
 
 Path_ = tuple[str | int, ...]
 
@@ -435,6 +436,17 @@ def _semantic_problems(located: _Located, file: str, base: Path) -> list[SpecPro
         line, col = located.marks.get(path, (1, 1))
         problems.append(SpecProblem(file, line, col, message))
 
+    for index, code in enumerate(data.get("findings", {}).get("accept", [])):
+        check = CHECKS.get(code)
+        if check is None:
+            near = difflib.get_close_matches(code, CHECKS, n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else "; omniport reports no such code"
+            at(("findings", "accept", index), f"unknown finding code {code}{hint}")
+        elif not check.acceptable:
+            at(
+                ("findings", "accept", index),
+                f"finding code {code} cannot be accepted: {check.fix}",
+            )
     versions = data.get("versions", {})
     for current, initial in (("talos", "initialTalos"), ("kubernetes", "initialKubernetes")):
         if current in versions and initial in versions:

@@ -12,8 +12,14 @@ error tree, each naming the URL:
 
 :meth:`FactoryClient.check_schematic` is what ``plan`` uses: it hashes the schematic a node
 reports (its ``extraInfo``) offline and asks the factory with a GET whether it knows the ID.
-It never POSTs, so planning registers nothing. :class:`AsyncFactoryClient` offers the same
-calls to asyncio code, each run in a worker thread.
+It never POSTs, so planning registers nothing. When the offline ID differs but the factory
+holds the node's ID for the very same schematic, the factory wins: the two emitters disagree
+on formatting (quoting changed between factory versions), not on content.
+:meth:`FactoryClient.create_schematic` is what ``apply`` uses to register a node's schematic.
+
+Credentials (an Enterprise factory's basic auth, which Omni keeps in ``ImageFactoryAuth``) go
+in an ``Authorization`` header on every call; they never appear in a message or a ``repr``.
+:class:`AsyncFactoryClient` offers the same calls to asyncio code, each in a worker thread.
 """
 
 from __future__ import annotations
@@ -82,6 +88,9 @@ class SchematicCheck:
     """One sentence saying why, fit for a plan finding."""
     schematic: Schematic | None = None
     """The parsed extraInfo, when it could be read."""
+    offline_id: str | None = None
+    """The ID omniport's own emitter gives the extraInfo, when it differs from ``computed_id``
+    (the factory confirmed the node's ID for the same content: a formatting difference)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,8 @@ class FactoryClient:
         ca_file: str | None = None,
         ca_data: str | None = None,
         user_agent: str = _USER_AGENT,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url.strip())
         if parsed.scheme not in ("https", "http") or not parsed.hostname:
@@ -139,10 +150,23 @@ class FactoryClient:
         if ssl_context is None and parsed.scheme == "https":
             ssl_context = ssl.create_default_context(cafile=ca_file, cadata=ca_data)
         self._ssl = ssl_context
+        self._authorization: str | None = None
+        if username and password:
+            token = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._authorization = f"Basic {token}"
+
+    def __repr__(self) -> str:
+        auth = ", authenticated" if self._authorization else ""
+        return f"FactoryClient({self._base!r}{auth})"
 
     @property
     def base_url(self) -> str:
         return self._base
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether calls carry credentials."""
+        return self._authorization is not None
 
     # -- API ---------------------------------------------------------------------------------
 
@@ -249,7 +273,16 @@ class FactoryClient:
                 f"the node reports {node_schematic_id!r}, which is not a schematic ID",
                 parsed,
             )
-        known = self._exists(node_schematic_id)
+        stored = self._fetch(node_schematic_id)
+        known = stored is not None
+        offline: str | None = None
+        if computed is not None and computed != node_schematic_id and stored is not None:
+            try:
+                same = parsed is not None and parse_schematic(stored) == parsed
+            except InvalidSchematic:
+                same = False
+            if same:  # the factory's answer is authoritative: only formatting differs
+                offline, computed = computed, node_schematic_id
         if problem:
             return self._check(
                 SchematicStatus.MISMATCH, node_schematic_id, None, known, problem, None
@@ -280,7 +313,21 @@ class FactoryClient:
             else f"the node has no schematic extraInfo, but the Image Factory knows "
             f"schematic {node_schematic_id}"
         )
-        return self._check(SchematicStatus.MATCH, node_schematic_id, computed, True, detail, parsed)
+        if offline:
+            detail = (
+                f"the Image Factory holds schematic {node_schematic_id} with the node's content; "
+                f"omniport's own emitter formats it differently ({offline})"
+            )
+        return SchematicCheck(
+            SchematicStatus.MATCH,
+            node_schematic_id,
+            computed,
+            True,
+            self._base,
+            detail,
+            parsed,
+            offline,
+        )
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -295,12 +342,12 @@ class FactoryClient:
     ) -> SchematicCheck:
         return SchematicCheck(status, node_id, computed, known, self._base, detail, parsed)
 
-    def _exists(self, schematic_id_: str) -> bool:
+    def _fetch(self, schematic_id_: str) -> str | None:
+        """The factory's text of a schematic, or None when it does not know the ID."""
         try:
-            self._call("GET", self._schematic_path(schematic_id_))
+            return self._call("GET", self._schematic_path(schematic_id_)).text()
         except errors.NotFound:
-            return False
-        return True
+            return None
 
     def _schematic_path(self, schematic_id_: str) -> str:
         if not is_schematic_id(schematic_id_):
@@ -356,6 +403,8 @@ class FactoryClient:
         }
         if content_type:
             headers["Content-Type"] = content_type
+        if self._authorization:
+            headers["Authorization"] = self._authorization
         target = self._prefix + path
         proxy = _proxy_for(self._scheme, self._host)
         if self._scheme == "http" and proxy:

@@ -33,13 +33,16 @@ def test_changes_in_apply_order_without_secrets():
         "omni_cluster.prod",
         "omni_machine_set.prod-control-planes",
         "omni_machine_set.prod-workers",
-        "omni_machine_set_node.u1",
-        "omni_machine_set_node.u2",
         "omni_config_patch.10-u1",
         "talos_join.10.0.0.1",
         "talos_join.10.0.0.2",
+        "omni_machine_set_node.u1",
+        "omni_machine_set_node.u2",
     ]
     assert [c.action for c in changes].count(Action.UPDATE) == 2
     assert "s3cr3t" not in repr(changes)
-    assert changes[0].after == {"data": "(sensitive value)"}
-    assert changes[5].after["labels"]["omni.sidero.dev/machine-set"] == "prod-workers"
+    assert changes[0].after == {
+        "data": "(sensitive value)",
+        "if_present": "replaced (an orphan of a crashed import)",
+    }
+    assert changes[8].after["labels"]["omni.sidero.dev/machine-set"] == "prod-workers"

@@ -1,8 +1,9 @@
 """Discovery against the lab's apid run in this process, so its call counter can be read.
 
 The facts must be exactly those of reading every resource one node at a time (the reference
-reader below); what changes is the number of calls: one-to-many machine calls per batch, and
-no resource read for what the node's config states.
+reader below), as Omni's importer reads them; what changes is the number of calls and round
+trips: one-to-many machine calls per batch, and every COSI read of a batch at once. What the
+node's config states is only a cross-check (``fact_mismatches``).
 """
 
 from __future__ import annotations
@@ -183,25 +184,25 @@ def test_reader_role_facts_equal_reading_every_resource(aio, world):
     assert facts == reference(aio, world, "os:reader")
     assert all(f.config is None and f.config_error.kind == "PermissionDenied" for f in facts)
     assert all(f.kubelet_image and f.role for f in facts)
-    # 3 one-to-many calls + 4 reads per node; then type + kubelet per node, and (speculatively,
-    # no hints) 3 control-plane images + the cluster name
-    assert calls == 3 + 4 * 6 + 6 * (2 + 4)
+    # 3 one-to-many calls + 6 reads per node; then the control planes' 3 images + cluster name
+    assert calls == 3 + 6 * 6 + 2 * (3 + 1)
 
 
-def test_calls_per_node_drop(aio, world):
-    """Before: 8 calls per worker, 13 per control plane (speculatively 13 for every node
-    without hints). Now: 3 one-to-many calls per batch plus 4 COSI reads per node."""
-    n = len(world.nodes)
+def test_calls_per_node(aio, world):
+    """3 one-to-many calls per batch, 6 COSI reads per node (hostname, UUID, config,
+    extensions, machine type, kubelet config) and 4 more per control plane (3 pod configs and
+    the cluster info): in the first round trip when discovery names the control planes."""
+    n, cps = len(world.nodes), len(world.controlplanes)
     _, calls = discover(aio, world)
-    assert calls == 3 + 4 * n
+    assert calls == 3 + 6 * n + 4 * cps
     _, calls = discover(aio, world, role_hints=hints(world))
-    assert calls == 3 + 4 * n
+    assert calls == 3 + 6 * n + 4 * cps
     _, calls = discover(aio, world, parallelism=4)  # two batches
-    assert calls == 2 * 3 + 4 * n
+    assert calls == 2 * 3 + 6 * n + 4 * cps
     # a control plane called a worker: its etcd members take a second (one-to-many) call
     _, calls = discover(aio, world, role_hints=hints(world, wrong=True))
-    assert calls == 2 + 4 * n + 1
-    print(f"{calls / n:.1f} calls per node (was 8 per worker, 13 per control plane)")
+    assert calls == 2 + 6 * n + 4 * cps + 1
+    print(f"{calls / n:.1f} calls per node (8 per worker, 13 per control plane one by one)")
 
 
 def test_unreachable_node_in_a_many_call(aio, world):
@@ -244,18 +245,17 @@ def _without(config: bytes, *path: str) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("role", "path", "extra_calls"),
+    ("role", "path"),
     [
-        ("worker", ("machine", "kubelet", "image"), 1),  # KubeletConfig
-        ("controlplane", ("cluster", "apiServer", "image"), 3),  # the three pod configs
-        ("controlplane", ("cluster", "clusterName"), 1),  # cluster Info
+        ("worker", ("machine", "kubelet", "image")),  # KubeletConfig
+        ("controlplane", ("cluster", "apiServer", "image")),  # the three pod configs
+        ("controlplane", ("cluster", "clusterName")),  # cluster Info
     ],
     ids=["kubelet image", "apiserver image", "cluster name"],
 )
-def test_fact_the_config_does_not_state_is_read_from_its_resource(
-    aio, world, role, path, extra_calls
-):
-    """Talos then uses its version's default: only the resource knows it."""
+def test_fact_the_config_does_not_state_is_read_from_its_resource(aio, world, role, path):
+    """Talos then uses its version's default: only the resource knows it, and nothing
+    disagrees (the config is silent, not different)."""
     address = (world.workers if role == "worker" else world.controlplanes)[-1]
     node = world.lab.by_address[address]
     original = node.config
@@ -268,11 +268,31 @@ def test_fact_the_config_does_not_state_is_read_from_its_resource(
         node.config = original
         node.touch()
     assert facts == want
-    assert calls == 3 + 4 * len(world.nodes) + extra_calls
+    assert calls == 3 + 6 * len(world.nodes) + 4 * len(world.controlplanes)
     got = next(f for f in facts if f.address == address)
-    assert got.kubelet_image and got.role == role
+    assert got.kubelet_image and got.role == role and got.fact_mismatches == ()
     if role == "controlplane":
         assert got.apiserver_image and got.cluster_name is not None
+
+
+def test_a_resource_that_disagrees_with_the_config_wins_and_is_reported(aio, world):
+    """Omni's importer takes KubeletConfig's image; the config's word is the cross-check."""
+    node = world.workers[0]
+    world.lab.faults.kubelet_images[node] = "ghcr.io/siderolabs/kubelet:v1.30.0"
+    world.lab.by_address[node].touch()
+    try:
+        facts, _ = discover(aio, world, role_hints=hints(world))
+        want = reference(aio, world)
+    finally:
+        world.lab.faults.kubelet_images.clear()
+        world.lab.by_address[node].touch()
+    got = next(f for f in facts if f.address == node)
+    assert got.kubelet_image == "ghcr.io/siderolabs/kubelet:v1.30.0"
+    assert [f.kubelet_image for f in facts] == [f.kubelet_image for f in want]
+    [mismatch] = got.fact_mismatches
+    assert mismatch.startswith("machine.kubelet.image is ghcr.io/siderolabs/kubelet:v")
+    assert mismatch.endswith("KubeletConfigs reports ghcr.io/siderolabs/kubelet:v1.30.0")
+    assert all(f.fact_mismatches == () for f in facts if f.address != node)
 
 
 @pytest.mark.parametrize(
@@ -293,5 +313,5 @@ def test_facts_equal_on_other_talos_versions(aio, version, config_states_kuberne
         aio(started.apid.close())
     assert facts == want
     assert all(f.error is None and f.kubelet_image for f in facts)
-    extra = 0 if config_states_kubernetes_facts else 3 * 1 + 1 * (3 + 1)  # kubelet; cp images, name
-    assert calls == 3 + 4 * 3 + extra
+    assert calls == 3 + 6 * 3 + 1 * (3 + 1)
+    assert all(f.fact_mismatches == () for f in facts), config_states_kubernetes_facts

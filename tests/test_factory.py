@@ -541,3 +541,115 @@ def test_lab_factory_imports_only_what_the_lab_may_import():
     project = {m for m in ours if m.split(".")[0] in ("providers", "planner", "lab")}
     allowed = ("providers.wire", "providers.codec", "planner.machineconfig")
     assert project and all(m.startswith(allowed) for m in project), project
+
+
+# --- an older factory's formatting, and an authenticated (Enterprise) factory -----------------
+
+YES = Schematic(
+    customization=Customization(meta=(MetaValue(12, "yes"),), extra_kernel_args=("on",))
+)
+"""Holds YAML 1.1 booleans as strings: factories on yaml.v3 and on v4 quote them differently."""
+
+
+def wait_for_records(lab: LabFactory, wanted: set[tuple[str, str, int, str]]) -> None:
+    """The lab records a request just after answering it: wait until it holds ``wanted``
+    (method, path, status, user)."""
+    deadline = time.monotonic() + 5
+    while not wanted <= {(r.method, r.path, r.status, r.user) for r in lab.requests}:
+        assert time.monotonic() < deadline, lab.requests
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def v3_lab(tls):
+    """A factory that writes canonical text as yaml.v3-era factories did."""
+    ca, cert, key = tls
+    factory = LabFactory(cert, key, versions=["v1.10.3"], yaml_v3=True).start()
+    yield factory
+    factory.stop()
+
+
+def test_check_trusts_the_factory_when_only_formatting_differs(v3_lab, tls):
+    node_id = v3_lab.register(YES)
+    v3_text = v3_lab.lookup(node_id)
+    assert '"yes"' in v3_text and "'yes'" in canonical_yaml(YES)
+    assert schematic_id(YES) != node_id  # omniport's emitter quotes it the v4 way
+    # the node reports the same schematic, not byte for byte (here: as JSON)
+    reported = json.dumps(
+        {"customization": {"extraKernelArgs": ["on"], "meta": [{"key": 12, "value": "yes"}]}}
+    )
+    client = FactoryClient(v3_lab.url, timeouts=FAST, ca_data=tls[0].decode())
+    result = client.check_schematic(node_id, reported)
+    assert result.status is SchematicStatus.MATCH, result.detail
+    assert result.computed_id == node_id and result.offline_id == schematic_id(YES)
+    assert "formats it differently" in result.detail
+    # and registering the node's content where it came from answers the node's ID
+    assert client.create_schematic(reported) == node_id
+    wait_for_records(
+        v3_lab, {("GET", f"/schematics/{node_id}", 200, ""), ("POST", "/schematics", 201, "")}
+    )
+
+
+def test_check_still_reports_other_content_under_a_known_id(v3_lab, tls):
+    node_id = v3_lab.register(YES)
+    other = Schematic(customization=Customization(meta=(MetaValue(12, "no"),)))
+    client = FactoryClient(v3_lab.url, timeouts=FAST, ca_data=tls[0].decode())
+    result = client.check_schematic(node_id, canonical_yaml(other))
+    assert result.status is SchematicStatus.MISMATCH
+    assert result.known_to_factory is True and result.computed_id == schematic_id(other)
+
+
+USER, PASSWORD = "omni-instance", "s3cret-factory-password"
+
+
+@pytest.fixture(scope="module")
+def auth_lab(tls):
+    ca, cert, key = tls
+    factory = LabFactory(
+        cert, key, versions=["v1.10.3"], schematics=[RPI], auth=(USER, PASSWORD)
+    ).start()
+    yield factory
+    factory.stop()
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{}, {"username": USER, "password": "wrong"}, {"username": "other", "password": PASSWORD}],
+    ids=["none", "wrong-password", "wrong-user"],
+)
+def test_authenticated_factory_refuses_other_callers(auth_lab, tls, credentials):
+    client = FactoryClient(auth_lab.url, timeouts=FAST, ca_data=tls[0].decode(), **credentials)
+    for call in (
+        lambda: client.get_schematic_text(RPI_ID),
+        lambda: client.create_schematic(Schematic()),
+        lambda: client.versions(),
+    ):
+        with pytest.raises(errors.Unauthenticated) as info:
+            call()
+        assert info.value.code == 401 and auth_lab.url in str(info.value)
+        assert PASSWORD not in str(info.value)
+    client.health()  # the probes stay open
+    assert Schematic().id not in auth_lab.schematics()
+
+
+def test_authenticated_factory_serves_its_credentials(auth_lab, tls):
+    client = FactoryClient(
+        auth_lab.url, timeouts=FAST, ca_data=tls[0].decode(), username=USER, password=PASSWORD
+    )
+    assert client.authenticated and PASSWORD not in repr(client)
+    assert client.check_schematic(RPI_ID, canonical_yaml(RPI)).status is SchematicStatus.MATCH
+    assert client.create_schematic(Schematic()) == Schematic().id
+    wait_for_records(
+        auth_lab, {("GET", f"/schematics/{RPI_ID}", 200, USER), ("POST", "/schematics", 201, USER)}
+    )
+    # on the wire: basic auth, as Omni's own download client sends it
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", auth_lab.port, context=ssl.create_default_context(cadata=tls[0].decode())
+    )
+    try:
+        conn.request("GET", "/versions")
+        answer = conn.getresponse()
+        assert answer.status == 401 and answer.getheader("WWW-Authenticate", "").startswith("Basic")
+        answer.read()
+    finally:
+        conn.close()

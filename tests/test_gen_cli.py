@@ -88,6 +88,33 @@ def test_config_gen_options_reach_the_generator(capsys):
     assert doc["cluster"]["allowSchedulingOnControlPlanes"] is True
 
 
+def test_config_gen_discovery_mirror_and_kubespan_flags(capsys):
+    secrets = str(fixture("v1alpha1", "stability", "secrets.yaml"))
+    extra = [
+        "--without-cluster-discovery",
+        "--registry-mirror",
+        "docker.io=https://a.example.com,https://b.example.com",
+        "--registry-mirror",
+        "ghcr.io=https://c.example.com",
+        "--with-kubespan",
+    ]
+    assert run(gen_args("1.11", "worker", secrets, *extra)) == 0
+    (doc,) = yaml.safe_load_all(capsys.readouterr().out)
+    assert doc["cluster"]["discovery"]["enabled"] is False
+    assert doc["machine"]["registries"]["mirrors"] == {
+        "docker.io": {"endpoints": ["https://a.example.com", "https://b.example.com"]},
+        "ghcr.io": {"endpoints": ["https://c.example.com"]},
+    }
+    assert doc["machine"]["network"] == {"kubespan": {"enabled": True}}
+
+
+@pytest.mark.parametrize("value", ["docker.io", "=https://m.example.com", "docker.io="])
+def test_config_gen_bad_registry_mirror_flag_names_the_option(value, capsys):
+    secrets = str(fixture("v1alpha1", "stability", "secrets.yaml"))
+    assert run(gen_args("1.11", "worker", secrets, "--registry-mirror", value)) == 1
+    assert "--registry-mirror" in capsys.readouterr().err
+
+
 def test_config_gen_with_an_empty_endpoint(capsys):
     secrets = str(fixture("v1alpha1", "stability", "secrets.yaml"))
     args = gen_args("1.8", "worker", secrets)

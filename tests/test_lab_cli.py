@@ -159,6 +159,13 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     out = capsys.readouterr().out
     assert f"  Kubernetes Node not ready: {worker}" in out
     assert "  the health check is cancelled halfway" in out
+    assert run([*fault, "kubelet-lag", worker, "ghcr.io/siderolabs/kubelet:v1.30.0"]) == 0
+    assert run([*fault, "system-patch"]) == 0
+    out = capsys.readouterr().out
+    assert f"  KubeletConfig on {worker} reports ghcr.io/siderolabs/kubelet:v1.30.0" in out
+    assert "  Omni adds a system config patch to every cluster" in out
+    assert run([*fault, "kubelet-lag", worker]) == 1
+    assert "needs a 'node' and an 'image'" in one_line_error(capsys)
     assert run([*fault, "health", "not-ready"]) == 1
     assert "a not-ready health fault needs a 'node'" in one_line_error(capsys)
     assert run([*fault, "clear"]) == 0

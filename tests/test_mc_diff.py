@@ -154,3 +154,31 @@ def test_canonically_equal_but_not_identical():
     b = parse("machine: {type: worker}\n")
     assert canonical(a) == canonical(b)
     assert exact(apply_patches(a, diff(a, b))) == exact(b.documents)
+
+
+def test_a_pem_pair_losing_its_key_is_replaced_whole():
+    # A delete inside machine.ca fails in Talos, so the differ deletes and re-sets the pair.
+    original = parse("machine:\n  type: controlplane\n  ca: {crt: YQ==, key: Yg==}\n")
+    modified = parse("machine:\n  type: worker\n  ca: {crt: YQ==, key: ''}\n")
+    patches = diff(original, modified)
+    assert patches[0][0].data["machine"]["ca"] == {"$patch": "delete"}
+    assert patches[1][0].data["machine"]["ca"] == {"crt": "YQ==", "key": ""}
+    out = apply_patches(original, [load_patch(emit(p)) for p in patches])
+    assert canonical(out) == canonical(modified)
+
+
+@pytest.mark.parametrize(
+    "interfaces",
+    [
+        "[{interface: eth0, mtu: 1}, {interface: eth0, dhcp: true}]",
+        "[{interface: eth0, vlans: [{vlanId: 5, mtu: 1}, {vlanId: 5, mtu: 2}]}]",
+    ],
+)
+def test_repeated_list_identities_are_written_with_their_section(interfaces):
+    # Set into an existing machine.network, Talos would merge the repeated eth0 (or VLAN 5).
+    original = parse("machine:\n  network:\n    hostname: a\n    interfaces: [{interface: eth1}]\n")
+    modified = parse(f"machine:\n  network:\n    hostname: a\n    interfaces: {interfaces}\n")
+    patches = diff(original, modified)
+    assert patches[0][0].data["machine"]["network"] == {"$patch": "delete"}
+    out = apply_patches(original, [load_patch(emit(p)) for p in patches])
+    assert canonical(out) == canonical(modified)

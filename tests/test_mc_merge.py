@@ -326,3 +326,101 @@ def test_errors_are_pinned(config, patch, message):
     with pytest.raises(ConfigError) as info:
         apply_patches(parse(config), [load_patch(patch, "p")])
     assert str(info.value) == message
+
+
+def test_a_new_list_element_is_appended_as_written_like_talos():
+    # Talos appends an unmatched interface as it is: two VLANs with one ID inside it stay two.
+    base = parse("machine:\n  network:\n    interfaces: [{interface: eth0}]\n")
+    patch = (
+        "machine:\n  network:\n    interfaces:\n      - interface: eth1\n"
+        "        vlans: [{vlanId: 10, addresses: [10.0.0.1/24]}, {vlanId: 10, mtu: 9000}]\n"
+    )
+    out = apply_patches(base, [load_patch(patch)])
+    assert out[0].data["machine"]["network"]["interfaces"][1]["vlans"] == [
+        {"vlanId": 10, "addresses": ["10.0.0.1/24"]},
+        {"vlanId": 10, "mtu": 9000},
+    ]
+
+
+def test_a_new_section_is_taken_as_written_but_an_existing_list_merges_by_identity():
+    # No machine.network in the config: Talos sets the patch's section whole (nil pointer).
+    bare = parse("machine:\n  type: worker\n")
+    patch = load_patch(
+        "machine:\n  network:\n    interfaces: [{interface: eth0, mtu: 1}, {interface: eth0}]\n"
+    )
+    out = apply_patches(bare, [patch])
+    assert len(out[0].data["machine"]["network"]["interfaces"]) == 2
+    # An existing (empty) machine.network: the list is merged element by element.
+    empty = parse("machine:\n  network: {}\n")
+    out = apply_patches(empty, [patch])
+    assert out[0].data["machine"]["network"]["interfaces"] == [{"interface": "eth0", "mtu": 1}]
+
+
+@pytest.mark.parametrize("path", ["machine.ca", "cluster.etcd.ca", "cluster.serviceAccount"])
+def test_a_delete_inside_a_pem_pair_is_refused_like_talos(path):
+    # Talos keeps these as x509 types whose fields have no YAML names: "lookup failed".
+    base = parse("machine:\n  ca: {crt: YQ==, key: Yg==}\ncluster:\n  etcd: {ca: {crt: YQ==}}\n")
+    parts = path.split(".")
+    patch = "\n".join(f"{'  ' * i}{p}:" for i, p in enumerate(parts))
+    patch += f"\n{'  ' * len(parts)}key:\n{'  ' * (len(parts) + 1)}$patch: delete\n"
+    with pytest.raises(ConfigError, match="can only delete whole"):
+        apply_patches(base, [load_patch(patch)])
+    whole = apply_patches(base, [load_patch("machine:\n  ca:\n    $patch: delete\n")])
+    assert "ca" not in whole[0].data["machine"]
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ("apiVersion: v1alpha1\nkind: KubeAPIServerConfig\n", "apiPort"),
+        ("apiVersion: v1alpha1\nkind: KubeSpanConfig\n", "mtu"),
+        ("apiVersion: v1alpha1\nkind: ZswapConfig\n", "maxPoolPercent"),
+    ],
+)
+def test_zero_overwrites_a_number_talos_keeps_behind_a_pointer(document, field):
+    # Talos merges *int fields through the pointer, where a zero value is written too.
+    base = parse(f"machine:\n  type: worker\n---\n{document}{field}: 5443\n")
+    out = apply_patches(base, [load_patch(f"{document}{field}: 0\n")])
+    assert out[1].data[field] == 0
+
+
+def test_zero_still_leaves_a_plain_number_alone():
+    base = parse("cluster:\n  controlPlane:\n    localAPIServerPort: 5443\n")
+    out = apply_patches(
+        base, [load_patch("cluster:\n  controlPlane:\n    localAPIServerPort: 0\n")]
+    )
+    assert out[0].data["cluster"]["controlPlane"]["localAPIServerPort"] == 5443
+
+
+@pytest.mark.parametrize(
+    ("operations", "hostname"),
+    [
+        # Talos's JSON-patch library reads an absent key of an existing object as null.
+        ('[{"op": "replace", "path": "/machine/network/hostname", "value": "a"}]', "a"),
+        (
+            '[{"op": "copy", "from": "/machine/network/nope", '
+            '"path": "/machine/network/hostname"}]',
+            None,
+        ),
+        ('[{"op": "test", "path": "/machine/network/hostname", "value": null}]', "absent"),
+    ],
+)
+def test_json_patch_reads_an_absent_key_as_null_like_talos(operations, hostname):
+    base = parse("machine:\n  network: {}\n")
+    out = apply_patches(base, [load_patch(operations)])
+    assert out[0].data["machine"]["network"].get("hostname", "absent") == hostname
+
+
+def test_json_patch_still_fails_below_a_missing_object():
+    base = parse("machine:\n  type: worker\n")
+    operations = '[{"op": "replace", "path": "/machine/network/hostname", "value": "a"}]'
+    with pytest.raises(ConfigError, match="JSON patch failed"):
+        apply_patches(base, [load_patch(operations)])
+
+
+def test_json_patch_test_against_yaml_null_fails_on_an_absent_key_like_talos():
+    # Talos turns a YAML patch into JSON text first, where null is a value, not "no value".
+    base = parse("machine:\n  network: {}\n")
+    operations = "- op: test\n  path: /machine/network/hostname\n  value: null\n"
+    with pytest.raises(ConfigError, match="JSON patch failed"):
+        apply_patches(base, [load_patch(operations)])

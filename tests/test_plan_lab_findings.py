@@ -26,6 +26,7 @@ import asyncio
 import base64
 import json
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,9 @@ def test_accepting_a_finding_unblocks_the_plan(lab, tmp_path):
         data["findings"] = {"accept": ["TALOS_VERSION_ASSERTION"]}
 
     result = plan(spec_variant(lab, tmp_path, accept), tmp_path / "plan.json")
-    # an assertion about the wrong cluster cannot be accepted: still blocked
-    assert result.code == 1 and not expect(result, "TALOS_VERSION_ASSERTION")["accepted"]
+    # an assertion about the wrong cluster cannot be accepted: the spec itself says so
+    assert result.code == 1
+    assert "finding code TALOS_VERSION_ASSERTION cannot be accepted" in result.err
 
     def accept_acceptable(data: dict[str, Any]) -> None:
         data["talos"]["nodes"] = data["talos"]["nodes"][:2]  # one worker left out
@@ -183,6 +185,59 @@ def test_factory_that_does_not_know_the_schematic(lab, faults, baseline, tmp_pat
         expect(result, "SCHEMATIC_UNKNOWN_TO_FACTORY", node, "does not know schematic")
 
 
+def test_key_files_readable_by_others_are_a_warning(lab, tmp_path):
+    """The talosconfig and the service-account key hold private keys (issue 16, item 7)."""
+    exposed = tmp_path / "keys"
+    exposed.mkdir()
+    copies = {}
+    for name in ("talosconfig", "service-account.key"):
+        copies[name] = exposed / name
+        copies[name].write_bytes((lab.dir / name).read_bytes())
+        copies[name].chmod(0o644)
+
+    def loose(data: dict[str, Any]) -> None:
+        data["talos"]["talosconfig"] = str(copies["talosconfig"])
+        data["omni"]["serviceAccountKeyFile"] = str(copies["service-account.key"])
+
+    result = plan(spec_variant(lab, tmp_path, loose), tmp_path / "plan.json")
+    assert result.code == 0, result.err
+    found = {f["message"] for f in result.findings("KEY_FILE_EXPOSED")}
+    assert found == {
+        f"the talosconfig {copies['talosconfig']} holds a private key and is readable by "
+        "others (mode 0644)",
+        f"the service account key file {copies['service-account.key']} holds a private key "
+        "and is readable by others (mode 0644)",
+    }
+    assert all(stat.S_IMODE((lab.dir / n).stat().st_mode) == 0o600 for n in copies)
+    baseline = plan(spec_variant(lab, tmp_path / "owner-only"), tmp_path / "2.json")
+    assert not baseline.findings("KEY_FILE_EXPOSED")
+
+
+def test_omni_without_a_factory_is_a_finding_not_a_silent_skip(lab_factory, tmp_path):
+    """Omni's FeaturesConfig names no factory and the spec none: Omni's importer stops with
+    "image factory base URL is empty"; plan says so, and accepting it is a visible choice."""
+    bare = lab_factory("--nodes", "2", "--seed", "2", "--omni-factory-url", "", name="no-factory")
+
+    def no_url(data: dict[str, Any]) -> None:
+        data["imageFactory"].pop("url")
+
+    result = plan(spec_variant(bare, tmp_path, no_url), tmp_path / "plan.json")
+    assert result.code == 1, result.err
+    says = "Omni's FeaturesConfig has an empty image_factory_base_url"
+    missing = expect(result, "FACTORY_URL_MISSING", None, says)
+    assert not missing["accepted"] and result.data["cluster"]["factory_url"] is None
+    assert not [c for c in result.data["changes"] if c["address"].startswith("image_factory_")]
+    assert bare.status()["factory"]["requests"] == []
+
+    def accepted(data: dict[str, Any]) -> None:
+        no_url(data)
+        data["findings"] = {"accept": ["FACTORY_URL_MISSING"]}
+
+    result = plan(spec_variant(bare, tmp_path / "2", accepted), tmp_path / "2.json")
+    assert result.code == 0, result.err
+    assert expect(result, "FACTORY_URL_MISSING", None, says)["accepted"]
+
+
 # --- faults ----------------------------------------------------------------------------------
 
 
@@ -212,6 +267,19 @@ FAULTS = [
         ],
     ),
     ("factory-down", lambda lab: {"kind": "factory-down"}, [("FACTORY_UNREACHABLE", None, "")]),
+    (
+        # Talos reports another kubelet than the config names: the plan follows Talos
+        "kubelet-lag",
+        lambda lab: {
+            "kind": "kubelet-lag",
+            "node": lab.workers[0],
+            "image": "ghcr.io/siderolabs/kubelet:v1.33.0",
+        },
+        [
+            ("NODE_FACTS_DISAGREE", "worker", "config and Talos's resources disagree"),
+            ("KUBERNETES_VERSIONS_DIFFER", None, "kubelet runs different versions"),
+        ],
+    ),
     (
         "omni-answers-unavailable",
         lambda lab: {
@@ -335,7 +403,11 @@ def test_schematic_content_misreported(faults, faults_spec, tmp_path, content, c
     assert result.codes == {"DENYLISTED_VALUES", code}
     assert result.data["nodes"] == before.data["nodes"]
     assert {n["schematic_id"] for n in result.data["nodes"]} == {built.id}
-    assert result.data["changes"] == before.data["changes"]
+    # the same changes, but for that node's schematic registration: there is no content that
+    # gives its ID to register (Omni's importer fails its ensure step there, too)
+    dropped = f"image_factory_schematic.{worker}"
+    assert dropped in {c["address"] for c in before.data["changes"]}
+    assert result.data["changes"] == [c for c in before.data["changes"] if c["address"] != dropped]
     # discovery checked schematics offline and with GETs only: nothing was registered
     requests = faults.status()["factory"]["requests"]
     assert any(r["path"] == f"/schematics/{built.id}" for r in requests)
@@ -395,7 +467,11 @@ def mutated(tmp_path_factory) -> Iterator[LabHandle]:
                 "apiVersion: v1alpha1\nkind: SideroLinkConfig\n"
                 f"apiUrl: https://127.0.0.1:8099?jointoken={JOIN_TOKEN}\n"
             ),
-            older: "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:latest\n",
+            older: (
+                "machine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:latest\n---\n"
+                "apiVersion: v1alpha1\nkind: SideroLinkConfig\n"
+                "apiUrl: https://omni.elsewhere.example:8090?jointoken=another-omnis-token\n"
+            ),
             cp: yaml.safe_dump(
                 {
                     "machine": {
@@ -434,7 +510,8 @@ MUTATIONS = [
     ("IMAGE_VERSION_UNPARSEABLE", 3, "ghcr.io/siderolabs/kubelet:latest"),
     ("TALOS_VERSIONS_DIFFER", None, "1.10.7 (127.1.0.1)"),
     ("KUBERNETES_INCOMPATIBLE", None, "Omni does not pair Talos 1.10.7 with Kubernetes 1.34.1"),
-    ("NODE_ALREADY_CONNECTED", 2, "already holds a SideroLinkConfig"),
+    ("NODE_ALREADY_CONNECTED", 3, "join documents for another Omni (https://omni.elsewhere"),
+    ("LEFTOVER_JOIN_DOCUMENTS", 2, "holds join documents for this Omni from an earlier import"),
     ("MACHINE_KNOWN_TO_OMNI", 2, "is already connected in Omni"),
     ("CLUSTER_EXISTS", None, "Omni already has a cluster 'lab'"),
     ("DISCOVERY_DISABLED", None, "Talos discovery lists no members"),
@@ -536,11 +613,13 @@ COVERED_ABOVE = {
     "HEALTH_CHECK_FAILED",
     "NO_CONTROL_PLANE",
     "SCHEMATIC_UNKNOWN_TO_FACTORY",
+    "FACTORY_URL_MISSING",
     "CLUSTER_IMPORT_IN_PROGRESS",
     "TALOS_BELOW_MINIMUM",
     "TALOS_VERSION_UNKNOWN_TO_OMNI",
     "SCHEMATIC_MISSING",
     "SIDEROLINK_URL_INVALID",  # tests/test_join_url.py
+    "KEY_FILE_EXPOSED",
     "UNLOCK_CONFIG_INVALID",
 }
 

@@ -10,8 +10,9 @@ Two passes, so that ``apply_patches(original, diff(original, modified))`` equals
 
 Talos's second pass handles only lists. Values a merge cannot write over the old one (``""``,
 ``0``, ``null``, a URL losing a part, a value changing between mapping, list and scalar, a
-``merge:"replace"`` mapping emptied) are handled the same way here: deleted in the first pass,
-set in the second. A document's header appears only when its patch is not empty.
+``merge:"replace"`` mapping emptied, a changed PEM pair that Talos cannot patch inside) are
+handled the same way here: deleted in the first pass, set in the second. A document's header
+appears only when its patch is not empty.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from planner.machineconfig.document import (
     copy_tree,
 )
 from planner.machineconfig.merge import merge_scalar
-from planner.machineconfig.rules import Path, Replace, Rule, rules_for
+from planner.machineconfig.rules import Identity, Opaque, Path, Replace, Rule, rules_for
 
 Documents = MachineConfig | Iterable[Document | Mapping[str, Any]]
 
@@ -99,7 +100,8 @@ def _diff_map(
         before = old[key]
         if _same(before, after):
             continue
-        if _shape(before) != _shape(after):
+        if _shape(before) != _shape(after) or isinstance(rule, Opaque):
+            # Opaque values cannot be patched in part (nor cleared by a merge): replace whole.
             first[key] = dict([_DELETE])
             second[key] = copy_tree(after)
         elif isinstance(after, dict):
@@ -110,6 +112,12 @@ def _diff_map(
                 else:
                     first[key] = dict([_DELETE])
                     second[key] = {}
+                continue
+            if _repeats_identities(after, sub, rules):
+                # Written into an existing section, Talos merges list elements that share an
+                # identity; written with their section, they are kept as they are.
+                first[key] = dict([_DELETE])
+                second[key] = copy_tree(after)
                 continue
             sub_first, sub_second = _diff_map(before, after, sub, rules)
             if sub_first:
@@ -128,6 +136,31 @@ def _diff_map(
         if key not in new:
             first[key] = dict([_DELETE])
     return first, second
+
+
+def _repeats_identities(mapping: Mapping[str, Any], path: Path, rules: dict[Path, Rule]) -> bool:
+    """Whether an identity-keyed list directly in ``mapping`` (or in its elements) repeats one."""
+    for key, value in mapping.items():
+        rule = rules.get((*path, key)) if rules else None
+        if isinstance(rule, Identity) and isinstance(value, list):
+            if _list_repeats(value, (*path, key), rule, rules):
+                return True
+    return False
+
+
+def _list_repeats(items: list[Any], path: Path, rule: Identity, rules: dict[Path, Rule]) -> bool:
+    seen = set()
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        identity = rule.identify(item)
+        if identity is not None:
+            if identity in seen:
+                return True
+            seen.add(identity)
+        if _repeats_identities(item, (*path, "[]"), rules):
+            return True
+    return False
 
 
 def _shape(value: Any) -> type:

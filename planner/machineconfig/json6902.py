@@ -39,7 +39,14 @@ class JsonPatch:
     source: str = "patch"
 
 
-def check_operations(operations: Any, source: str) -> tuple[dict[str, Any], ...]:
+# Marks a ``test`` against ``null`` read from YAML: Talos converts YAML to JSON text, so its
+# null is a value there, and testing an absent key against it fails (JSON's null passes).
+YAML_NULL = "x-omniport-yaml-null"
+
+
+def check_operations(
+    operations: Any, source: str, *, from_yaml: bool = False
+) -> tuple[dict[str, Any], ...]:
     """Validate a decoded JSON patch: a list of operations with the fields each one needs."""
     if not isinstance(operations, list):
         raise ConfigError(f"{source}: a JSON patch must be a list of operations")
@@ -59,6 +66,8 @@ def check_operations(operations: Any, source: str) -> tuple[dict[str, Any], ...]
             if field in ("path", "from") and not isinstance(operation[field], str):
                 raise ConfigError(f"{where} ({op}) has a {field!r} that is not a string")
         checked.append(dict(operation))
+        if from_yaml and op == "test" and operation["value"] is None:
+            checked[-1][YAML_NULL] = True
     return tuple(checked)
 
 
@@ -76,12 +85,54 @@ def apply_json_patch(
             "write it as a strategic merge patch",
         )
     try:
-        result = jsonpatch.apply_patch(docs[0].data, [dict(op) for op in operations])
+        result: Any = docs[0].data
+        for operation in operations:
+            op = _as_talos_applies(result, dict(operation))
+            if op is not None:
+                result = jsonpatch.apply_patch(result, [op])
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as err:
         raise ConfigError(f"{source}: JSON patch failed: {_reason(err)}") from None
     except (TypeError, ValueError, KeyError, IndexError) as err:
         raise ConfigError(f"{source}: JSON patch failed: {_reason(err)}") from None
     return (check_document(result, source, 1),)
+
+
+def _as_talos_applies(doc: Any, op: dict[str, Any]) -> dict[str, Any] | None:
+    """The operation as Talos's JSON-patch library (evanphx/json-patch) carries it out.
+
+    That library reads an absent key of an existing object as ``null`` instead of failing:
+    ``replace`` of an absent key adds it, ``copy`` from an absent key copies ``null``, and
+    ``test`` of an absent key against JSON's ``null`` passes. None means "nothing to do".
+    """
+    kind = op.get("op")
+    if kind == "replace" and _absent_key(doc, op["path"]):
+        return {**op, "op": "add"}
+    if kind == "copy" and _absent_key(doc, op["from"]):
+        return {"op": "add", "path": op["path"], "value": None}
+    if kind == "test" and op.get("value") is None and not op.get(YAML_NULL):
+        if _absent_key(doc, op["path"]):
+            return None
+    op.pop(YAML_NULL, None)
+    return op
+
+
+def _absent_key(doc: Any, pointer: str) -> bool:
+    """Whether ``pointer`` names a missing key of an object that exists."""
+    try:
+        parts = jsonpointer.JsonPointer(pointer).parts
+    except jsonpointer.JsonPointerException:
+        return False
+    if not parts:
+        return False
+    node = doc
+    for part in parts[:-1]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return isinstance(node, dict) and parts[-1] not in node
 
 
 def _reason(err: Exception) -> str:

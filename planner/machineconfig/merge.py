@@ -4,15 +4,17 @@ Merge rules (Talos ``configpatcher.StrategicMerge`` over ``merge.Merge``):
 
 - Documents match on (apiVersion, kind, name); the legacy document on ``v1alpha1``. A matched
   document is merged, an unmatched one appended.
-- Maps merge key by key. Lists append; an empty list changes nothing. Fields tagged
-  ``merge:"replace"`` are replaced whole, identity-keyed lists merge element by element, and
-  ``extraArgs`` copy key by key (see :mod:`planner.machineconfig.rules`).
+- Maps merge key by key. Lists append; an empty list changes nothing. What the config lacks
+  (an absent section, an appended list element) is taken as written, not merged into itself.
+  Fields tagged ``merge:"replace"`` are replaced whole, identity-keyed lists merge element by
+  element, and ``extraArgs`` copy key by key (see :mod:`planner.machineconfig.rules`).
 - Scalars overwrite, except that ``""`` and ``0`` never overwrite a set value (Talos's zero
-  values) and ``null`` overwrites nothing; booleans always overwrite.
+  values; ``0`` does for the few numbers Talos keeps behind a pointer, ``Pointer``) and
+  ``null`` overwrites nothing; booleans always overwrite.
 - ``$patch: delete`` removes a whole document (skipped if absent), a key, or the first list
   element whose first other field equals the given value. A document's deletes run before its
   merge, so delete-then-re-add works. Deleting the v1alpha1 document, deleting a key inside a
-  list element, or deleting below a missing key is an error.
+  list element or inside a PEM pair (``Opaque``), or deleting below a missing key is an error.
 
 JSON6902 patches (:mod:`planner.machineconfig.json6902`) apply only to single-document configs.
 """
@@ -39,7 +41,17 @@ from planner.machineconfig.document import (
     scalar_text,
 )
 from planner.machineconfig.json6902 import JsonPatch, apply_json_patch, check_operations
-from planner.machineconfig.rules import Args, Identity, Path, Replace, Rule, Url, rules_for
+from planner.machineconfig.rules import (
+    Args,
+    Identity,
+    Opaque,
+    Path,
+    Pointer,
+    Replace,
+    Rule,
+    Url,
+    rules_for,
+)
 
 _META_KEYS = frozenset(("version", "apiVersion", "kind", "name"))
 
@@ -88,7 +100,7 @@ def load_patch(raw: bytes | str, source: str = "patch") -> Patch:
     except ConfigError:
         data = []
     if len(data) == 1 and isinstance(data[0], list):
-        return JsonPatch(check_operations(data[0], source), source)
+        return JsonPatch(check_operations(data[0], source, from_yaml=True), source)
     if text.strip().startswith("["):
         raise json_error
     raise strategic_error
@@ -155,6 +167,8 @@ def strategic_merge(
                 del index[key]
             continue
         rules = rules_for(key)
+        for delete in deletes:
+            _check_opaque(delete, rules, where)
         if position is not None:
             if position not in owned:
                 current = left[position]
@@ -301,6 +315,16 @@ def _apply_delete(data: dict[str, Any], delete: _Delete, where: str) -> None:
     )
 
 
+def _check_opaque(delete: _Delete, rules: dict[Path, Rule], where: str) -> None:
+    for depth in range(1, len(delete.path)):
+        if isinstance(rules.get(delete.path[:depth]), Opaque):
+            raise ConfigError(
+                f"{where} deletes {_dotted(delete.path)!r}, inside "
+                f"{_dotted(delete.path[:depth])!r}, which Talos can only delete whole",
+                f"delete {_dotted(delete.path[:depth])!r} and set it again",
+            )
+
+
 def _mentions_patch(value: Any) -> bool:
     if isinstance(value, dict):
         return PATCH_KEY in value or any(_mentions_patch(v) for v in value.values())
@@ -327,16 +351,14 @@ def _merge_map(
         if old is None:
             if new is None:
                 target.setdefault(key, None)
-            elif isinstance(new, dict):
-                fresh: dict[str, Any] = {}
-                _merge_map(fresh, new, sub, rules, where)
-                target[key] = fresh
-            elif isinstance(new, list):
+            elif isinstance(new, list) and isinstance(rule, Identity):
+                # An absent identity-keyed list is still merged into, so its elements dedupe.
                 fresh_list: list[Any] = []
                 _merge_list(fresh_list, new, sub, rule, rules, where)
                 target[key] = fresh_list
             else:
-                target[key] = new
+                # Talos sets an absent section (a nil pointer or map entry) as written.
+                target[key] = copy_tree(new)
             continue
         if new is None:
             continue
@@ -376,7 +398,7 @@ def _merge_list(
         return
     element_path = (*path, "[]")
     if not isinstance(rule, Identity):
-        target.extend(_fresh(item, element_path, rules, where) for item in patch)
+        target.extend(copy_tree(item) for item in patch)
         return
     for item in patch:
         identity = rule.identify(item) if isinstance(item, dict) else None
@@ -387,19 +409,12 @@ def _merge_list(
                     match = position
                     break
         if match is None:
-            target.append(_fresh(item, element_path, rules, where))
+            # Talos appends an unmatched element as written, without merging inside it.
+            target.append(copy_tree(item))
         elif rule.replace:
             target[match] = copy_tree(item)
         else:
             _merge_map(target[match], item, element_path, rules, where)
-
-
-def _fresh(value: Any, path: Path, rules: dict[Path, Rule], where: str) -> Any:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        _merge_map(out, value, path, rules, where)
-        return out
-    return copy_tree(value)
 
 
 def merge_scalar(old: Any, new: Any, rule: Rule | None = None) -> Any:
@@ -408,6 +423,8 @@ def merge_scalar(old: Any, new: Any, rule: Rule | None = None) -> Any:
         return old
     if isinstance(rule, Url) and isinstance(old, str) and isinstance(new, str):
         return _merge_url(old, new)
+    if isinstance(rule, Pointer):
+        return new
     if isinstance(new, bool):
         return new
     if new == "" or (isinstance(new, int | float) and new == 0):

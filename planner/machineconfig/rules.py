@@ -41,7 +41,21 @@ class Identity:
     replace: bool = False
 
 
-Rule = Replace | Args | Url | Identity
+@dataclass(frozen=True)
+class Opaque:
+    """A value Talos holds in a type its ``$patch: delete`` cannot walk into (a PEM pair).
+
+    Deleting the whole value works; deleting a key inside it fails in Talos ("lookup
+    failed"), so the engine refuses it too, and the differ replaces such a value whole.
+    """
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A number Talos holds behind a pointer: a patch's ``0`` overwrites (merged through it)."""
+
+
+Rule = Replace | Args | Url | Identity | Opaque | Pointer
 
 
 def _field(name: str, *, optional: bool = False) -> Callable[[dict[str, Any]], Any]:
@@ -70,11 +84,19 @@ def _device(item: dict[str, Any]) -> Any:
 _REPLACE = Replace()
 _ARGS = Args()
 _URL = Url()
+_OPAQUE = Opaque()
+_POINTER = Pointer()
 
 _LEGACY_RULES: dict[Path, Rule] = {
     ("cluster", "network", "podSubnets"): _REPLACE,
     ("cluster", "network", "serviceSubnets"): _REPLACE,
     ("cluster", "apiServer", "auditPolicy"): _REPLACE,
+    # x509 PEM types: their fields carry no YAML names, so Talos's delete cannot find them.
+    ("machine", "ca"): _OPAQUE,
+    ("cluster", "ca"): _OPAQUE,
+    ("cluster", "aggregatorCA"): _OPAQUE,
+    ("cluster", "serviceAccount"): _OPAQUE,
+    ("cluster", "etcd", "ca"): _OPAQUE,
     ("cluster", "controlPlane", "endpoint"): _URL,
     ("machine", "logging", "destinations", "[]", "endpoint"): _URL,
     ("machine", "network", "interfaces"): Identity(_device),
@@ -86,7 +108,24 @@ _LEGACY_RULES: dict[Path, Rule] = {
     ("cluster", "proxy", "extraArgs"): _ARGS,
     ("cluster", "scheduler", "extraArgs"): _ARGS,
     ("cluster", "etcd", "extraArgs"): _ARGS,
+    ("machine", "network", "kubespan", "mtu"): _POINTER,
 }
+
+_BOND_POINTERS = (
+    "miimon",
+    "updelay",
+    "downdelay",
+    "arpInterval",
+    "resendIGMP",
+    "minLinks",
+    "lpInterval",
+    "packetsPerSlave",
+    "peerNotifDelay",
+)
+_ETHERNET_POINTERS = [
+    ("rings", name)
+    for name in ("rx", "tx", "rx-mini", "rx-jumbo", "rx-buf-len", "cqe-size", "tx-push-buf-len")
+] + [("channels", name) for name in ("rx", "tx", "other", "combined")]
 
 _KIND_RULES: dict[str, dict[Path, Rule]] = {
     "KubeNetworkConfig": {("podSubnets",): _REPLACE, ("serviceSubnets",): _REPLACE},
@@ -103,7 +142,11 @@ _KIND_RULES: dict[str, dict[Path, Rule]] = {
     "NetworkRuleConfig": {("ingress",): _REPLACE, ("portSelector", "ports"): _REPLACE},
     "ExtensionServiceConfig": {("configFiles",): Identity(_field("mountPath"))},
     "ImageVerificationConfig": {("rules",): Identity(_field("image"), replace=True)},
-    "KubeAPIServerConfig": {("extraArgs",): _ARGS},
+    "KubeAPIServerConfig": {("extraArgs",): _ARGS, ("apiPort",): _POINTER},
+    "KubeSpanConfig": {("mtu",): _POINTER},
+    "ZswapConfig": {("maxPoolPercent",): _POINTER},
+    "BondConfig": {(name,): _POINTER for name in _BOND_POINTERS},
+    "EthernetConfig": {path: _POINTER for path in _ETHERNET_POINTERS},
     "KubeControllerManagerConfig": {("extraArgs",): _ARGS},
     "KubeletConfig": {("extraArgs",): _ARGS},
     "KubeProxyConfig": {("extraArgs",): _ARGS},

@@ -8,6 +8,7 @@ bookkeeping types, which Omni never serves, stay in ``lab.omni_types``.
 
 DEFAULT_NAMESPACE = "default"
 EPHEMERAL_NAMESPACE = "ephemeral"
+VIRTUAL_NAMESPACE = "virtual"
 
 PHASE_RUNNING = "running"
 PHASE_TEARING_DOWN = "tearingDown"
@@ -29,6 +30,8 @@ TALOS_VERSIONS = "TalosVersions.omni.sidero.dev"
 FEATURES_CONFIGS = "FeaturesConfigs.omni.sidero.dev"
 SYS_VERSIONS = "SysVersions.system.sidero.dev"
 NOTIFICATIONS = "Notifications.omni.sidero.dev"
+IMAGE_FACTORY_AUTHS = "ImageFactoryAuths.omni.sidero.dev"
+IMAGE_FACTORY_AUTH_ID = "image-factory-auth"
 
 # label and annotation keys: all under one prefix but the config patch ones
 LABEL_PREFIX = "omni.sidero.dev/"
@@ -39,6 +42,8 @@ LABEL_MACHINE = LABEL_PREFIX + "machine"
 LABEL_ROLE_CONTROLPLANE = LABEL_PREFIX + "role-controlplane"
 LABEL_ROLE_WORKER = LABEL_PREFIX + "role-worker"
 LABEL_TAINTED_BY_IMPORTING = LABEL_PREFIX + "tainted-by-importing"
+LABEL_SYSTEM_PATCH = LABEL_PREFIX + "system-patch"
+"""On a ConfigPatch Omni made itself (not the user's to edit)."""
 ANNOTATION_CLUSTER_LOCKED = LABEL_PREFIX + "cluster-locked"
 ANNOTATION_IMPORT_IN_PROGRESS = LABEL_PREFIX + "cluster-import-is-in-progress"
 ANNOTATION_MACHINE_LOCKED = LABEL_PREFIX + "locked"

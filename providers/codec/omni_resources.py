@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from providers.codec import omni_names as n
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2
+from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2, virtual_pb2
 
 __all__ = ["RESOURCE_TYPES", "ResourceType"]
 
@@ -52,6 +52,7 @@ RESOURCE_TYPES: Mapping[str, ResourceType] = {
         ResourceType(n.FEATURES_CONFIGS, n.DEFAULT_NAMESPACE, omni_pb2.FeaturesConfigSpec),
         ResourceType(n.SYS_VERSIONS, n.EPHEMERAL_NAMESPACE, system_pb2.SysVersionSpec),
         ResourceType(n.NOTIFICATIONS, n.EPHEMERAL_NAMESPACE, omni_pb2.NotificationSpec),
+        ResourceType(n.IMAGE_FACTORY_AUTHS, n.VIRTUAL_NAMESPACE, virtual_pb2.ImageFactoryAuthSpec),
     )
 }
 """Every type Omni's API serves, by type name."""

@@ -282,9 +282,16 @@ def parse_schematic(data: str | bytes) -> Schematic:
     return _Reader().read(data)
 
 
-def canonical_yaml(schematic: Schematic) -> str:
-    """The factory's canonical text for ``schematic`` (what its ID hashes)."""
-    return dump_go_yaml(_represent(schematic))
+def canonical_yaml(schematic: Schematic, *, yaml_v3: bool = False) -> str:
+    """The factory's canonical text for ``schematic`` (what its ID hashes).
+
+    ``yaml_v3`` writes it as factories built on yaml.v3 did (YAML 1.1 booleans such as ``yes``
+    double-quoted instead of single-quoted): the lab uses it to play an older factory, whose
+    IDs for such schematics differ from the ones computed here.
+    """
+    emitter = _Emitter(yaml_v3=yaml_v3)
+    emitter.document(_represent(schematic))
+    return emitter.text()
 
 
 def schematic_id(schematic: Schematic | str | bytes) -> str:
@@ -1181,7 +1188,8 @@ def _sorted_keys(keys: Iterable[Any]) -> list[Any]:
 class _Emitter:
     """The subset of libyaml's emitter go-yaml's Marshal drives for block documents."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, yaml_v3: bool = False) -> None:
+        self.yaml_v3 = yaml_v3
         self.out: list[str] = []
         self.column = 0
         self.indent = -1
@@ -1295,6 +1303,8 @@ class _Emitter:
 
     def scalar(self, value: Any, *, in_seq_item: bool, simple_key: bool) -> None:
         text, style = _scalar_text(value)
+        if self.yaml_v3 and style == "single" and text in _OLD_BOOLS:
+            style = "double"
         info = _analyze(text)
         if simple_key and info.multiline:
             style = "double"

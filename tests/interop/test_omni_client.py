@@ -780,3 +780,76 @@ def test_unlock_after_each_tool(driver: Driver, lab_factory: Callable[..., LabHa
     agreed = sum(changed_real[a] == changed_ours[a] for a in before_real)
     counts.record("omni-unlock-vs-unlock", "omni", tried=len(before_real), agreed=agreed)
     assert found == set(UNLOCK_DIFFERENCES), found
+
+
+# ---- the Image Factory as Omni uses it -------------------------------------------------------
+
+
+def factory_posts(lab: LabHandle) -> list[tuple[str, int]]:
+    return [
+        (r["path"], r["status"])
+        for r in lab.status()["factory"]["requests"]
+        if r["method"] == "POST"
+    ]
+
+
+def test_real_dry_run_registers_the_schematic_with_the_lab_factory(
+    driver: Driver, lab_factory: Callable[..., LabHandle]
+) -> None:
+    """The importer's dry run POSTs each schematic (its ensure step) and accepts the lab
+    factory's answer as the node's ID; omniport's plan only reads, its apply POSTs the same."""
+    lab = lab_factory(*lab_args(), name="omni-factory-post")
+    code, result, err = driver.run(lab, "import", "--dry-run")
+    assert code == 0 and result["ok"], (result, err)
+    assert factory_posts(lab) == [("/schematics", 201)]  # once: the importer dedups by ID
+    spec = current_versions_spec(lab)
+    omniport("plan", str(spec), "-o", str(lab.dir / "plan.json"), cwd=lab.dir)
+    assert factory_posts(lab) == [("/schematics", 201)]
+    counts.record("omni-factory-post", "omni", tried=1, agreed=1)
+
+
+def test_real_importer_sends_no_credentials_to_an_authenticated_factory(
+    driver: Driver, lab_factory: Callable[..., LabHandle]
+) -> None:
+    """Client v1.9.3 builds its factory client from FeaturesConfig's URL alone, without
+    Omni's ImageFactoryAuth: an Enterprise factory answers 401 and validation fails (only
+    ``--force`` gets past it). omniport reads the credentials and plans cleanly."""
+    lab = lab_factory(*lab_args("--factory-auth"), name="omni-factory-auth")
+    code, result, err = driver.run(lab, "import", "--dry-run")
+    assert code != 0 and result["validation_error"], (result, err)
+    assert "failed to ensure schematic" in result["error"] and "401" in result["error"]
+    # one refused POST per node: the importer remembers only schematics it could ensure
+    assert factory_posts(lab) == [("/schematics", 401)] * len(lab.nodes)
+    spec = current_versions_spec(lab)
+    proc = omniport("plan", str(spec), "-o", str(lab.dir / "plan.json"), cwd=lab.dir)
+    data = json.loads((lab.dir / "plan.json").read_text())
+    assert {f["code"] for f in data["findings"]} <= {"DENYLISTED_VALUES"}, data["findings"]
+    assert "Plan:" in proc.stdout
+    counts.record("omni-factory-auth", "omni", tried=1, agreed=1)
+
+
+def test_real_importer_and_omniport_on_an_omni_without_a_factory(
+    driver: Driver, lab_factory: Callable[..., LabHandle]
+) -> None:
+    """Omni's FeaturesConfig names no factory: the importer stops before validating;
+    omniport's plan names it as FACTORY_URL_MISSING instead of skipping the check."""
+    lab = lab_factory(*lab_args("--omni-factory-url", ""), name="omni-no-factory")
+    code, result, err = driver.run(lab, "import", "--dry-run")
+    assert code != 0 and "image factory base URL is empty" in result["error"], (result, err)
+    spec = current_versions_spec(lab)
+    data = yaml.safe_load(spec.read_text())
+    data["imageFactory"].pop("url")
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    exe = Path(sys.executable).parent / "omniport"
+    proc = subprocess.run(
+        [str(exe), "plan", str(spec), "-o", str(lab.dir / "plan.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=lab.dir,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    found = json.loads((lab.dir / "plan.json").read_text())["findings"]
+    assert "FACTORY_URL_MISSING" in {f["code"] for f in found}
+    counts.record("omni-no-factory", "omni", tried=1, agreed=1)

@@ -139,6 +139,16 @@ SPEC_INPUTS: list[tuple[str, Content | str, str]] = [
     ("out-of-range", MINIMAL + "apply: {parallelism: 0}\n", "must be at least 1"),
     ("bad-version", MINIMAL + "versions: {talos: 1.x}\n", "is not a version like 1.11.5"),
     (
+        "unknown-accepted-code",
+        MINIMAL + "findings: {accept: [SCHEMATIC_MISING]}\n",
+        "unknown finding code SCHEMATIC_MISING; did you mean SCHEMATIC_MISSING?",
+    ),
+    (
+        "unacceptable-code",
+        MINIMAL + "findings: {accept: [CLUSTER_EXISTS]}\n",
+        "finding code CLUSTER_EXISTS cannot be accepted",
+    ),
+    (
         "python-tag-on-a-list",
         MINIMAL.replace("[10.0.0.1, 10.0.0.2]", '!!python/object/apply:os.system ["id"]'),
         "unsupported YAML tag '!!python/object/apply:os.system'",

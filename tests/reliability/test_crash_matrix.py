@@ -17,13 +17,15 @@ import pytest
 
 from planner import planfile
 from planner.apply import KILL_ENV
+from planner.changes import SCHEMATIC_TYPE
 from tests.reliability.labkit import World, assert_restored, start_world
 
 pytestmark = pytest.mark.reliability
 
-APPLY_RECORDS = 37
-"""Records of a full 3-node apply of the default lab: begin; 11 Omni creates x (start, end);
-3 node joins x (start, send, end); wait (start, end); verify (start, end); complete."""
+APPLY_RECORDS = 43
+"""Records of a full 3-node apply of the default lab: begin; 3 schematic registrations x
+(start, end); 11 Omni creates x (start, end); 3 node joins x (start, send, end); wait (start,
+end); verify (start, end); complete."""
 
 ROLLBACK_RECORDS = 18
 """Records of the rollback of that apply: rollback_begin; 3 restores, the cluster, the imported
@@ -46,8 +48,9 @@ def world(tmp_path):
 def expected_apply_records(world: World) -> int:
     plan = planfile.read(world.plan)
     omni = sum(1 for c in plan.changes if c.resource_type.endswith(".omni.sidero.dev"))
-    joins = len(plan.changes) - omni
-    return 1 + 2 * omni + 3 * joins + 2 + 2 + 1
+    schematics = sum(1 for c in plan.changes if c.resource_type == SCHEMATIC_TYPE)
+    joins = len(plan.changes) - omni - schematics
+    return 1 + 2 * schematics + 2 * omni + 3 * joins + 2 + 2 + 1
 
 
 @pytest.mark.parametrize("record", range(1, APPLY_RECORDS + 1))

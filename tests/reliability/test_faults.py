@@ -84,14 +84,20 @@ def test_omni_create_failing_for_each_resource_type(world: World, kind: str):
     assert_no_secret(world, before, result.text)
 
 
-def test_machines_that_never_connect_time_out(world: World):
+def test_machines_that_never_connect_stop_at_the_canary(world: World):
+    """The canary proves the whole path (issue 16, item 4): with nodes that cannot reach Omni,
+    only the canary was touched when the failure shows."""
     before = planned(world, apply={"waitTimeout": "2s"})
     world.fault(kind="never-connect")
     result = world.apply()
     assert result.code == 1
     line = one_line(result.err)
-    assert "3 machine(s) did not connect to Omni within 2s" in line
-    assert "restored 3 node(s) to their backup" in line
+    canary = world.nodes[1]  # the first worker
+    assert f"apply failed at talos_join.{canary}" in line
+    assert f"({canary}) did not connect to Omni within 2s after its node joined" in line
+    assert "restored 1 node(s) to their backup" in line
+    joins = {r["step"] for r in world.records() if r["event"] == "start"}
+    assert {s for s in joins if s.startswith("talos_join.")} == {f"talos_join.{canary}"}
     assert_restored(world, before)
     assert_no_secret(world, before, result.text)
     world.fault(kind="clear")
@@ -155,9 +161,12 @@ def test_node_unreachable_mid_connect(world: World):
 def test_node_lost_after_its_join_then_rollback_resumes(world: World):
     before = planned(world, apply={"waitTimeout": "2s"})
     node = world.nodes[2]
-    world.fault(kind="never-connect")
+    canary = world.nodes[1]
+    # once the canary has connected, the other nodes cannot reach Omni, and one goes down
+    quiet = _when(world, "end", f"talos_join.{canary}", kind="never-connect")
     watcher = _when(world, "end", f"talos_join.{node}", kind="unreachable", node=node)
     result = world.apply()
+    quiet.join(timeout=30)
     watcher.join(timeout=30)
     assert result.code == 1
     line = one_line(result.err)

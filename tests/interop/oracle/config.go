@@ -34,6 +34,9 @@ type GenInput struct {
 	RegistryMirrors   map[string][]string `json:"registry_mirrors"`
 	Discovery         *bool               `json:"discovery"`
 	HostDNSForward    *bool               `json:"host_dns_forward_kube_dns"`
+	RegistryCACerts   map[string]string   `json:"registry_ca_certs"`
+	RegistryInsecure  []string            `json:"registry_insecure"`
+	Debug             bool                `json:"debug"`
 	// From machinery 1.14 on.
 	SkipUnattendedInstall bool  `json:"skip_unattended_install"`
 	KubeSpan              *bool `json:"kubespan"`
@@ -152,6 +155,18 @@ func gen(c *Case) (*Answer, error) {
 		opts = append(opts, generate.WithRegistryMirror(host, endpoints...))
 	}
 
+	for host, ca := range in.RegistryCACerts {
+		opts = append(opts, generate.WithRegistryCACert(host, ca))
+	}
+
+	for _, host := range in.RegistryInsecure {
+		opts = append(opts, generate.WithRegistryInsecureSkipVerify(host))
+	}
+
+	if in.Debug {
+		opts = append(opts, generate.WithDebug(true))
+	}
+
 	if in.Discovery != nil {
 		opts = append(opts, generate.WithClusterDiscovery(*in.Discovery))
 	}
@@ -202,8 +217,16 @@ func encode(cfg config.Encoder) (*Answer, error) {
 	return &Answer{Config: string(out)}, nil
 }
 
-// patch applies the patches in order, as `talosctl machineconfig patch` does.
-func patch(c *Case) (*Answer, error) {
+// patch applies the patches in order, as `talosctl machineconfig patch` does. Some machinery
+// releases panic on some deletes; that is reported as the case's error ("panic: ..."), a
+// refusal talosctl would show as a crash, instead of ending the batch.
+func patch(c *Case) (a *Answer, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+
 	patches, err := configpatcher.LoadPatches(c.Patches)
 	if err != nil {
 		return nil, fmt.Errorf("load patches: %w", err)
