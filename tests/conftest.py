@@ -169,3 +169,15 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
 def lab(lab_factory: Callable[..., LabHandle]) -> LabHandle:
     """The shared default lab (do not change its nodes or faults)."""
     return lab_factory(name="shared-lab")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[Any]:
+    """A fresh default lab for one test, ready to plan (``tests.reliability.labkit.World``)."""
+    from tests.reliability.labkit import start_world
+
+    w = start_world(tmp_path / "lab")
+    try:
+        yield w
+    finally:
+        w.stop()

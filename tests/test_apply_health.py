@@ -7,18 +7,7 @@ which no discovery read shows), so the plan stays current and only the fresh che
 
 from __future__ import annotations
 
-import pytest
-
-from tests.reliability.labkit import World, assert_restored, start_world
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = start_world(tmp_path / "lab")
-    try:
-        yield w
-    finally:
-        w.stop()
+from tests.reliability.labkit import World, assert_restored
 
 
 def test_not_ready_node_stops_apply_before_any_change(world: World):

@@ -15,24 +15,13 @@ import sys
 import time
 import zipfile
 
-import pytest
-
 from planner import planfile
 from planner.apply import config_secrets
 from planner.changes import OWNER_ANNOTATION
-from tests.reliability.labkit import REPO, World, assert_restored, start_world
+from tests.reliability.labkit import REPO, World, assert_restored
 
 LOCKED = "omni.sidero.dev/cluster-locked"
 IMPORTING = "omni.sidero.dev/cluster-import-is-in-progress"
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = start_world(tmp_path / "lab")
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def one_line(text: str) -> str:

@@ -14,18 +14,9 @@ from lab.omni_system_patches import NAME, patch_id
 from planner.apply import omni_managed
 from providers.codec.omni_names import LABEL_SYSTEM_PATCH
 from providers.omni import Resource
-from tests.reliability.labkit import World, assert_restored, start_world
+from tests.reliability.labkit import World, assert_restored
 
 PATCHES = "ConfigPatches.omni.sidero.dev"
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = start_world(tmp_path / "lab")
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def test_apply_keeps_going_when_omni_adds_a_system_patch(world: World):

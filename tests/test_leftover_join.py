@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 
 from planner import planfile
-from tests.reliability.labkit import World, assert_restored, start_world
+from tests.reliability.labkit import World, assert_restored
 
 LEFTOVER = (
     "apiVersion: v1alpha1\nkind: SideroLinkConfig\n"
@@ -24,15 +23,6 @@ LEFTOVER = (
     "---\napiVersion: v1alpha1\nkind: KmsgLogConfig\nname: omni-kmsg\n"
     "url: tcp://[fdae:41e4:649b:9303::1]:8092\n"
 )
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = start_world(tmp_path / "lab")
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def test_leftover_join_documents_are_replaced_and_restored(world: World):

@@ -11,23 +11,12 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 from planner import planfile
 from planner.apply import KILL_ENV
 from planner.changes import SCHEMATIC_TYPE
-from tests.reliability.labkit import World, assert_restored, start_world
+from tests.reliability.labkit import World, assert_restored
 
 SECRETS = "ImportedClusterSecrets.omni.sidero.dev"
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = start_world(tmp_path / "lab")
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def test_apply_replaces_an_orphan_left_by_a_lost_run(world: World, tmp_path):

@@ -7,22 +7,11 @@ import base64
 import datetime as dt
 import time
 
-import pytest
-
 from planner.machineconfig import document as mcdoc
 from planner.machineconfig import pki
 from planner.planning import TLS_CLOSE_GRACE
 from tests.reliability.labkit import World, assert_restored, start_world
 from tests.test_apply_lab import IMPORTING, LOCKED, one_line, resources
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = start_world(tmp_path / "lab")
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def applied(world: World):

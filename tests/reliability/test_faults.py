@@ -25,15 +25,6 @@ from tests.test_apply_lab import one_line
 pytestmark = pytest.mark.reliability
 
 
-@pytest.fixture
-def world(tmp_path):
-    w = start_world(tmp_path / "lab")
-    try:
-        yield w
-    finally:
-        w.stop()
-
-
 def planned(world: World, **tuning):
     if tuning:
         world.tune(**tuning)
