@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from planner.errors import OmniportError
+from planner.files import make_private_dirs
 from planner.sealed import write_private
 
 
@@ -51,7 +52,7 @@ def write_backup(path: Path, entries: Iterable[BackupEntry]) -> Path:
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, entry.config)
     try:
-        path.resolve().parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.resolve().parent)
         write_private(path, buffer.getvalue(), mode=0o600)
     except OSError as err:
         raise BackupError(

@@ -65,6 +65,20 @@ def read_text(path: Path, limit: int) -> str:
         raise Unreadable("is not UTF-8 text") from None
 
 
+def make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents owner-only (0700); leave existing ones be.
+
+    Backups and locks live there; a folder omniport creates must not let others list them."""
+    missing = []
+    current = Path(directory).resolve()
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+
+
 class OutputRefused(Exception):
     """``-o`` names something that must not be replaced by a plan file."""
 

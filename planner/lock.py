@@ -19,6 +19,7 @@ from pathlib import Path
 
 from planner import __version__
 from planner.errors import OmniportError
+from planner.files import make_private_dirs
 
 
 class LockedError(OmniportError):
@@ -59,7 +60,7 @@ class ClusterLock:
         self.info: LockInfo | None = None
 
     def acquire(self) -> LockInfo:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

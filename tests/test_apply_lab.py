@@ -45,6 +45,9 @@ def test_plan_apply_rollback_round_trip(world: World):
     assert "Apply complete! Resources:" in applied.out
     backups = list((world.dir / "backups").glob("*.zip"))
     assert len(backups) == 1
+    # the folder apply created for them lists nothing to others (issue 16, item 2)
+    assert stat.S_IMODE(os.stat(world.dir / "backups").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(world.dir / "locks").st_mode) == 0o700
     backup = backups[0]
     assert re.fullmatch(rf"{plan.cluster.name}-backup-\d{{8}}-\d{{6}}\.zip", backup.name)
     for path in (backup, world.rollback, world.journal):

@@ -93,3 +93,14 @@ def test_a_plan_larger_than_the_cap_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "PLAN_LIMIT", 100)
     with pytest.raises(planfile.PlanFileError, match="more than the 100 B allowed"):
         planfile.read(path)
+
+
+def test_private_dirs_are_owner_only_and_existing_ones_are_left_alone(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    files.make_private_dirs(shared / "state" / "cluster")
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o755
+    for folder in (shared / "state", shared / "state" / "cluster"):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    files.make_private_dirs(shared / "state")  # already there: nothing changes
