@@ -26,10 +26,8 @@ What each tool checks beyond the other is in tests/interop/README.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -39,7 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from plan_scale import _floats, _ints, _run, process_cpu_seconds  # noqa: E402
+from plan_scale import (  # noqa: E402
+    _run,
+    each_pair,
+    machine_facts,
+    process_cpu_seconds,
+    scale_arguments,
+)
 
 from lab import control  # noqa: E402
 
@@ -121,29 +125,20 @@ def table(runs: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", default="10,100,1000", help="comma-separated node counts")
-    parser.add_argument("--latency", default="0,20", help="comma-separated latencies in ms")
-    parser.add_argument("--controlplanes", type=int, default=3)
-    args = parser.parse_args()
+    args = scale_arguments(__doc__.splitlines()[0])
     if not os.access(IMPORTER, os.X_OK):
         print(
             f"{IMPORTER.relative_to(ROOT)} is not built; run tests/interop/build omni first",
             file=sys.stderr,
         )
         return 1
-    runs = []
-    for nodes in _ints(args.nodes):
-        for latency in _floats(args.latency):
-            runs.append(one(nodes, latency, args.controlplanes))
-            print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    runs = each_pair(args, one)
     print(table(runs), file=sys.stderr)
     print(
         json.dumps(
             {
                 "importer": "omni client v1.9.3 clusterimport, DryRun (tests/interop/omni)",
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "load_average": [round(x, 2) for x in os.getloadavg()],
+                **machine_facts(),
                 "runs": runs,
             },
             indent=2,

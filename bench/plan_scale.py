@@ -167,17 +167,36 @@ def _bound_ratio(
     return round(wall / bound, 2) if bound > 0 else None
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def scale_arguments(description: str) -> argparse.Namespace:
+    """--nodes, --latency and --controlplanes, as every scale bench takes them."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--nodes", default="10,100,1000", help="comma-separated node counts")
     parser.add_argument("--latency", default="0,20", help="comma-separated latencies in ms")
     parser.add_argument("--controlplanes", type=int, default=3)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def each_pair(args: argparse.Namespace, one: Any) -> list[dict[str, Any]]:
+    """``one(nodes, latency, controlplanes)`` for every pair, each printed on stderr as it ends."""
     runs = []
     for nodes in _ints(args.nodes):
         for latency in _floats(args.latency):
             runs.append(one(nodes, latency, args.controlplanes))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    return runs
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures depend on: the cores, the interpreter, the load when they were taken."""
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main() -> int:
+    args = scale_arguments(__doc__.splitlines()[0])
+    runs = each_pair(args, one)
     base = {r["nodes"]: r["wall_s"] for r in runs if r["latency_ms"] == 0}
     startup = startup_seconds()
     for r in runs:
@@ -192,8 +211,7 @@ def main() -> int:
                 "parallelism": DEFAULT_PARALLELISM,
                 "formula": FORMULA,
                 "interpreter_startup_s": round(startup, 3),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "load_average": [round(x, 2) for x in os.getloadavg()],
+                **machine_facts(),
                 "runs": runs,
             },
             indent=2,
