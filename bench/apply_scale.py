@@ -47,8 +47,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab import control  # noqa: E402
-from planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM  # noqa: E402
+from omniport.lab import control  # noqa: E402
+from omniport.planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM  # noqa: E402
 
 CHECK_PARALLELISM = 50
 """``planner/rollback.py`` ``check_target``: reads every node behind ``Semaphore(50)``."""
@@ -219,7 +219,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_child(args: list[str], out: Path, timeout: float, lab_pid: int) -> Child:
-    """Run ``python -m planner.cli ARGS`` to completion, sampling its CPU time and the lab's;
+    """Run ``python -m omniport.planner.cli ARGS`` to completion, sampling its CPU and the lab's;
     the child is killed by its pid on timeout or ^C."""
     err = out.with_suffix(".stderr")
     samples: list[tuple[float, float, float]] = []
@@ -228,7 +228,7 @@ def run_child(args: list[str], out: Path, timeout: float, lab_pid: int) -> Child
         t0 = time.perf_counter()
         samples.append((started, 0.0, cpu_seconds(lab_pid)))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "planner.cli", *args],
+            [sys.executable, "-m", "omniport.planner.cli", *args],
             cwd=ROOT,
             env=_env(),
             stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Start-up cost of the command line: `omniport --help` and `import planner.cli`.
+"""Start-up cost of the command line: `omniport --help` and `import omniport.planner.cli`.
 
 Every command a user types pays this before doing anything, so it is kept small by importing
 command implementations lazily. Each figure is measured in fresh processes (after warm-up runs
@@ -22,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORT_TIMER = (
-    "import time; t = time.perf_counter(); import planner.cli; print(time.perf_counter() - t)"
+    "import time; t = time.perf_counter(); import omniport.planner.cli; "
+    "print(time.perf_counter() - t)"
 )
 
 
@@ -63,14 +64,14 @@ def _figures(samples: list[float]) -> dict[str, float]:
 
 
 def _heaviest_imports(count: int) -> list[dict[str, object]]:
-    """The direct imports of ``planner.cli`` that cost most (cumulative, from -X importtime)."""
-    proc = _run(["-X", "importtime", "-c", "import planner.cli"])
+    """Direct imports of ``omniport.planner.cli`` that cost most (cumulative, -X importtime)."""
+    proc = _run(["-X", "importtime", "-c", "import omniport.planner.cli"])
     rows = []  # (indent, name, cumulative µs) in completion order: children before parents
     for line in proc.stderr.splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
         if match:
             rows.append((len(match.group(2)), match.group(3), int(match.group(1))))
-    end = next(i for i, (indent, name, _) in enumerate(rows) if name == "planner.cli")
+    end = next(i for i, (indent, name, _) in enumerate(rows) if name == "omniport.planner.cli")
     start = end
     while start > 0 and rows[start - 1][0] > rows[end][0]:
         start -= 1
@@ -89,7 +90,7 @@ def main() -> None:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    help_args = ["-m", "planner.cli", "--help"]
+    help_args = ["-m", "omniport.planner.cli", "--help"]
     for _ in range(2):  # warm-up: bytecode caches, file system cache
         _run(help_args)
 
@@ -100,7 +101,7 @@ def main() -> None:
     help_figures = _figures(help_ms)
     report = {
         "benchmark": "cli_startup",
-        "command": "python -m planner.cli --help",
+        "command": "python -m omniport.planner.cli --help",
         "runs": args.runs,
         "python": sys.version.split()[0],
         "help_wall_ms": help_figures,

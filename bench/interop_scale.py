@@ -3,7 +3,7 @@
 For every (nodes, latency) pair it starts one lab (``lab up --nodes N --latency-ms L``) and runs
 against it, one after the other, each as a child process:
 
-- ``omniport plan SPEC --json`` (``python -m planner.cli``), and
+- ``omniport plan SPEC --json`` (``python -m omniport.planner.cli``), and
 - the real importer's dry run: ``tests/interop/.build/bin/omni -lab DIR import --dry-run
   -lab-versions`` — our small Go program around Omni's ``clusterimport`` package (client
   v1.9.3): ``BuildContext`` + ``Run`` with ``DryRun``, the lab's talosconfig, service-account
@@ -45,7 +45,7 @@ from plan_scale import (  # noqa: E402
     scale_arguments,
 )
 
-from lab import control  # noqa: E402
+from omniport.lab import control  # noqa: E402
 
 IMPORTER = ROOT / "tests" / "interop" / ".build" / "bin" / "omni"
 
@@ -80,7 +80,7 @@ def one(nodes: int, latency_ms: float, controlplanes: int) -> dict[str, Any]:
                 [
                     sys.executable,
                     "-m",
-                    "planner.cli",
+                    "omniport.planner.cli",
                     "plan",
                     str(directory / "import.yaml"),
                     "-o",

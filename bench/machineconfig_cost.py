@@ -17,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from planner.machineconfig import document as mcdoc  # noqa: E402
-from planner.machineconfig.diff import diff
-from planner.machineconfig.generate import import_baseline
-from planner.machineconfig.merge import apply_patches
-from planner.machineconfig.sanitize import sanitize
-from planner.machineconfig.secrets import SecretsBundle
-from planner.machineconfig.verify import compare
+from omniport.planner.machineconfig import document as mcdoc  # noqa: E402
+from omniport.planner.machineconfig.diff import diff
+from omniport.planner.machineconfig.generate import import_baseline
+from omniport.planner.machineconfig.merge import apply_patches
+from omniport.planner.machineconfig.sanitize import sanitize
+from omniport.planner.machineconfig.secrets import SecretsBundle
+from omniport.planner.machineconfig.verify import compare
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 

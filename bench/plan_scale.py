@@ -1,8 +1,8 @@
 """How ``omniport plan`` scales: wall time, CPU, peak memory and distance to the latency floor.
 
 For every (nodes, latency) pair it starts a lab (``lab up --nodes N --latency-ms L``), runs
-``python -m planner.cli plan SPEC --json`` as a child process, and records its wall time, CPU
-time and peak RSS (``ru_maxrss`` of that one child, from ``os.wait4``). Prints one JSON
+``python -m omniport.planner.cli plan SPEC --json`` as a child process, and records its wall time,
+CPU time and peak RSS (``ru_maxrss`` of that one child, from ``os.wait4``). Prints one JSON
 document. Run from the repo root:
 
     python bench/plan_scale.py                                  # 10,100,1000 nodes x 0,20 ms
@@ -10,10 +10,11 @@ document. Run from the repo root:
 
 The latency floor is what no implementation at this parallelism can beat on the lab: the lab
 adds ``L`` to every Talos and Omni call on the server side, so a plan spends at least
-``round trips on its critical path x L`` waiting; ``planner.discover.critical_path_round_trips``
-counts them from the discovery code (see its docstring). ``ratio`` is wall time over that
-floor; ``latency_cost_ratio`` is the time latency added (wall at L minus wall at 0 ms, same
-node count) over the floor, i.e. how much of the waiting discovery fails to overlap.
+``round trips on its critical path x L`` waiting;
+``omniport.planner.discover.critical_path_round_trips`` counts them from the discovery code (see
+its docstring). ``ratio`` is wall time over that floor; ``latency_cost_ratio`` is the time
+latency added (wall at L minus wall at 0 ms, same node count) over the floor, i.e. how much of
+the waiting discovery fails to overlap.
 ``cpu_s`` is the plan process's CPU time and ``lab_cpu_s`` the lab's while it served the plan:
 on a small machine the two compete, and a plan far above its floor is CPU-bound, not waiting.
 ``bound_ratio`` is wall time over the largest of the floor, ``cpu_s`` and ``lab_cpu_s``: close
@@ -38,14 +39,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab import control  # noqa: E402
-from planner.discover import DEFAULT_PARALLELISM, critical_path_round_trips  # noqa: E402
+from omniport.lab import control  # noqa: E402
+from omniport.planner.discover import DEFAULT_PARALLELISM, critical_path_round_trips  # noqa: E402
 
 FORMULA = (
     "floor_s = round_trips x latency_ms / 1000, with round_trips = 1 + ceil(nodes / "
-    "parallelism) + 1 (planner.discover.critical_path_round_trips): first the discovery member "
-    "list and Omni's settings, read together (they prove both endpoints answer and tell which "
-    "nodes are workers); then the nodes in batches of `parallelism`, one round trip per batch "
+    "parallelism) + 1 (omniport.planner.discover.critical_path_round_trips): first the "
+    "discovery member list and Omni's settings, read together (they prove both endpoints "
+    "answer and tell which nodes are workers); then the nodes in batches of `parallelism`, "
+    "one round trip per batch "
     "(one Version, one ServiceList and one EtcdMemberList call for the whole batch, through "
     "apid's one-to-many `nodes` routing, plus four COSI reads per node, all at once); then the "
     "health check, the Omni cluster lookup and the Image Factory checks, together. The lab "
@@ -65,8 +67,6 @@ def _floats(text: str) -> list[float]:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    extra = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + extra if extra else "")
     env["NO_COLOR"] = "1"
     return env
 
@@ -104,7 +104,7 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 def startup_seconds() -> float:
     """What importing the plan command costs before any I/O (not part of the floor)."""
-    code = "import planner.cli, planner.plan_command, planner.planning"
+    code = "import omniport.planner.cli, omniport.planner.plan_command, omniport.planner.planning"
     _, wall, _ = _run([sys.executable, "-c", code])
     return wall
 
@@ -122,7 +122,7 @@ def one(nodes: int, latency_ms: float, controlplanes: int) -> dict[str, Any]:
                 [
                     sys.executable,
                     "-m",
-                    "planner.cli",
+                    "omniport.planner.cli",
                     "plan",
                     str(directory / "import.yaml"),
                     "-o",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from lab.faults import (
+from omniport.lab.faults import (
     HEALTH_PROBLEMS,
     JOIN_PROBLEMS,
     SCHEMATIC_CONTENT,

@@ -31,14 +31,14 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
-from lab import talos_resources as tr
-from lab.world import Code, Lab, Mode, NodeError, SimNode, dump_yaml
-from planner.machineconfig import pki
-from providers.wire.cluster import cluster_pb2
-from providers.wire.common import common_pb2
-from providers.wire.google.rpc import status_pb2
-from providers.wire.machine import machine_pb2
-from providers.wire.v1alpha1 import resource_pb2, state_pb2
+from omniport.lab import talos_resources as tr
+from omniport.lab.world import Code, Lab, Mode, NodeError, SimNode, dump_yaml
+from omniport.planner.machineconfig import pki
+from omniport.providers.wire.cluster import cluster_pb2
+from omniport.providers.wire.common import common_pb2
+from omniport.providers.wire.google.rpc import status_pb2
+from omniport.providers.wire.machine import machine_pb2
+from omniport.providers.wire.v1alpha1 import resource_pb2, state_pb2
 
 ADMIN = "os:admin"
 OPERATOR = "os:operator"
@@ -106,7 +106,7 @@ def peer_roles(stream: Stream) -> set[str]:
 
 def server_tls(secrets_os: pki.CertAndKey, now: dt.datetime, hosts: list[str]) -> ssl.SSLContext:
     """apid's TLS: an Ed25519 server cert from the OS CA for ``hosts``, client certs required."""
-    from providers.tls import server_context
+    from omniport.providers.tls import server_context
 
     ips = [h for h in hosts if re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+", h)]
     names = [h for h in hosts if h not in ips]

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from lab.world import (
+from omniport.lab.world import (
     CONTROLPLANE,
     WORKER,
     Code,
@@ -43,9 +43,9 @@ from lab.world import (
     SimNode,
     version_tuple,
 )
-from planner.machineconfig import document, generate, merge, secrets
-from planner.machineconfig.contracts import features, parse_contract
-from providers.codec.schematic import canonical_yaml, parse_schematic
+from omniport.planner.machineconfig import document, generate, merge, secrets
+from omniport.planner.machineconfig.contracts import features, parse_contract
+from omniport.providers.codec.schematic import canonical_yaml, parse_schematic
 
 DEFAULT_TALOS_VERSION = "v1.11.5"
 DEFAULT_INITIAL_TALOS_VERSION = "v1.9.5"

@@ -109,7 +109,7 @@ def _is_lab_process(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return pid_alive(pid)  # no /proc: trust the pid file
-    return b"lab.server" in cmdline
+    return b"omniport.lab.server" in cmdline
 
 
 def _reap(pid: int) -> None:
@@ -168,17 +168,15 @@ def up(directory: Path, options: UpOptions, *, timeout: float | None = None) -> 
     nodes = options.nodes or 3
     limit = timeout if timeout is not None else 60.0 + 0.1 * nodes
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(directory / LAB_LOG, "ab") as log:
         starter = subprocess.Popen(
-            [sys.executable, "-m", "lab.server", "--dir", str(directory), "--daemon"]
+            [sys.executable, "-m", "omniport.lab.server", "--dir", str(directory), "--daemon"]
             + options.argv(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
             env=env,
-            cwd=root,
+            cwd=directory,
         )
         out, _ = starter.communicate(timeout=30)
     text = out.decode(errors="replace").strip()

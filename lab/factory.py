@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-from providers.codec.schematic import (
+from omniport.providers.codec.schematic import (
     ExtensionInfo,
     InvalidSchematic,
     Schematic,

@@ -32,10 +32,10 @@ from urllib.parse import parse_qs, urlsplit
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from lab.faults import Faults
-from lab.grpc_compression import CompressingServer
-from lab.omni_access import ANONYMOUS, Caller, Role
-from lab.omni_controllers import (
+from omniport.lab.faults import Faults
+from omniport.lab.grpc_compression import CompressingServer
+from omniport.lab.omni_access import ANONYMOUS, Caller, Role
+from omniport.lab.omni_controllers import (
     ConfigApplyController,
     Context,
     MachineStatusController,
@@ -43,19 +43,19 @@ from lab.omni_controllers import (
     NodeInfo,
     RenderRequest,
 )
-from lab.omni_patchdata import PatchData
-from lab.omni_render import (
+from omniport.lab.omni_patchdata import PatchData
+from omniport.lab.omni_render import (
     JoinOptions,
     config_patch_problems,
     release_of,
     render_machine_config,
     secrets_bundle_problem,
 )
-from lab.omni_runtime import Runtime
-from lab.omni_service import StateService
-from lab.omni_signatures import VerifiedCalls
-from lab.omni_store import Resource, Store
-from lab.omni_types import (
+from omniport.lab.omni_runtime import Runtime
+from omniport.lab.omni_service import StateService
+from omniport.lab.omni_signatures import VerifiedCalls
+from omniport.lab.omni_store import Resource, Store
+from omniport.lab.omni_types import (
     CLUSTER_SECRETS,
     JOIN_TOKEN_USAGES,
     PENDING_MACHINES,
@@ -64,9 +64,9 @@ from lab.omni_types import (
     JoinTokenUsageData,
     PendingMachineData,
 )
-from lab.omni_validate import Checks, Validator
-from providers.codec import siderov1
-from providers.codec.omni_names import (
+from omniport.lab.omni_validate import Checks, Validator
+from omniport.providers.codec import siderov1
+from omniport.providers.codec.omni_names import (
     DEFAULT_JOIN_TOKENS,
     DEFAULT_NAMESPACE,
     EPHEMERAL_NAMESPACE,
@@ -80,7 +80,7 @@ from providers.codec.omni_names import (
     TALOS_VERSIONS,
     VIRTUAL_NAMESPACE,
 )
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2, virtual_pb2
+from omniport.providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2, virtual_pb2
 
 __all__ = [
     "DEFAULT_OMNI_VERSION",

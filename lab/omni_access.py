@@ -11,8 +11,8 @@ from enum import IntEnum
 
 from grpclib.const import Status
 
-from lab.omni_store import StateError, q
-from lab.omni_types import TYPES, Access
+from omniport.lab.omni_store import StateError, q
+from omniport.lab.omni_types import TYPES, Access
 
 
 class Role(IntEnum):

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from lab.omni_store import Event, Resource, Store, equal, exists
-from lab.omni_types import (
+from omniport.lab.omni_store import Event, Resource, Store, equal, exists
+from omniport.lab.omni_types import (
     CLUSTER_BOOTSTRAP_STATUSES,
     CLUSTER_MACHINE_CONFIG_STATUSES,
     CLUSTER_SECRETS,
@@ -31,7 +31,7 @@ from lab.omni_types import (
     ConfigStatusData,
     LoadBalancerData,
 )
-from providers.codec.omni_names import (
+from omniport.providers.codec.omni_names import (
     ANNOTATION_CLUSTER_LOCKED,
     ANNOTATION_IMPORT_IN_PROGRESS,
     CLUSTER_MACHINES,
@@ -54,7 +54,7 @@ from providers.codec.omni_names import (
     PHASE_RUNNING,
     PHASE_TEARING_DOWN,
 )
-from providers.wire.omni.specs import omni_pb2
+from omniport.providers.wire.omni.specs import omni_pb2
 
 log = logging.getLogger("lab.omni")
 

@@ -14,15 +14,19 @@ from typing import Any
 
 import yaml
 
-from lab.omni_controllers import RenderRequest
-from lab.omni_store import q
-from planner.machineconfig.contracts import Contract, parse_contract
-from planner.machineconfig.document import ConfigError, emit, parse
-from planner.machineconfig.generate import GenerateOptions, generate
-from planner.machineconfig.merge import apply_patches, load_patch
-from planner.machineconfig.sanitize import DOCUMENT_FORBIDDEN_FIELDS, FORBIDDEN_FIELDS, sanitize
-from planner.machineconfig.secrets import SecretsBundle, SecretsError
-from providers.codec.joinurl import join_api_url
+from omniport.lab.omni_controllers import RenderRequest
+from omniport.lab.omni_store import q
+from omniport.planner.machineconfig.contracts import Contract, parse_contract
+from omniport.planner.machineconfig.document import ConfigError, emit, parse
+from omniport.planner.machineconfig.generate import GenerateOptions, generate
+from omniport.planner.machineconfig.merge import apply_patches, load_patch
+from omniport.planner.machineconfig.sanitize import (
+    DOCUMENT_FORBIDDEN_FIELDS,
+    FORBIDDEN_FIELDS,
+    sanitize,
+)
+from omniport.planner.machineconfig.secrets import SecretsBundle, SecretsError
+from omniport.providers.codec.joinurl import join_api_url
 
 KMSG_LOG_NAME = "omni-kmsg"
 KUBE_PRISM_PORT = 7445

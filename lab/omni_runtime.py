@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from lab.omni_controllers import (
+from omniport.lab.omni_controllers import (
     ClusterBootstrapStatusController,
     ClusterController,
     ClusterMachineController,
@@ -28,8 +28,8 @@ from lab.omni_controllers import (
     MachineStatusController,
     SecretsController,
 )
-from lab.omni_store import Event, Resource, StateError
-from lab.omni_system_patches import SystemPatchController
+from omniport.lab.omni_store import Event, Resource, StateError
+from omniport.lab.omni_system_patches import SystemPatchController
 
 log = logging.getLogger("lab.omni")
 

@@ -19,10 +19,10 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from lab.grpc_compression import Messages
-from lab.omni_access import Caller, authorize
-from lab.omni_patchdata import PatchData, PatchDataError
-from lab.omni_store import (
+from omniport.lab.grpc_compression import Messages
+from omniport.lab.omni_access import Caller, authorize
+from omniport.lab.omni_patchdata import PatchData, PatchDataError
+from omniport.lab.omni_store import (
     EVENT_CREATED,
     EVENT_DESTROYED,
     EVENT_UPDATED,
@@ -37,14 +37,14 @@ from lab.omni_store import (
     not_found,
     q,
 )
-from lab.omni_types import TYPES, spec_yaml
-from lab.omni_validate import wrap
-from providers.codec.omni_names import PHASE_RUNNING, PHASE_TEARING_DOWN
-from providers.wire.omni.specs import omni_pb2
-from providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
+from omniport.lab.omni_types import TYPES, spec_yaml
+from omniport.lab.omni_validate import wrap
+from omniport.providers.codec.omni_names import PHASE_RUNNING, PHASE_TEARING_DOWN
+from omniport.providers.wire.omni.specs import omni_pb2
+from omniport.providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
 
 if TYPE_CHECKING:
-    from lab.omni import OmniSim
+    from omniport.lab.omni import OmniSim
 
 # ---- proto <-> store -----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from providers.codec import siderov1
+from omniport.providers.codec import siderov1
 
 
 @dataclass

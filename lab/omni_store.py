@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from grpclib.const import Status
 
-from providers.codec.omni_names import PHASE_RUNNING, PHASE_TEARING_DOWN
+from omniport.providers.codec.omni_names import PHASE_RUNNING, PHASE_TEARING_DOWN
 
 VERSION_UNDEFINED = 0
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from lab.omni_controllers import Controller, Key
-from lab.omni_store import Resource
-from lab.omni_types import CLUSTERS, CONFIG_PATCHES, TYPES
-from providers.codec.omni_names import LABEL_CLUSTER, LABEL_SYSTEM_PATCH, PHASE_RUNNING
-from providers.wire.omni.specs import omni_pb2
+from omniport.lab.omni_controllers import Controller, Key
+from omniport.lab.omni_store import Resource
+from omniport.lab.omni_types import CLUSTERS, CONFIG_PATCHES, TYPES
+from omniport.providers.codec.omni_names import LABEL_CLUSTER, LABEL_SYSTEM_PATCH, PHASE_RUNNING
+from omniport.providers.wire.omni.specs import omni_pb2
 
 NAME = "SystemPatchController"
 PATCH = "machine:\n  nodeLabels:\n    omni.sidero.dev/managed: 'true'\n"

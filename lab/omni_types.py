@@ -16,7 +16,7 @@ import yaml
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from providers.codec.omni_names import (
+from omniport.providers.codec.omni_names import (
     CLUSTER_MACHINES,
     CLUSTER_STATUSES,
     CLUSTERS,
@@ -37,7 +37,7 @@ from providers.codec.omni_names import (
     SYS_VERSIONS,
     TALOS_VERSIONS,
 )
-from providers.codec.omni_resources import RESOURCE_TYPES
+from omniport.providers.codec.omni_resources import RESOURCE_TYPES
 
 # internal: never served (the names Omni serves are in providers.codec.omni_names)
 CLUSTER_SECRETS = "ClusterSecrets.omni.sidero.dev"

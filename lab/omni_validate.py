@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from grpclib.const import Status
 
-from lab.omni_patchdata import PatchData, PatchDataError
-from lab.omni_store import Resource, StateError, Store, q, render_ref
-from lab.omni_types import CLUSTER_BOOTSTRAP_STATUSES
-from providers.codec.omni_names import (
+from omniport.lab.omni_patchdata import PatchData, PatchDataError
+from omniport.lab.omni_store import Resource, StateError, Store, q, render_ref
+from omniport.lab.omni_types import CLUSTER_BOOTSTRAP_STATUSES
+from omniport.providers.codec.omni_names import (
     ANNOTATION_CLUSTER_LOCKED,
     ANNOTATION_IMPORT_IN_PROGRESS,
     ANNOTATION_MACHINE_LOCKED,

@@ -42,19 +42,19 @@ from typing import Any, TextIO
 
 import yaml
 
-from lab import build
-from lab.admin import AdminError, AdminServer, Request, change_faults
-from lab.apid import ADMIN, OPERATOR, READER, Apid, server_tls
-from lab.control import LAB_ERROR, LAB_JSON, LAB_LOG
-from lab.factory import LabFactory
-from lab.faults import Faults
-from lab.omni import DEFAULT_OMNI_VERSION, OmniSeed, OmniSim, default_talos_versions
-from lab.omni_access import Role
-from lab.omni_render import release_of
-from lab.world import Lab, Mode, NodeError
-from planner.machineconfig import pki
-from providers.codec import siderov1
-from providers.codec.schematic import ExtensionInfo
+from omniport.lab import build
+from omniport.lab.admin import AdminError, AdminServer, Request, change_faults
+from omniport.lab.apid import ADMIN, OPERATOR, READER, Apid, server_tls
+from omniport.lab.control import LAB_ERROR, LAB_JSON, LAB_LOG
+from omniport.lab.factory import LabFactory
+from omniport.lab.faults import Faults
+from omniport.lab.omni import DEFAULT_OMNI_VERSION, OmniSeed, OmniSim, default_talos_versions
+from omniport.lab.omni_access import Role
+from omniport.lab.omni_render import release_of
+from omniport.lab.world import Lab, Mode, NodeError
+from omniport.planner.machineconfig import pki
+from omniport.providers.codec import siderov1
+from omniport.providers.codec.schematic import ExtensionInfo
 
 LOCK_FILE = ".lab.lock"
 SERVICE_ACCOUNT_KEY = "service-account.key"

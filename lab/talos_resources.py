@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 from google.protobuf import timestamp_pb2
 
-from lab import talos_specs as specs
-from lab.world import (
+from omniport.lab import talos_specs as specs
+from omniport.lab.world import (
     CONTROLPLANE,
     Lab,
     SimNode,
@@ -34,9 +34,9 @@ from lab.world import (
     minor_at_least,
     version_tuple,
 )
-from providers.codec.schematic import canonical_yaml, parse_schematic
-from providers.wire.resource.config import config_pb2
-from providers.wire.v1alpha1 import resource_pb2
+from omniport.providers.codec.schematic import canonical_yaml, parse_schematic
+from omniport.providers.wire.resource.config import config_pb2
+from omniport.providers.wire.v1alpha1 import resource_pb2
 
 YAML_SPEC_ANNOTATION = "talos.dev/yaml-spec"
 SCHEMATIC_EXTENSION = "schematic"

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from lab.faults import Faults
+from omniport.lab.faults import Faults
 
 CONTROLPLANE = "controlplane"
 WORKER = "worker"

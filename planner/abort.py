@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.apply import (
+from omniport.planner.apply import (
     Confirm,
     Scrubber,
     StepRef,
@@ -32,18 +32,18 @@ from planner.apply import (
     error_text,
     lock_scope,
 )
-from planner.errors import OmniportError
-from planner.join import JOIN_KINDS, removal_documents
-from planner.lock import ClusterLock
-from planner.machineconfig import document as mcdoc
-from planner.machineconfig.merge import strategic_merge
-from planner.plan import Finding, Plan
-from planner.planning import omni_client, talos_client
-from planner.spec import Spec
-from providers import omni as o
-from providers.errors import ProviderError
-from providers.talos import ApplyMode, TalosClient
-from providers.timeouts import Timeouts
+from omniport.planner.errors import OmniportError
+from omniport.planner.join import JOIN_KINDS, removal_documents
+from omniport.planner.lock import ClusterLock
+from omniport.planner.machineconfig import document as mcdoc
+from omniport.planner.machineconfig.merge import strategic_merge
+from omniport.planner.plan import Finding, Plan
+from omniport.planner.planning import omni_client, talos_client
+from omniport.planner.spec import Spec
+from omniport.providers import omni as o
+from omniport.providers.errors import ProviderError
+from omniport.providers.talos import ApplyMode, TalosClient
+from omniport.providers.timeouts import Timeouts
 
 
 class AbortError(OmniportError):
@@ -311,9 +311,9 @@ async def unlock_cluster(
 
 def spec_for(spec_path: str | None, plan_path: str | None) -> tuple[Spec, Plan | None]:
     """Access settings from ``--spec``, else from the spec recorded in ``--plan``."""
-    from planner import planfile
-    from planner.apply import spec_from_data
-    from planner.spec import load_spec
+    from omniport.planner import planfile
+    from omniport.planner.apply import spec_from_data
+    from omniport.planner.spec import load_spec
 
     plan = planfile.read(Path(plan_path)) if plan_path else None
     if spec_path:

@@ -37,20 +37,20 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from planner import __version__, journal, planfile, rollbackfile
-from planner.backup import BackupEntry, backup_name, write_backup
-from planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME, SCHEMATIC_TYPE
-from planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
-from planner.discover import factory_client, run_health_check
-from planner.errors import OmniportError
-from planner.facts import ClusterFacts
-from planner.join import join_documents
-from planner.lock import ClusterLock
-from planner.machineconfig import document as mcdoc
-from planner.machineconfig.merge import strategic_merge
-from planner.machineconfig.redact import SENSITIVE, redact_value
-from planner.plan import Action, Change, Plan
-from planner.planning import (
+from omniport.planner import __version__, journal, planfile, rollbackfile
+from omniport.planner.backup import BackupEntry, backup_name, write_backup
+from omniport.planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME, SCHEMATIC_TYPE
+from omniport.planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
+from omniport.planner.discover import factory_client, run_health_check
+from omniport.planner.errors import OmniportError
+from omniport.planner.facts import ClusterFacts
+from omniport.planner.join import join_documents
+from omniport.planner.lock import ClusterLock
+from omniport.planner.machineconfig import document as mcdoc
+from omniport.planner.machineconfig.merge import strategic_merge
+from omniport.planner.machineconfig.redact import SENSITIVE, redact_value
+from omniport.planner.plan import Action, Change, Plan
+from omniport.planner.planning import (
     Computed,
     NodeWork,
     compute,
@@ -59,14 +59,14 @@ from planner.planning import (
     sha256,
     talos_client,
 )
-from planner.sealed import checksum
-from planner.spec import Spec, SpecError, parse_spec
-from providers import omni as o
-from providers.errors import Conflict, ProviderError
-from providers.omni import OmniClient
-from providers.talos import ApplyMode, TalosClient, map_nodes
-from providers.timeouts import Timeouts
-from providers.wire.omni.specs import omni_pb2
+from omniport.planner.sealed import checksum
+from omniport.planner.spec import Spec, SpecError, parse_spec
+from omniport.providers import omni as o
+from omniport.providers.errors import Conflict, ProviderError
+from omniport.providers.omni import OmniClient
+from omniport.providers.talos import ApplyMode, TalosClient, map_nodes
+from omniport.providers.timeouts import Timeouts
+from omniport.providers.wire.omni.specs import omni_pb2
 
 KILL_ENV = "OMNIPORT_TEST_KILL_AFTER_RECORD"
 """Test hook: SIGKILL this process right after it has fsynced its N-th journal record."""
@@ -1005,7 +1005,7 @@ async def apply_plan(
     show_plan: Callable[[Plan], None],
 ) -> WriteAhead:
     """Run ``omniport apply``; raises ApplyError when refused or failed (after rolling back)."""
-    from planner import rollback  # the undo side lives in its own module
+    from omniport.planner import rollback  # the undo side lives in its own module
 
     plan_path = Path(plan_path)
     plan, spec = load_plan(plan_path)

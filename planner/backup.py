@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from planner.errors import OmniportError
-from planner.files import make_private_dirs
-from planner.sealed import write_private
+from omniport.planner.errors import OmniportError
+from omniport.planner.files import make_private_dirs
+from omniport.planner.sealed import write_private
 
 
 class BackupError(OmniportError):

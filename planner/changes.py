@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from planner.join import SENSITIVE, JoinOptions, join_documents
-from planner.plan import Action, Change
-from providers.codec import omni_names as o
+from omniport.planner.join import SENSITIVE, JoinOptions, join_documents
+from omniport.planner.plan import Action, Change
+from omniport.providers.codec import omni_names as o
 
 OWNER_ANNOTATION = "omniport.dev/import"
 """Marks every Omni resource an import created, so rollback deletes only those."""

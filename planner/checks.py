@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from planner.facts import ClusterFacts, NodeFacts
-from planner.finding_codes import CHECKS, MIN_TALOS_VERSION
-from planner.plan import Finding, Severity
-from planner.spec import Spec, version_tuple
-from providers.codec.joinurl import api_url_problem
+from omniport.planner.facts import ClusterFacts, NodeFacts
+from omniport.planner.finding_codes import CHECKS, MIN_TALOS_VERSION
+from omniport.planner.plan import Finding, Severity
+from omniport.planner.spec import Spec, version_tuple
+from omniport.providers.codec.joinurl import api_url_problem
 
 
 def finding(

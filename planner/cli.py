@@ -17,9 +17,9 @@ from typing import Any, NoReturn
 
 import click
 
-from planner import __version__
-from planner.errors import OmniportError
-from providers.errors import ProviderError
+from omniport.planner import __version__
+from omniport.planner.errors import OmniportError
+from omniport.providers.errors import ProviderError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,7 +36,7 @@ def cli(ctx: click.Context, no_color: bool) -> None:
 @click.argument("spec", type=click.Path(dir_okay=False))
 def validate(spec: str) -> None:
     """Check an import spec against its schema and semantics, without network."""
-    from planner.spec import load_spec
+    from omniport.planner.spec import load_spec
 
     loaded = load_spec(spec)
     click.echo(
@@ -69,7 +69,7 @@ def plan(
     file_mode: str,
 ) -> int:
     """Read the live cluster and Omni, change nothing, and write a reviewable plan."""
-    from planner.plan_command import run_plan
+    from omniport.planner.plan_command import run_plan
 
     return run_plan(
         spec,
@@ -89,7 +89,7 @@ def plan(
 @click.pass_context
 def show(ctx: click.Context, path: str, as_json: bool) -> int:
     """Render a saved plan or rollback file."""
-    from planner.plan_command import run_show
+    from omniport.planner.plan_command import run_show
 
     return run_show(path, as_json=as_json, color=ctx.obj["color"], echo=click.echo)
 
@@ -115,7 +115,7 @@ def apply(
     as_json: bool,
 ) -> int:
     """Execute exactly a saved plan, as a transaction that rolls back on failure."""
-    from planner.apply_command import run_apply
+    from omniport.planner.apply_command import run_apply
 
     return run_apply(
         plan_file,
@@ -147,7 +147,7 @@ def rollback(
     as_json: bool,
 ) -> int:
     """Put nodes and Omni back as they were before an apply (idempotent)."""
-    from planner.apply_command import run_rollback
+    from omniport.planner.apply_command import run_rollback
 
     return run_rollback(
         rollback_file,
@@ -175,7 +175,7 @@ def abort(
     ctx: click.Context, cluster_name: str, spec_path: str, auto_approve: bool, as_json: bool
 ) -> int:
     """Abort an import in Omni and remove the join documents from the nodes."""
-    from planner.apply_command import run_abort
+    from omniport.planner.apply_command import run_abort
 
     return run_abort(
         cluster_name,
@@ -213,7 +213,7 @@ def unlock(
     as_json: bool,
 ) -> int:
     """Unlock an imported cluster so that Omni starts managing it."""
-    from planner.apply_command import run_unlock
+    from omniport.planner.apply_command import run_unlock
 
     return run_unlock(
         cluster_name,
@@ -324,9 +324,9 @@ def config_gen(
     kubespan: bool | None,
 ) -> None:
     """Generate a default machine config for a version contract."""
-    from planner.config_generation import GenRequest, write_private_file
-    from planner.config_generation import config_gen as generate_config
-    from planner.machineconfig.generate import GenerateOptions
+    from omniport.planner.config_generation import GenRequest, write_private_file
+    from omniport.planner.config_generation import config_gen as generate_config
+    from omniport.planner.machineconfig.generate import GenerateOptions
 
     request = GenRequest(
         talos_version=talos_version,
@@ -372,9 +372,9 @@ def config_gen(
 )
 def config_patch(config_file: str, patches: tuple[str, ...], output: str | None) -> None:
     """Apply strategic-merge or JSON6902 patches to a machine config."""
-    from planner.config_files import load_patch_arguments, read_config, write_text
-    from planner.machineconfig.document import emit
-    from planner.machineconfig.merge import apply_patches
+    from omniport.planner.config_files import load_patch_arguments, read_config, write_text
+    from omniport.planner.machineconfig.document import emit
+    from omniport.planner.machineconfig.merge import apply_patches
 
     result = emit(apply_patches(read_config(config_file), load_patch_arguments(patches)))
     if output:
@@ -399,9 +399,9 @@ def config_diff(original: str, modified: str, output_dir: str | None) -> None:
     Applying them in order to ORIGINAL (omniport config patch ORIGINAL -p @10-patch.yaml
     -p @20-patch.yaml) gives MODIFIED.
     """
-    from planner.config_files import PATCH_FILE_NAMES, read_config, write_patches
-    from planner.machineconfig.diff import diff
-    from planner.machineconfig.document import emit
+    from omniport.planner.config_files import PATCH_FILE_NAMES, read_config, write_patches
+    from omniport.planner.machineconfig.diff import diff
+    from omniport.planner.machineconfig.document import emit
 
     patches = diff(read_config(original), read_config(modified))
     if output_dir:
@@ -440,8 +440,8 @@ def config_validate(config_file: str, talos_version: str, mode: str, strict: boo
 
     Exits 1 when Talos would refuse the config.
     """
-    from planner.config_files import read_bytes
-    from planner.machineconfig.validate import validate_bytes
+    from omniport.planner.config_files import read_bytes
+    from omniport.planner.machineconfig.validate import validate_bytes
 
     verdict = validate_bytes(
         read_bytes(config_file, "config file"), talos_version, mode=mode, strict=strict
@@ -477,8 +477,8 @@ def config_validate(config_file: str, talos_version: str, mode: str, strict: boo
 )
 def config_secrets(config_file: str, output: str | None) -> None:
     """Rebuild a secrets bundle from a control-plane machine config."""
-    from planner.config_generation import config_secrets as rebuild_secrets
-    from planner.config_generation import write_private_file
+    from omniport.planner.config_generation import config_secrets as rebuild_secrets
+    from omniport.planner.config_generation import write_private_file
 
     text = rebuild_secrets(config_file)
     if output is None:
@@ -505,7 +505,7 @@ _lab_dir = click.option(
 @contextlib.contextmanager
 def _lab_errors() -> Iterator[None]:
     """Turn the lab's own errors into the CLI's one-line errors."""
-    from lab.control import LabError
+    from omniport.lab.control import LabError
 
     try:
         yield
@@ -600,7 +600,7 @@ def lab_up(
     omni_join_ms: float | None,
 ) -> None:
     """Start a lab in the background and write its client files into DIR."""
-    from lab.control import UpOptions, up
+    from omniport.lab.control import UpOptions, up
 
     options = UpOptions(
         nodes=nodes,
@@ -654,7 +654,7 @@ def lab_up(
 @_lab_dir
 def lab_down(directory: Path) -> None:
     """Stop a lab by its pid and wait until it is gone."""
-    from lab.control import down
+    from omniport.lab.control import down
 
     with _lab_errors():
         pid = down(directory)
@@ -672,7 +672,7 @@ def lab_status(directory: Path, as_json: bool, with_configs: bool) -> None:
     """Print the lab's nodes and Omni resources."""
     import json
 
-    from lab.control import status
+    from omniport.lab.control import status
 
     with _lab_errors():
         doc = status(directory, with_configs=with_configs)
@@ -740,7 +740,7 @@ def lab_fault(ctx: click.Context, directory: Path) -> None:
 
 
 def _fault(ctx: click.Context, change: dict[str, object]) -> None:
-    from lab.control import fault
+    from omniport.lab.control import fault
 
     with _lab_errors():
         active = fault(ctx.obj["lab_dir"], change)
@@ -942,7 +942,7 @@ def fault_clear(ctx: click.Context) -> None:
 @click.pass_context
 def fault_show(ctx: click.Context) -> None:
     """Print the active faults."""
-    from lab.control import faults
+    from omniport.lab.control import faults
 
     with _lab_errors():
         _print_faults(faults(ctx.obj["lab_dir"]))
@@ -954,7 +954,7 @@ def fault_show(ctx: click.Context) -> None:
 @click.argument("patch_file", metavar="FILE", type=click.File("r"))
 def lab_patch(directory: Path, node: str, patch_file: Any) -> None:
     """Patch NODE's config with FILE as `talosctl patch machineconfig` would (mode auto)."""
-    from lab.control import patch
+    from omniport.lab.control import patch
 
     text = patch_file.read()
     with _lab_errors():
@@ -970,7 +970,7 @@ def lab_patch(directory: Path, node: str, patch_file: Any) -> None:
 @click.pass_context
 def demo(ctx: click.Context, keep: bool) -> int:
     """Run plan, apply and rollback against a temporary lab, in one command."""
-    from planner.demo import run_demo
+    from omniport.planner.demo import run_demo
 
     return run_demo(keep=keep, color=ctx.obj["color"], echo=click.echo)
 
@@ -988,7 +988,7 @@ def _usage_line(err: click.UsageError) -> str:
 
 def _printable(text: str) -> str:
     """Error text may quote servers and files: no control characters reach the terminal."""
-    from planner.render import printable
+    from omniport.planner.render import printable
 
     return printable(text)
 

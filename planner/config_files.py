@@ -12,9 +12,9 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from planner.errors import UsageProblem
-from planner.machineconfig.document import Document, MachineConfig, emit, parse
-from planner.machineconfig.merge import Patch, load_patches
+from omniport.planner.errors import UsageProblem
+from omniport.planner.machineconfig.document import Document, MachineConfig, emit, parse
+from omniport.planner.machineconfig.merge import Patch, load_patches
 
 PATCH_FILE_NAMES = ("10-patch.yaml", "20-patch.yaml")
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.errors import UsageProblem
-from planner.machineconfig.contracts import parse_contract
-from planner.machineconfig.document import MachineConfig, emit, parse
-from planner.machineconfig.generate import GenerateOptions, generate
-from planner.machineconfig.secrets import SecretsBundle, bundle_from_config
+from omniport.planner.errors import UsageProblem
+from omniport.planner.machineconfig.contracts import parse_contract
+from omniport.planner.machineconfig.document import MachineConfig, emit, parse
+from omniport.planner.machineconfig.generate import GenerateOptions, generate
+from omniport.planner.machineconfig.secrets import SecretsBundle, bundle_from_config
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from planner.errors import OmniportError
+from omniport.planner.errors import OmniportError
 
 Echo = Callable[[str], None]
 
@@ -51,10 +51,10 @@ def _omni_resources(status: dict[str, Any], cluster: str | None = None) -> list[
 
 
 def run_demo(*, keep: bool, color: bool, echo: Echo, directory: Path | None = None) -> int:
-    from lab import control as lab_control
-    from planner.apply import rollback_path
-    from planner.apply_command import run_apply, run_rollback
-    from planner.plan_command import run_plan
+    from omniport.lab import control as lab_control
+    from omniport.planner.apply import rollback_path
+    from omniport.planner.apply_command import run_apply, run_rollback
+    from omniport.planner.plan_command import run_plan
 
     started = time.monotonic()
     workdir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="omniport-demo-"))

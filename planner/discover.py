@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from planner.configfacts import NOTHING, StatedFacts, stated_facts
-from planner.facts import (
+from omniport.planner.configfacts import NOTHING, StatedFacts, stated_facts
+from omniport.planner.facts import (
     EtcdMember,
     FactoryFacts,
     HealthFacts,
@@ -40,7 +40,7 @@ from planner.facts import (
     SchematicCheck,
     Service,
 )
-from providers.codec.omni_names import (
+from omniport.providers.codec.omni_names import (
     ANNOTATION_CLUSTER_LOCKED,
     ANNOTATION_IMPORT_IN_PROGRESS,
     CLUSTERS,
@@ -52,9 +52,9 @@ from providers.codec.omni_names import (
     SIDEROLINK_API_CONFIGS,
     TALOS_VERSIONS,
 )
-from providers.errors import ProviderError, TLSFailure, Unreachable
-from providers.omni import UnsupportedAPIVersion
-from providers.talos import ControlPlaneImages, TalosClient, settle
+from omniport.providers.errors import ProviderError, TLSFailure, Unreachable
+from omniport.providers.omni import UnsupportedAPIVersion
+from omniport.providers.talos import ControlPlaneImages, TalosClient, settle
 
 DEFAULT_PARALLELISM = 50
 """Nodes read at once (one batch). A batch costs three one-to-many machine calls and four COSI
@@ -530,7 +530,7 @@ def choose_factory(
 def factory_client(target: FactoryFacts, url: str | None = None, timeouts: Any = None) -> Any:
     """An asyncio factory client for ``url`` (default: the chosen one), with Omni's
     credentials when they belong to it."""
-    from providers.factory import AsyncFactoryClient
+    from omniport.providers.factory import AsyncFactoryClient
 
     base = url or target.url or ""
     kwargs: dict[str, Any] = {"base_url": base}
@@ -550,7 +550,7 @@ async def read_factory(
 
     The factory's answer beats the offline ID (see ``FactoryClient.check_schematic``). A
     schematic the chosen factory does not know is looked up on Omni's secondary factory."""
-    from providers.factory import SchematicStatus
+    from omniport.providers.factory import SchematicStatus
 
     if not target.url:
         return target

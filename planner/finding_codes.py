@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.plan import Severity
+from omniport.planner.plan import Severity
 
 MIN_TALOS_VERSION = "1.9.0"
 """Omni's importer requires a Talos version strictly greater than this."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from providers.codec.joinurl import join_api_url
+from omniport.providers.codec.joinurl import join_api_url
 
 SIDEROLINK_LISTEN_HOST = "fdae:41e4:649b:9303::1"
 """First address of Omni's default SideroLink network: where events and kmsg are sent."""

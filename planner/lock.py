@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from planner import __version__
-from planner.errors import OmniportError
-from planner.files import make_private_dirs
+from omniport.planner import __version__
+from omniport.planner.errors import OmniportError
+from omniport.planner.files import make_private_dirs
 
 
 class LockedError(OmniportError):

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from planner import files, planfile, render
-from planner.planning import make_plan
-from planner.spec import load_spec
+from omniport.planner import files, planfile, render
+from omniport.planner.planning import make_plan
+from omniport.planner.spec import load_spec
 
 Echo = Callable[[str], None]
 
@@ -55,7 +55,7 @@ def run_plan(
 
 
 def run_show(path: str, *, as_json: bool, color: bool, echo: Echo) -> int:
-    from planner import rollbackfile
+    from omniport.planner import rollbackfile
 
     text_path = Path(path)
     try:

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from planner import __version__, files
-from planner.errors import OmniportError
-from planner.plan import (
+from omniport.planner import __version__, files
+from omniport.planner.errors import OmniportError
+from omniport.planner.plan import (
     FORMAT_VERSION,
     Action,
     Change,
@@ -25,7 +25,7 @@ from planner.plan import (
     Plan,
     Severity,
 )
-from planner.sealed import (
+from omniport.planner.sealed import (
     canonical,
     checksum,
     json_problem,

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from planner import __version__
-from planner.changes import NodeImport, plan_changes
-from planner.checks import check, finding, resolve_versions
-from planner.discover import (
+from omniport.planner import __version__
+from omniport.planner.changes import NodeImport, plan_changes
+from omniport.planner.checks import check, finding, resolve_versions
+from omniport.planner.discover import (
     choose_factory,
     read_factory,
     read_members,
@@ -33,27 +33,34 @@ from planner.discover import (
     role_hints,
     run_health_check,
 )
-from planner.errors import OmniportError
-from planner.facts import ClusterFacts, FactoryFacts, HealthFacts, Member, NodeFacts, OmniFacts
-from planner.join import JOIN_KINDS, JoinOptions
-from planner.machineconfig import document as mcdoc
-from planner.machineconfig.diff import diff
-from planner.machineconfig.generate import GenerateOptions, generate, import_baseline
-from planner.machineconfig.merge import apply_patches
-from planner.machineconfig.redact import redact
-from planner.machineconfig.sanitize import sanitize
-from planner.machineconfig.secrets import SecretsBundle, bundle_from_config
-from planner.machineconfig.validate import ValidateError
-from planner.machineconfig.verify import compare, pushed_config_verdict
-from planner.plan import ClusterInfo, Finding, NodePlan, Patch, Plan
-from planner.spec import Spec, canonical_json
-from providers import omniconfig
-from providers.codec.joinurl import api_url_problem
-from providers.errors import ProviderError, TLSFailure
-from providers.omni import OmniClient, TLSOptions, UnsupportedAPIVersion
-from providers.talos import TalosClient
-from providers.talosconfig import find_talosconfig
-from providers.timeouts import Timeouts
+from omniport.planner.errors import OmniportError
+from omniport.planner.facts import (
+    ClusterFacts,
+    FactoryFacts,
+    HealthFacts,
+    Member,
+    NodeFacts,
+    OmniFacts,
+)
+from omniport.planner.join import JOIN_KINDS, JoinOptions
+from omniport.planner.machineconfig import document as mcdoc
+from omniport.planner.machineconfig.diff import diff
+from omniport.planner.machineconfig.generate import GenerateOptions, generate, import_baseline
+from omniport.planner.machineconfig.merge import apply_patches
+from omniport.planner.machineconfig.redact import redact
+from omniport.planner.machineconfig.sanitize import sanitize
+from omniport.planner.machineconfig.secrets import SecretsBundle, bundle_from_config
+from omniport.planner.machineconfig.validate import ValidateError
+from omniport.planner.machineconfig.verify import compare, pushed_config_verdict
+from omniport.planner.plan import ClusterInfo, Finding, NodePlan, Patch, Plan
+from omniport.planner.spec import Spec, canonical_json
+from omniport.providers import omniconfig
+from omniport.providers.codec.joinurl import api_url_problem
+from omniport.providers.errors import ProviderError, TLSFailure
+from omniport.providers.omni import OmniClient, TLSOptions, UnsupportedAPIVersion
+from omniport.providers.talos import TalosClient
+from omniport.providers.talosconfig import find_talosconfig
+from omniport.providers.timeouts import Timeouts
 
 OMNI_LB_ENDPOINT = "https://[fdae:41e4:649b:9303::1]:10000"
 """Stands in for the per-cluster load balancer endpoint Omni sets after unlock (the port is

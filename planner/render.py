@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from planner import __version__
+from omniport.planner import __version__
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
 VERBS = {

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner import journal, rollbackfile
-from planner.apply import (
+from omniport.planner import journal, rollbackfile
+from omniport.planner.apply import (
     POLL_SECONDS,
     Confirm,
     Interrupts,
@@ -46,17 +46,17 @@ from planner.apply import (
     os_ca_sha256,
     spec_from_data,
 )
-from planner.backup import read_backup
-from planner.changes import OWNER_ANNOTATION
-from planner.errors import OmniportError
-from planner.lock import ClusterLock
-from planner.planning import omni_client, sha256, talos_client
-from planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
-from providers import omni as o
-from providers.errors import NotFound, ProviderError
-from providers.omni import OmniClient, Resource
-from providers.talos import ApplyMode, TalosClient
-from providers.timeouts import Timeouts
+from omniport.planner.backup import read_backup
+from omniport.planner.changes import OWNER_ANNOTATION
+from omniport.planner.errors import OmniportError
+from omniport.planner.lock import ClusterLock
+from omniport.planner.planning import omni_client, sha256, talos_client
+from omniport.planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
+from omniport.providers import omni as o
+from omniport.providers.errors import NotFound, ProviderError
+from omniport.providers.omni import OmniClient, Resource
+from omniport.providers.talos import ApplyMode, TalosClient
+from omniport.providers.timeouts import Timeouts
 
 ADDRESS_PREFIX = {
     o.IMPORTED_CLUSTER_SECRETS: "omni_imported_cluster_secrets",
@@ -599,7 +599,7 @@ async def rollback_file(
     path = Path(path)
     rb = rollbackfile.read(path)
     if options.spec_path is not None:
-        from planner.spec import load_spec
+        from omniport.planner.spec import load_spec
 
         spec = load_spec(options.spec_path)
     else:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner import __version__, files
-from planner.errors import OmniportError
-from planner.sealed import (
+from omniport.planner import __version__, files
+from omniport.planner.errors import OmniportError
+from omniport.planner.sealed import (
     canonical,
     checksum,
     json_problem,

@@ -82,7 +82,7 @@ def schema_problem(data: Any, schema_name: str) -> str | None:
     """Where and why ``data`` breaks ``schemas/<schema_name>.schema.json``, or None if it fits."""
     import jsonschema
 
-    import schemas
+    from omniport import schemas
 
     validator = jsonschema.Draft202012Validator(schemas.load(schema_name))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))

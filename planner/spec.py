@@ -21,10 +21,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-import schemas
-from planner import files
-from planner.errors import OmniportError
-from planner.finding_codes import CHECKS
+from omniport import schemas
+from omniport.planner import files
+from omniport.planner.errors import OmniportError
+from omniport.planner.finding_codes import CHECKS
 
 Path_ = tuple[str | int, ...]
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from providers import errors
-from providers.codec.schematic import (
+from omniport.providers import errors
+from omniport.providers.codec.schematic import (
     ExtensionInfo,
     InvalidSchematic,
     Schematic,
@@ -48,7 +48,7 @@ from providers.codec.schematic import (
     parse_schematic,
     schematic_id,
 )
-from providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
+from omniport.providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 __all__ = [
     "DEFAULT_FACTORY_URL",

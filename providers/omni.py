@@ -33,19 +33,19 @@ from google.protobuf.message import DecodeError, Message
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
-from providers.codec import siderov1
+from omniport.providers.codec import siderov1
 
 # Omni's names and resource types are part of this module's API too (o.CLUSTERS, ...)
-from providers.codec.omni_names import *  # noqa: F403
-from providers.codec.omni_names import (
+from omniport.providers.codec.omni_names import *  # noqa: F403
+from omniport.providers.codec.omni_names import (
     DEFAULT_NAMESPACE,
     PHASE_RUNNING,
     PHASE_TEARING_DOWN,
     SYS_VERSIONS,
 )
-from providers.codec.omni_resources import RESOURCE_TYPES
-from providers.codec.omni_resources import ResourceType as ResourceType
-from providers.errors import (
+from omniport.providers.codec.omni_resources import RESOURCE_TYPES
+from omniport.providers.codec.omni_resources import ResourceType as ResourceType
+from omniport.providers.errors import (
     ConfigurationError,
     Conflict,
     NotFound,
@@ -55,10 +55,10 @@ from providers.errors import (
     Unsupported,
     from_exception,
 )
-from providers.omniconfig import Endpoint, OmniSettings
-from providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from providers.wire.v1alpha1 import resource_pb2, state_pb2
-from providers.wire.v1alpha1.state_grpc import StateStub
+from omniport.providers.omniconfig import Endpoint, OmniSettings
+from omniport.providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
+from omniport.providers.wire.v1alpha1 import resource_pb2, state_pb2
+from omniport.providers.wire.v1alpha1.state_grpc import StateStub
 
 SERVICE = "cosi.resource.State"
 

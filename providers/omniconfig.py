@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from providers.codec import siderov1
-from providers.errors import YAML_VALUE_ERRORS, ConfigurationError
+from omniport.providers.codec import siderov1
+from omniport.providers.errors import YAML_VALUE_ERRORS, ConfigurationError
 
 SERVICE_ACCOUNT_ENV_VARS = ("SIDERO_SERVICE_ACCOUNT_KEY", "OMNI_SERVICE_ACCOUNT_KEY")
 ENDPOINT_ENV_VAR = "OMNI_ENDPOINT"

@@ -36,7 +36,7 @@ from google.protobuf.message import DecodeError
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from providers.errors import (
+from omniport.providers.errors import (
     CredentialsError,
     InvalidRequest,
     NotFound,
@@ -50,13 +50,13 @@ from providers.errors import (
     from_exception,
     from_grpc_status,
 )
-from providers.talosconfig import Endpoint, TalosContext, load_talosconfig
-from providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from providers.tls import TLSConfigError, client_context
-from providers.wire.cluster import cluster_grpc, cluster_pb2
-from providers.wire.machine import machine_grpc, machine_pb2
-from providers.wire.resource.config import config_pb2
-from providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
+from omniport.providers.talosconfig import Endpoint, TalosContext, load_talosconfig
+from omniport.providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
+from omniport.providers.tls import TLSConfigError, client_context
+from omniport.providers.wire.cluster import cluster_grpc, cluster_pb2
+from omniport.providers.wire.machine import machine_grpc, machine_pb2
+from omniport.providers.wire.resource.config import config_pb2
+from omniport.providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
 
 T = TypeVar("T")
 

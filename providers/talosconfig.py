@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from providers.errors import YAML_VALUE_ERRORS, CredentialsError
+from omniport.providers.errors import YAML_VALUE_ERRORS, CredentialsError
 
 APID_PORT = 50000
 HTTPS_PORT = 443

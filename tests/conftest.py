@@ -51,7 +51,7 @@ class LabHandle:
 
     def client(self, role: str = "admin", **kw: Any) -> Any:
         """A TalosClient for this lab with the os:``role`` talosconfig it wrote."""
-        from providers.talos import TalosClient
+        from omniport.providers.talos import TalosClient
 
         name = "talosconfig" if role == "admin" else f"talosconfig-{role}"
         return TalosClient.from_talosconfig(self.dir / name, **kw)
@@ -60,9 +60,9 @@ class LabHandle:
         """An OmniClient for this lab's Omni, signed with the service account it wrote."""
         import yaml
 
-        from providers.codec.siderov1 import decode_service_account
-        from providers.omni import OmniClient, TLSOptions
-        from providers.omniconfig import parse_endpoint
+        from omniport.providers.codec.siderov1 import decode_service_account
+        from omniport.providers.omni import OmniClient, TLSOptions
+        from omniport.providers.omniconfig import parse_endpoint
 
         spec = yaml.safe_load((self.dir / "import.yaml").read_text())["omni"]
         account = decode_service_account((self.dir / "service-account.key").read_text())
@@ -74,12 +74,12 @@ class LabHandle:
         )
 
     def status(self, *, with_configs: bool = False) -> dict[str, Any]:
-        from lab.control import status
+        from omniport.lab.control import status
 
         return status(self.dir, with_configs=with_configs)
 
     def fault(self, **change: Any) -> dict[str, Any]:
-        from lab.control import fault
+        from omniport.lab.control import fault
 
         return fault(self.dir, change)
 
@@ -91,7 +91,7 @@ class LabHandle:
 
 
 def pid_running(pid: int) -> bool:
-    from lab.control import pid_alive
+    from omniport.lab.control import pid_alive
 
     return pid_alive(pid)
 
@@ -113,7 +113,7 @@ def stop_by_pid(pid: int, grace: float = 10.0) -> None:
 
 def start_lab(directory: Path, *args: str) -> LabHandle:
     """``omniport lab up --dir DIR ARGS`` through the CLI, then read lab.json."""
-    from planner.cli import run
+    from omniport.planner.cli import run
 
     code = run(["lab", "up", "--dir", str(directory), *args])
     assert code == 0, f"lab up failed with exit code {code}: see {directory / 'lab.log'}"

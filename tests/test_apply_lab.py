@@ -15,9 +15,9 @@ import sys
 import time
 import zipfile
 
-from planner import planfile
-from planner.apply import config_secrets
-from planner.changes import OWNER_ANNOTATION
+from omniport.planner import planfile
+from omniport.planner.apply import config_secrets
+from omniport.planner.changes import OWNER_ANNOTATION
 from tests.reliability.labkit import REPO, World, assert_restored
 
 LOCKED = "omni.sidero.dev/cluster-locked"
@@ -198,7 +198,7 @@ def test_apply_without_a_terminal_needs_auto_approve(world: World):
 def _apply_on_a_terminal(world: World, answer: str) -> tuple[int, str]:
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "planner.cli", "apply", str(world.plan)],
+        [sys.executable, "-m", "omniport.planner.cli", "apply", str(world.plan)],
         cwd=REPO,
         env=world.env,
         stdin=slave,

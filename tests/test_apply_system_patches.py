@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from lab.omni_system_patches import NAME, patch_id
-from planner.apply import omni_managed
-from providers.codec.omni_names import LABEL_SYSTEM_PATCH
-from providers.omni import Resource
+from omniport.lab.omni_system_patches import NAME, patch_id
+from omniport.planner.apply import omni_managed
+from omniport.providers.codec.omni_names import LABEL_SYSTEM_PATCH
+from omniport.providers.omni import Resource
 from tests.reliability.labkit import World, assert_restored
 
 PATCHES = "ConfigPatches.omni.sidero.dev"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from planner import journal, planfile, render
-from planner.apply import (
+from omniport.planner import journal, planfile, render
+from omniport.planner.apply import (
     KILL_ENV,
     ApplyError,
     Interrupts,
@@ -30,8 +30,17 @@ from planner.apply import (
     rollback_path,
     stale_reasons,
 )
-from planner.apply_command import ConsoleUi, require_approval_channel
-from planner.plan import Action, Change, ClusterInfo, Finding, NodePlan, Patch, Plan, Severity
+from omniport.planner.apply_command import ConsoleUi, require_approval_channel
+from omniport.planner.plan import (
+    Action,
+    Change,
+    ClusterInfo,
+    Finding,
+    NodePlan,
+    Patch,
+    Plan,
+    Severity,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -168,7 +177,7 @@ def test_recorder_kills_itself_after_the_nth_record(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {os.getcwd()!r})
-        from planner.apply import Recorder
+        from omniport.planner.apply import Recorder
         record = Recorder({str(tmp_path / "j.jsonl")!r})
         for n in range(10):
             record("start", f"step{{n}}")
@@ -315,9 +324,9 @@ def test_abort_and_unlock_render_plan_style():
 
 
 def test_show_renders_a_rollback_plan_with_its_links(tmp_path):
-    from planner import rollbackfile
-    from planner.plan_command import run_show
-    from planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
+    from omniport.planner import rollbackfile
+    from omniport.planner.plan_command import run_show
+    from omniport.planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
 
     rb = RollbackPlan(
         created_at="2026-11-23T20:00:00Z",

@@ -1,8 +1,8 @@
 """The ordered changes of an import, and the join documents."""
 
-from planner.changes import NodeImport, plan_changes
-from planner.join import JoinOptions, join_documents, removal_documents
-from planner.plan import Action
+from omniport.planner.changes import NodeImport, plan_changes
+from omniport.planner.join import JoinOptions, join_documents, removal_documents
+from omniport.planner.plan import Action
 
 JOIN = JoinOptions("https://omni.example:8090", "s3cr3t-token", 8091, 8092)
 

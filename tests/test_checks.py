@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from planner.checks import CHECKS, check, image_version, resolve_versions
-from planner.facts import (
+from omniport.planner.checks import CHECKS, check, image_version, resolve_versions
+from omniport.planner.facts import (
     ClusterFacts,
     EtcdMember,
     FactoryFacts,
@@ -17,8 +17,8 @@ from planner.facts import (
     SchematicCheck,
     Service,
 )
-from planner.plan import Severity
-from planner.spec import parse_spec
+from omniport.planner.plan import Severity
+from omniport.planner.spec import parse_spec
 
 SPEC = """\
 version: 1

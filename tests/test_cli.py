@@ -1,6 +1,6 @@
 """The CLI skeleton: every command of the design is registered and exit codes are mapped."""
 
-from planner.cli import run
+from omniport.planner.cli import run
 
 COMMANDS = [
     "validate",

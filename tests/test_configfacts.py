@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.configfacts import NOTHING, StatedFacts, stated_facts
+from omniport.planner.configfacts import NOTHING, StatedFacts, stated_facts
 
 FULL = b"""version: v1alpha1
 machine:

@@ -2,7 +2,7 @@
 
 import re
 
-from planner.cli import run
+from omniport.planner.cli import run
 
 
 def test_demo_plans_applies_rolls_back_and_proves_it(capsys, tmp_path, monkeypatch):

@@ -3,11 +3,11 @@
 import asyncio
 import datetime as dt
 
-from planner.discover import read_nodes
-from planner.machineconfig import pki
-from providers.talos import TalosClient
-from providers.talosconfig import Endpoint
-from providers.tls import client_context
+from omniport.planner.discover import read_nodes
+from omniport.planner.machineconfig import pki
+from omniport.providers.talos import TalosClient
+from omniport.providers.talosconfig import Endpoint
+from omniport.providers.tls import client_context
 from tests.support.talos_server import FakeNode, TalosTestServer
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
-from planner.discover import read_error, read_nodes
-from planner.facts import EtcdMember, NodeFacts, Service
-from planner.machineconfig import pki
-from providers.errors import ProviderError, Unreachable
-from providers.talos import TalosClient
-from providers.talosconfig import Endpoint
-from providers.tls import client_context
+from omniport.planner.discover import read_error, read_nodes
+from omniport.planner.facts import EtcdMember, NodeFacts, Service
+from omniport.planner.machineconfig import pki
+from omniport.providers.errors import ProviderError, Unreachable
+from omniport.providers.talos import TalosClient
+from omniport.providers.talosconfig import Endpoint
+from omniport.providers.tls import client_context
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
 
@@ -53,9 +53,9 @@ class InProcessLab:
 
 def start_world(aio, **options: Any) -> InProcessLab:
     """Build a lab world and serve its apid in this process (stop with ``aio(w.apid.close())``)."""
-    from lab import build
-    from lab.apid import Apid, server_tls
-    from lab.world import Lab
+    from omniport.lab import build
+    from omniport.lab.apid import Apid, server_tls
+    from omniport.lab.world import Lab
 
     built = build.build_world(build.BuildOptions(**options), now=NOW)
     lab = Lab(

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lab.factory import LabFactory
-from providers import errors
-from providers.codec.schematic import (
+from omniport.lab.factory import LabFactory
+from omniport.providers import errors
+from omniport.providers.codec.schematic import (
     Customization,
     ExtensionInfo,
     MetaValue,
@@ -29,8 +29,13 @@ from providers.codec.schematic import (
     canonical_yaml,
     schematic_id,
 )
-from providers.factory import AsyncFactoryClient, FactoryClient, SchematicStatus, _proxy_for
-from providers.timeouts import Timeouts
+from omniport.providers.factory import (
+    AsyncFactoryClient,
+    FactoryClient,
+    SchematicStatus,
+    _proxy_for,
+)
+from omniport.providers.timeouts import Timeouts
 
 RPI = Schematic(overlay=Overlay(image="siderolabs/sbc-raspberrypi", name="rpi_generic"))
 RPI_ID = "ee21ef4a5ef808a9b7484cc0dda0f25075021691c8c09a276591eedb638ea1f9"
@@ -529,17 +534,21 @@ def test_lab_factory_imports_only_what_the_lab_may_import():
     import ast
     import pathlib
 
-    import lab.factory
+    import omniport.lab.factory
 
-    tree = ast.parse(pathlib.Path(lab.factory.__file__).read_text())
+    tree = ast.parse(pathlib.Path(omniport.lab.factory.__file__).read_text())
     ours = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
             ours.add(node.module)
         elif isinstance(node, ast.Import):
             ours.update(alias.name for alias in node.names)
-    project = {m for m in ours if m.split(".")[0] in ("providers", "planner", "lab")}
-    allowed = ("providers.wire", "providers.codec", "planner.machineconfig")
+    project = {m for m in ours if m.startswith("omniport.")}
+    allowed = (
+        "omniport.providers.wire",
+        "omniport.providers.codec",
+        "omniport.planner.machineconfig",
+    )
     assert project and all(m.startswith(allowed) for m in project), project
 
 

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from planner.discover import choose_factory
-from providers.errors import PermissionDenied
-from providers.wire.omni.specs import omni_pb2, virtual_pb2
+from omniport.planner.discover import choose_factory
+from omniport.providers.errors import PermissionDenied
+from omniport.providers.wire.omni.specs import omni_pb2, virtual_pb2
 
 PRIMARY = "https://factory.example.com"
 PER_VERSION = "https://factory-1-11.example.com"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from planner.planning import TLS_CLOSE_GRACE
-from providers.codec.omni_names import IMAGE_FACTORY_AUTH_ID, IMAGE_FACTORY_AUTHS
+from omniport.planner.planning import TLS_CLOSE_GRACE
+from omniport.providers.codec.omni_names import IMAGE_FACTORY_AUTH_ID, IMAGE_FACTORY_AUTHS
 from tests.reliability.labkit import World, assert_no_secret, assert_restored, start_world
 
 DEAD_PRIMARY = "https://127.0.0.1:9"
@@ -184,7 +184,7 @@ def drifted(tmp_path_factory) -> Any:
 
 
 def test_a_factory_answering_another_id_stops_apply_and_rolls_back(drifted: World):
-    from providers.codec.schematic import schematic_id
+    from omniport.providers.codec.schematic import schematic_id
 
     node_id = drifted.info["schematic_id"]
     built = next(iter(drifted.status()["nodes"]))["address"]

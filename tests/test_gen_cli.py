@@ -7,8 +7,8 @@ import stat
 import pytest
 import yaml
 
-from planner.cli import run
-from planner.machineconfig.contracts import SUPPORTED
+from omniport.planner.cli import run
+from omniport.planner.machineconfig.contracts import SUPPORTED
 from tests.test_gen_helpers import MACHINE_TYPES, fixture, key_order, load_documents, stability
 
 VERSIONS = [f"{c.major}.{c.minor}" for c in SUPPORTED]

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from planner.machineconfig.contracts import (
+from omniport.planner.machineconfig.contracts import (
     FEATURES,
     SUPPORTED,
     Contract,

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.errors import OmniportError
-from planner.machineconfig.contracts import SUPPORTED, Contract, ContractError
-from planner.machineconfig.generate import (
+from omniport.planner.errors import OmniportError
+from omniport.planner.machineconfig.contracts import SUPPORTED, Contract, ContractError
+from omniport.planner.machineconfig.generate import (
     GenerateError,
     GenerateOptions,
     generate,
     import_baseline,
 )
-from planner.machineconfig.merge import apply_patches, load_patch
-from planner.machineconfig.secrets import CertAndKey, Certs, SecretsBundle
+from omniport.planner.machineconfig.merge import apply_patches, load_patch
+from omniport.planner.machineconfig.secrets import CertAndKey, Certs, SecretsBundle
 from tests.test_gen_helpers import (
     MACHINE_TYPES,
     fixture,

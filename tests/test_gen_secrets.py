@@ -16,10 +16,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.errors import OmniportError
-from planner.machineconfig.contracts import SUPPORTED, Contract
-from planner.machineconfig.generate import generate
-from planner.machineconfig.secrets import (
+from omniport.planner.errors import OmniportError
+from omniport.planner.machineconfig.contracts import SUPPORTED, Contract
+from omniport.planner.machineconfig.generate import generate
+from omniport.planner.machineconfig.secrets import (
     SENSITIVE,
     CertAndKey,
     Certs,

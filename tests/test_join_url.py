@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from providers.codec.joinurl import JoinURLError, api_url_problem, join_api_url
+from omniport.providers.codec.joinurl import JoinURLError, api_url_problem, join_api_url
 from tests.reliability.labkit import World, assert_restored, start_world
 from tests.test_plan_lab import plan
 from tests.test_plan_lab_findings import expect

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.cli import run
+from omniport.planner.cli import run
 from tests.conftest import pid_running, stop_by_pid
 
 
@@ -70,7 +70,7 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
         mode = stat.S_IMODE((lab_dir / name).stat().st_mode)
         assert mode == 0o600, (name, oct(mode))
 
-    from planner.spec import load_spec
+    from omniport.planner.spec import load_spec
 
     spec = load_spec(lab_dir / "import.yaml")
     assert list(spec.talos.nodes) == [n["address"] for n in info["nodes"]]
@@ -257,7 +257,7 @@ def test_up_with_latency_slows_every_call(lab_dir, capsys, aio):
     assert run(["lab", "up", "--dir", str(lab_dir), "--nodes", "1", "--latency-ms", "250"]) == 0
     assert run(["lab", "fault", "--dir", str(lab_dir), "show"]) == 0
     assert "latency: 250 ms on every call" in capsys.readouterr().out
-    from providers.talos import TalosClient
+    from omniport.providers.talos import TalosClient
 
     async def timed():
         async with TalosClient.from_talosconfig(lab_dir / "talosconfig") as client:

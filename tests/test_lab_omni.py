@@ -28,14 +28,14 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from lab.faults import Faults, OmniFailure
-from lab.omni import OmniSeed, OmniSim
-from providers.codec import siderov1
-from providers.errors import ProviderError
-from providers.omni import OmniClient, TLSOptions, label_exists, label_in
-from providers.omniconfig import parse_endpoint
-from providers.wire.omni.specs import omni_pb2
-from providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
+from omniport.lab.faults import Faults, OmniFailure
+from omniport.lab.omni import OmniSeed, OmniSim
+from omniport.providers.codec import siderov1
+from omniport.providers.errors import ProviderError
+from omniport.providers.omni import OmniClient, TLSOptions, label_exists, label_in
+from omniport.providers.omniconfig import parse_endpoint
+from omniport.providers.wire.omni.specs import omni_pb2
+from omniport.providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 P = "omni.sidero.dev/"
@@ -657,7 +657,7 @@ def test_injected_omni_failures_and_latency(keys: Keys) -> None:
 
 
 def test_sys_versions_api_version_is_checked_by_the_client(keys: Keys) -> None:
-    from providers.omni import API_VERSION, UnsupportedAPIVersion
+    from omniport.providers.omni import API_VERSION, UnsupportedAPIVersion
 
     async def supported(env: Env) -> None:
         found = await env.reader.server_version()

@@ -19,9 +19,9 @@ import h2.config
 import h2.connection
 import h2.events
 
-from providers.codec import siderov1
-from providers.wire.omni.specs import omni_pb2, system_pb2
-from providers.wire.v1alpha1 import state_pb2
+from omniport.providers.codec import siderov1
+from omniport.providers.wire.omni.specs import omni_pb2, system_pb2
+from omniport.providers.wire.v1alpha1 import state_pb2
 from tests.test_lab_omni import Env, Keys, keys, resource, run
 
 __all__ = ["keys"]  # the module-scoped fixture, shared with test_lab_omni

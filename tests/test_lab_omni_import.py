@@ -13,8 +13,8 @@ import pytest
 import yaml
 from grpclib.const import Status
 
-from providers.omni import OmniClient
-from providers.wire.omni.specs import omni_pb2
+from omniport.providers.omni import OmniClient
+from omniport.providers.wire.omni.specs import omni_pb2
 from tests.test_lab_omni import (
     CLUSTERS,
     FIXTURES,

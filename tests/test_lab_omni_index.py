@@ -16,10 +16,18 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.omni_controllers import ClusterStatusController, Context, RenderRequest
-from lab.omni_store import Event, LabelOp, LabelQuery, LabelTerm, Resource, Store, matches_queries
-from lab.omni_types import TYPES
-from providers.codec.omni_names import (
+from omniport.lab.omni_controllers import ClusterStatusController, Context, RenderRequest
+from omniport.lab.omni_store import (
+    Event,
+    LabelOp,
+    LabelQuery,
+    LabelTerm,
+    Resource,
+    Store,
+    matches_queries,
+)
+from omniport.lab.omni_types import TYPES
+from omniport.providers.codec.omni_names import (
     CLUSTER_MACHINES,
     CLUSTER_STATUSES,
     CLUSTERS,
@@ -29,7 +37,7 @@ from providers.codec.omni_names import (
     MACHINE_SET_NODES,
     MACHINES,
 )
-from providers.wire.omni.specs import omni_pb2
+from omniport.providers.wire.omni.specs import omni_pb2
 
 NS, TYPE = "default", "Things.test"
 KEYS = ["a", "b", "c"]

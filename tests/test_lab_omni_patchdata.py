@@ -10,9 +10,9 @@ import pytest
 import zstandard
 from grpclib.const import Status
 
-from lab.omni import OmniSeed
-from lab.omni_patchdata import PatchData, PatchDataError
-from providers.wire.omni.specs import omni_pb2
+from omniport.lab.omni import OmniSeed
+from omniport.lab.omni_patchdata import PatchData, PatchDataError
+from omniport.providers.wire.omni.specs import omni_pb2
 from tests.test_lab_omni import Env, Keys, keys, rejected, resource, run
 
 __all__ = ["keys"]  # the module-scoped fixture, shared with test_lab_omni

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.omni_render import NEWEST, config_patch_problems, release_of
+from omniport.lab.omni_render import NEWEST, config_patch_problems, release_of
 
 INSTALL_DISK = "machine:\n  install:\n    disk: /dev/sda\n"
 CLUSTER_CA = "cluster:\n  ca:\n    crt: Zm9v\n"

@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from multidict import MultiDict
 
-from lab.omni_signatures import VerifiedCalls
-from providers.codec import siderov1
+from omniport.lab.omni_signatures import VerifiedCalls
+from omniport.providers.codec import siderov1
 
 NOW = 1_800_000_000.0
 METHOD = "/cosi.resource.State/Create"

@@ -3,9 +3,9 @@ and spec messages (``providers.codec.omni_resources``) feeds both."""
 
 from __future__ import annotations
 
-from lab.omni_types import TYPES, Access
-from providers import omni as o
-from providers.codec import omni_names
+from omniport.lab.omni_types import TYPES, Access
+from omniport.providers import omni as o
+from omniport.providers.codec import omni_names
 
 
 def test_the_lab_serves_every_type_the_client_decodes():

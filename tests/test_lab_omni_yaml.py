@@ -15,8 +15,8 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.omni_types import TYPES, emits_alike, spec_to_plain, spec_yaml
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2
+from omniport.lab.omni_types import TYPES, emits_alike, spec_to_plain, spec_yaml
+from omniport.providers.wire.omni.specs import omni_pb2, siderolink_pb2
 
 PATCH = """apiVersion: v1alpha1
 kind: ExtensionServiceConfig

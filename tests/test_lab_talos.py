@@ -14,20 +14,20 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from planner.machineconfig import pki
-from providers.errors import (
+from omniport.planner.machineconfig import pki
+from omniport.providers.errors import (
     NotFound,
     PermissionDenied,
     TLSFailure,
     Unreachable,
     Unsupported,
 )
-from providers.talos import TalosClient
-from providers.talosconfig import load_talosconfig
-from providers.tls import client_context
-from providers.wire.machine import machine_grpc
-from providers.wire.resource.config import config_pb2
-from providers.wire.v1alpha1 import state_grpc, state_pb2
+from omniport.providers.talos import TalosClient
+from omniport.providers.talosconfig import load_talosconfig
+from omniport.providers.tls import client_context
+from omniport.providers.wire.machine import machine_grpc
+from omniport.providers.wire.resource.config import config_pb2
+from omniport.providers.wire.v1alpha1 import state_grpc, state_pb2
 
 
 def read(aio, lab, fn, role: str = "admin"):
@@ -114,7 +114,7 @@ def test_health_check_passes_with_the_real_topology(aio, lab):
 
 
 def test_health_check_fails_when_a_worker_is_called_a_control_plane(aio, lab):
-    from providers.errors import ProviderError
+    from omniport.providers.errors import ProviderError
 
     async def fn(c):
         return [

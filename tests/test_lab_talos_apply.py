@@ -14,11 +14,11 @@ import pytest
 import yaml
 from grpclib.client import Channel
 
-from providers.errors import InvalidRequest, ProtocolError, ProviderError, Unreachable
-from providers.talos import ApplyMode
-from providers.talosconfig import load_talosconfig
-from providers.tls import client_context
-from providers.wire.v1alpha1 import state_grpc, state_pb2
+from omniport.providers.errors import InvalidRequest, ProtocolError, ProviderError, Unreachable
+from omniport.providers.talos import ApplyMode
+from omniport.providers.talosconfig import load_talosconfig
+from omniport.providers.tls import client_context
+from omniport.providers.wire.v1alpha1 import state_grpc, state_pb2
 
 MC_TYPE = "MachineConfigs.config.talos.dev"
 
@@ -47,7 +47,7 @@ def config_of(aio, lab, node: str) -> bytes:
 
 
 def persistent_of(aio, lab, node: str) -> bytes:
-    from providers.wire.resource.config import config_pb2
+    from omniport.providers.wire.resource.config import config_pb2
 
     res = call(aio, lab, lambda c: c.get(node, "config", MC_TYPE, "persistent"))
     return config_pb2.MachineConfigSpec.FromString(res.proto_spec).yaml_marshalled

@@ -13,11 +13,11 @@ import time
 import pytest
 import yaml
 
-from providers.codec.joinurl import join_api_url
-from providers.codec.omni_names import DEFAULT_JOIN_TOKENS, SIDEROLINK_API_CONFIGS
-from providers.errors import ProviderError, Unreachable
-from providers.factory import FactoryClient, SchematicStatus
-from providers.talos import ApplyMode
+from omniport.providers.codec.joinurl import join_api_url
+from omniport.providers.codec.omni_names import DEFAULT_JOIN_TOKENS, SIDEROLINK_API_CONFIGS
+from omniport.providers.errors import ProviderError, Unreachable
+from omniport.providers.factory import FactoryClient, SchematicStatus
+from omniport.providers.talos import ApplyMode
 
 LINKS = "Links.omni.sidero.dev"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from providers.errors import PermissionDenied
+from omniport.providers.errors import PermissionDenied
 
 
 def read(aio, lab, fn, role: str = "admin"):
@@ -209,8 +209,8 @@ def test_1_13_kubelet_and_apiserver_configs_are_sensitive(aio, lab_113, lab):
 
 def test_1_13_decoder_errors_name_the_document_and_its_line(aio, lab_113):
     """From 1.12 Talos's decoder prefixes its errors with the document and its first line."""
-    from providers.errors import InvalidRequest
-    from providers.talos import ApplyMode
+    from omniport.providers.errors import InvalidRequest
+    from omniport.providers.talos import ApplyMode
 
     node = lab_113.workers[0]
 

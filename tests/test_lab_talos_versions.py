@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from providers.errors import InvalidRequest, Unsupported
-from providers.talos import YAML_SPEC_ANNOTATION, ApplyMode
-from providers.wire.resource.config import config_pb2
+from omniport.providers.errors import InvalidRequest, Unsupported
+from omniport.providers.talos import YAML_SPEC_ANNOTATION, ApplyMode
+from omniport.providers.wire.resource.config import config_pb2
 
 MC = ("config", "MachineConfigs.config.talos.dev", "v1alpha1")
 

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.world import (
+from omniport.lab.world import (
     _LIVE_FEATURES,
     _LIVE_MACHINE,
     _LIVE_TOP,

@@ -13,7 +13,7 @@ import json
 
 import yaml
 
-from planner import planfile
+from omniport.planner import planfile
 from tests.reliability.labkit import World, assert_restored
 
 LEFTOVER = (

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from planner.cli import run
-from planner.machineconfig.document import parse
+from omniport.planner.cli import run
+from omniport.planner.machineconfig.document import parse
 
 CONFIG = "version: v1alpha1\nmachine:\n  network:\n    hostname: a\n"
 

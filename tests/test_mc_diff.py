@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.cli import run
-from planner.machineconfig.diff import diff
-from planner.machineconfig.document import ConfigError, canonical, emit, parse
-from planner.machineconfig.merge import apply_patches, load_patch
+from omniport.planner.cli import run
+from omniport.planner.machineconfig.diff import diff
+from omniport.planner.machineconfig.document import ConfigError, canonical, emit, parse
+from omniport.planner.machineconfig.merge import apply_patches, load_patch
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.errors import OmniportError
-from planner.machineconfig.document import (
+from omniport.planner.errors import OmniportError
+from omniport.planner.machineconfig.document import (
     LEGACY_KEY,
     ConfigError,
     Document,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.cli import run
-from planner.machineconfig.document import ConfigError, canonical, parse
-from planner.machineconfig.json6902 import JsonPatch
-from planner.machineconfig.merge import (
+from omniport.planner.cli import run
+from omniport.planner.machineconfig.document import ConfigError, canonical, parse
+from omniport.planner.machineconfig.json6902 import JsonPatch
+from omniport.planner.machineconfig.merge import (
     StrategicPatch,
     apply_patches,
     load_patch,

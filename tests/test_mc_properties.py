@@ -19,18 +19,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from planner.machineconfig.diff import diff
-from planner.machineconfig.document import (
+from omniport.planner.machineconfig.diff import diff
+from omniport.planner.machineconfig.document import (
     ConfigError,
     Document,
     copy_tree,
     emit,
     parse,
 )
-from planner.machineconfig.merge import apply_patches, load_patch
-from planner.machineconfig.redact import redact
-from planner.machineconfig.rules import Identity, rules_for
-from planner.machineconfig.verify import verify
+from omniport.planner.machineconfig.merge import apply_patches, load_patch
+from omniport.planner.machineconfig.redact import redact
+from omniport.planner.machineconfig.rules import Identity, rules_for
+from omniport.planner.machineconfig.verify import verify
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 FIXTURE_CONFIGS = [

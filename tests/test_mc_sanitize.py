@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from planner.machineconfig.diff import diff
-from planner.machineconfig.document import Document, emit, load_yaml_stream, parse
-from planner.machineconfig.redact import SENSITIVE, redact
-from planner.machineconfig.sanitize import Removal, sanitize, strip_denylisted
-from planner.machineconfig.verify import Mismatch, node_patches, verify
+from omniport.planner.machineconfig.diff import diff
+from omniport.planner.machineconfig.document import Document, emit, load_yaml_stream, parse
+from omniport.planner.machineconfig.redact import SENSITIVE, redact
+from omniport.planner.machineconfig.sanitize import Removal, sanitize, strip_denylisted
+from omniport.planner.machineconfig.verify import Mismatch, node_patches, verify
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 

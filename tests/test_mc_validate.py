@@ -10,18 +10,18 @@ import datetime as dt
 
 import pytest
 
-from planner.cli import run
-from planner.machineconfig import document as mcdoc
-from planner.machineconfig.generate import GenerateOptions, generate, import_baseline
-from planner.machineconfig.merge import apply_patches
-from planner.machineconfig.secrets import SecretsBundle, new_bundle
-from planner.machineconfig.validate import (
+from omniport.planner.cli import run
+from omniport.planner.machineconfig import document as mcdoc
+from omniport.planner.machineconfig.generate import GenerateOptions, generate, import_baseline
+from omniport.planner.machineconfig.merge import apply_patches
+from omniport.planner.machineconfig.secrets import SecretsBundle, new_bundle
+from omniport.planner.machineconfig.validate import (
     ValidateError,
     endpoint_problem,
     validate,
     validate_bytes,
 )
-from planner.machineconfig.verify import compare, node_patches, pushed_config_verdict
+from omniport.planner.machineconfig.verify import compare, node_patches, pushed_config_verdict
 
 MINORS = ("1.9", "1.10", "1.11", "1.12", "1.13", "1.14")
 K8S = {"1.9": "1.32.3", "1.10": "1.33.1", "1.11": "1.34.1", "1.12": "1.35.0"}
@@ -249,8 +249,8 @@ def test_cli_valid_invalid_and_unreadable(bundle, tmp_path, capsys, monkeypatch)
 def test_unlock_preview_carries_the_refusal():
     from types import SimpleNamespace
 
-    from planner.abort import unlock_preview
-    from planner.plan import Finding, Severity
+    from omniport.planner.abort import unlock_preview
+    from omniport.planner.plan import Finding, Severity
 
     findings = [
         Finding("DENYLISTED_VALUES", Severity.WARNING, "strips"),

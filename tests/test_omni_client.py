@@ -12,9 +12,9 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from providers import omni
-from providers.codec import siderov1
-from providers.errors import (
+from omniport.providers import omni
+from omniport.providers.codec import siderov1
+from omniport.providers.errors import (
     ConfigurationError,
     Conflict,
     NotFound,
@@ -25,12 +25,12 @@ from providers.errors import (
     Unauthenticated,
     Unreachable,
 )
-from providers.omni import OmniClient, Resource, TLSOptions
-from providers.omniconfig import parse_endpoint, resolve
-from providers.timeouts import Timeouts
-from providers.wire.omni.specs import omni_pb2, system_pb2
-from providers.wire.v1alpha1 import resource_pb2, state_pb2
-from providers.wire.v1alpha1.state_grpc import StateStub
+from omniport.providers.omni import OmniClient, Resource, TLSOptions
+from omniport.providers.omniconfig import parse_endpoint, resolve
+from omniport.providers.timeouts import Timeouts
+from omniport.providers.wire.omni.specs import omni_pb2, system_pb2
+from omniport.providers.wire.v1alpha1 import resource_pb2, state_pb2
+from omniport.providers.wire.v1alpha1.state_grpc import StateStub
 from tests.support_omni.certs import TLSFiles, make_tls_files
 from tests.support_omni.server import StateServer
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from providers import omniconfig
-from providers.codec import siderov1
-from providers.errors import ConfigurationError, ProviderError
+from omniport.providers import omniconfig
+from omniport.providers.codec import siderov1
+from omniport.providers.errors import ConfigurationError, ProviderError
 
 NOW = time.time()
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import shutil
 
-from planner import planfile
-from planner.apply import KILL_ENV
-from planner.changes import SCHEMATIC_TYPE
+from omniport.planner import planfile
+from omniport.planner.apply import KILL_ENV
+from omniport.planner.changes import SCHEMATIC_TYPE
 from tests.reliability.labkit import World, assert_restored
 
 SECRETS = "ImportedClusterSecrets.omni.sidero.dev"

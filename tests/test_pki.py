@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from planner.machineconfig import pki
+from omniport.planner.machineconfig import pki
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"

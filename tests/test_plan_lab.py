@@ -25,9 +25,9 @@ import jsonschema
 import pytest
 import yaml
 
-import schemas
-from planner import planfile
-from planner.cli import run
+from omniport import schemas
+from omniport.planner import planfile
+from omniport.planner.cli import run
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -306,7 +306,7 @@ def test_talosconfig_of_another_cluster_is_one_line(lab, lab50, tmp_path):
 def test_role_hints_change_calls_not_facts(aio, lab50):
     """A node read with the worker hint, the right hint or none gives the same facts; a control
     plane misreported as a worker gets its control-plane reads in a second round trip."""
-    from planner.discover import read_node
+    from omniport.planner.discover import read_node
 
     cp, worker = lab50.controlplanes[0], lab50.workers[0]
 
@@ -333,9 +333,9 @@ def test_discovery_waits_for_the_counted_round_trips_only(lab50, tmp_path):
     import asyncio
     import time
 
-    from planner.discover import DEFAULT_PARALLELISM, critical_path_round_trips
-    from planner.planning import TLS_CLOSE_GRACE, discover
-    from planner.spec import load_spec
+    from omniport.planner.discover import DEFAULT_PARALLELISM, critical_path_round_trips
+    from omniport.planner.planning import TLS_CLOSE_GRACE, discover
+    from omniport.planner.spec import load_spec
 
     def three_nodes(data: dict[str, Any]) -> None:
         data["talos"]["nodes"] = [lab50.controlplanes[0], *lab50.workers[:2]]

@@ -35,12 +35,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from lab import control
-from planner.checks import CHECKS
-from planner.planning import TLS_CLOSE_GRACE
-from providers.codec.schematic import schematic_id
-from providers.codec.siderov1 import decode_service_account
-from providers.wire.omni.specs import omni_pb2
+from omniport.lab import control
+from omniport.planner.checks import CHECKS
+from omniport.planner.planning import TLS_CLOSE_GRACE
+from omniport.providers.codec.schematic import schematic_id
+from omniport.providers.codec.siderov1 import decode_service_account
+from omniport.providers.wire.omni.specs import omni_pb2
 from tests.conftest import LabHandle
 from tests.test_plan_lab import PlanRun, plan, spec_variant
 
@@ -336,7 +336,7 @@ def test_fault_scenarios(faults, faults_spec, baseline, tmp_path, case, fault, e
 
 
 def test_new_fault_kinds_refuse_incomplete_requests(faults):
-    from lab.control import LabError
+    from omniport.lab.control import LabError
 
     for change, says in [
         ({"kind": "service-unhealthy", "node": faults.nodes[0]}, "needs a 'node' and a 'service'"),
@@ -415,7 +415,7 @@ def test_schematic_content_misreported(faults, faults_spec, tmp_path, content, c
 
 
 def test_schematic_fault_refuses_incomplete_requests(faults):
-    from lab.control import LabError
+    from omniport.lab.control import LabError
 
     says = "a schematic fault needs a 'node' and a 'content': 'missing' or 'edited'"
     for change in (

@@ -10,9 +10,18 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner import __version__, planfile, render
-from planner.cli import cli
-from planner.plan import Action, Change, ClusterInfo, Finding, NodePlan, Patch, Plan, Severity
+from omniport.planner import __version__, planfile, render
+from omniport.planner.cli import cli
+from omniport.planner.plan import (
+    Action,
+    Change,
+    ClusterInfo,
+    Finding,
+    NodePlan,
+    Patch,
+    Plan,
+    Severity,
+)
 
 SHA = "a" * 64
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner import rollbackfile
-from planner.rollbackfile import OmniRef, RollbackFileError, RollbackNode, RollbackPlan
+from omniport.planner import rollbackfile
+from omniport.planner.rollbackfile import OmniRef, RollbackFileError, RollbackNode, RollbackPlan
 
 SHA = "c" * 64
 

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from providers.codec.schematic import (
+from omniport.providers.codec.schematic import (
     Customization,
     DiskImage,
     GoMap,

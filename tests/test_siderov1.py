@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.codec import siderov1
+from omniport.providers.codec import siderov1
 
 NOW = 1_800_000_000.0
 METHOD = "/cosi.resource.State/Get"

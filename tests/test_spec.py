@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.cli import run
-from planner.spec import SpecError, load_spec, parse_spec
+from omniport.planner.cli import run
+from omniport.planner.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -172,9 +172,9 @@ def test_any_structure_gives_a_spec_or_a_spec_error(data):
 
 
 def test_readme_spec_reference_is_current():
-    from planner import specdoc
+    from omniport.planner import specdoc
 
     readme = (ROOT / "README.md").read_text()
     assert specdoc.replace_section(readme) == readme, (
-        "README's spec reference is stale: run python -m planner.specdoc --write README.md"
+        "README's spec reference is stale: run python -m omniport.planner.specdoc --write README.md"
     )

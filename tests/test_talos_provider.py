@@ -13,8 +13,8 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from planner.machineconfig import pki
-from providers.errors import (
+from omniport.planner.machineconfig import pki
+from omniport.providers.errors import (
     NotFound,
     PermissionDenied,
     ProviderError,
@@ -23,11 +23,11 @@ from providers.errors import (
     Unreachable,
     Unsupported,
 )
-from providers.talos import ApplyMode, TalosClient, map_nodes
-from providers.talosconfig import Endpoint
-from providers.timeouts import Timeouts
-from providers.tls import client_context
-from providers.wire.machine import machine_grpc
+from omniport.providers.talos import ApplyMode, TalosClient, map_nodes
+from omniport.providers.talosconfig import Endpoint
+from omniport.providers.timeouts import Timeouts
+from omniport.providers.tls import client_context
+from omniport.providers.wire.machine import machine_grpc
 from tests.support.talos_server import FakeNode, FakeResource, TalosTestServer
 
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
@@ -461,7 +461,7 @@ def test_many_call_failing_as_a_whole_fails_every_node(ca) -> None:
 
 
 def test_node_missing_from_the_reply_is_a_protocol_error(ca, admin) -> None:
-    from providers.errors import ProtocolError
+    from omniport.providers.errors import ProtocolError
 
     nodes = cluster_nodes()
     nodes[1].missing_from_many = True

@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.machineconfig import pki
-from providers.errors import CredentialsError
-from providers.talosconfig import Endpoint, find_talosconfig, load_talosconfig, parse_endpoint
+from omniport.planner.machineconfig import pki
+from omniport.providers.errors import CredentialsError
+from omniport.providers.talosconfig import (
+    Endpoint,
+    find_talosconfig,
+    load_talosconfig,
+    parse_endpoint,
+)
 
 NOW = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 

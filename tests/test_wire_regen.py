@@ -102,7 +102,7 @@ def test_service_paths(stub: str) -> None:
 
 
 def test_server_bases_map_the_same_paths() -> None:
-    from providers.wire.v1alpha1 import state_grpc
+    from omniport.providers.wire.v1alpha1 import state_grpc
 
     class _State(state_grpc.StateBase):
         pass
@@ -119,9 +119,9 @@ def test_server_bases_map_the_same_paths() -> None:
 
 
 def test_wire_field_numbers_and_presence() -> None:
-    from providers.wire.machine import machine_pb2
-    from providers.wire.omni.specs import omni_pb2
-    from providers.wire.v1alpha1 import state_pb2
+    from omniport.providers.wire.machine import machine_pb2
+    from omniport.providers.wire.omni.specs import omni_pb2
+    from omniport.providers.wire.v1alpha1 import state_pb2
 
     apply = machine_pb2.ApplyConfigurationRequest.DESCRIPTOR.fields_by_name
     assert {n: f.number for n, f in apply.items()} == {
@@ -145,7 +145,7 @@ def test_wire_field_numbers_and_presence() -> None:
 
 
 def test_spec_bytes_round_trip_keeps_unknown_fields() -> None:
-    from providers.wire.omni.specs import omni_pb2
+    from omniport.providers.wire.omni.specs import omni_pb2
 
     # Field 99 is not in our subset; decoding and re-encoding must keep it.
     extra = bytes([0x9A, 0x06, 0x02]) + b"hi"  # field 99, length-delimited, "hi"

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
-from planner.errors import OmniportError
+from omniport.planner.errors import OmniportError
 
 
 class ContractError(OmniportError):

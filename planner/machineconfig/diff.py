@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from planner.machineconfig.document import (
+from omniport.planner.machineconfig.document import (
     PATCH_KEY,
     ConfigError,
     Document,
@@ -29,8 +29,8 @@ from planner.machineconfig.document import (
     as_documents,
     copy_tree,
 )
-from planner.machineconfig.merge import merge_scalar
-from planner.machineconfig.rules import Identity, Opaque, Path, Replace, Rule, rules_for
+from omniport.planner.machineconfig.merge import merge_scalar
+from omniport.planner.machineconfig.rules import Identity, Opaque, Path, Replace, Rule, rules_for
 
 Documents = MachineConfig | Iterable[Document | Mapping[str, Any]]
 

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from planner.errors import OmniportError
+from omniport.planner.errors import OmniportError
 
 LEGACY_VERSION = "v1alpha1"
 LEGACY_FIELDS = ("version", "debug", "persist", "machine", "cluster")

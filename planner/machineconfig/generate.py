@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from planner.errors import OmniportError
-from planner.machineconfig import _defaults as D
-from planner.machineconfig.contracts import Contract, Features, features, parse_contract
-from planner.machineconfig.secrets import CertAndKey, SecretsBundle
+from omniport.planner.errors import OmniportError
+from omniport.planner.machineconfig import _defaults as D
+from omniport.planner.machineconfig.contracts import Contract, Features, features, parse_contract
+from omniport.planner.machineconfig.secrets import CertAndKey, SecretsBundle
 
 MachineType = Literal["controlplane", "worker", "init"]
 MACHINE_TYPES: tuple[str, ...] = ("controlplane", "worker", "init")

@@ -13,7 +13,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from planner.machineconfig.document import (
+from omniport.planner.machineconfig.document import (
     ConfigError,
     Document,
     MachineConfig,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from planner.machineconfig.document import (
+from omniport.planner.machineconfig.document import (
     LEGACY_VERSION,
     PATCH_KEY,
     ConfigError,
@@ -40,8 +40,8 @@ from planner.machineconfig.document import (
     parse,
     scalar_text,
 )
-from planner.machineconfig.json6902 import JsonPatch, apply_json_patch, check_operations
-from planner.machineconfig.rules import (
+from omniport.planner.machineconfig.json6902 import JsonPatch, apply_json_patch, check_operations
+from omniport.planner.machineconfig.rules import (
     Args,
     Identity,
     Opaque,

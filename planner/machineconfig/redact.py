@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from planner.machineconfig.document import Document, MachineConfig, as_documents
+from omniport.planner.machineconfig.document import Document, MachineConfig, as_documents
 
 SENSITIVE = "(sensitive value)"
 

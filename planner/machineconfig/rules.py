@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from planner.machineconfig.document import LEGACY_VERSION, DocumentKey, scalar_text
+from omniport.planner.machineconfig.document import LEGACY_VERSION, DocumentKey, scalar_text
 
 Path = tuple[str, ...]
 

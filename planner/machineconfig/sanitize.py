@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from planner.machineconfig.document import Document, MachineConfig, as_documents, copy_tree
+from omniport.planner.machineconfig.document import Document, MachineConfig, as_documents, copy_tree
 
 _SECRETS = "Omni supplies it from the imported cluster secrets"
 

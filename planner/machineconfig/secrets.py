@@ -38,11 +38,11 @@ import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from planner.errors import OmniportError
-from planner.machineconfig import pki
-from planner.machineconfig.contracts import Contract, features
-from planner.machineconfig.document import Document, MachineConfig
-from planner.machineconfig.pki import CertAndKey
+from omniport.planner.errors import OmniportError
+from omniport.planner.machineconfig import pki
+from omniport.planner.machineconfig.contracts import Contract, features
+from omniport.planner.machineconfig.document import Document, MachineConfig
+from omniport.planner.machineconfig.pki import CertAndKey
 
 SENSITIVE = "(sensitive value)"
 

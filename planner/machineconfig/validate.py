@@ -61,9 +61,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from planner.machineconfig.contracts import parse_contract
-from planner.machineconfig.document import ConfigError, Document, MachineConfig, as_documents
-from planner.machineconfig.document import parse as parse_config
+from omniport.planner.machineconfig.contracts import parse_contract
+from omniport.planner.machineconfig.document import (
+    ConfigError,
+    Document,
+    MachineConfig,
+    as_documents,
+)
+from omniport.planner.machineconfig.document import parse as parse_config
 
 MODES = ("metal", "cloud", "container")
 OLDEST_MINOR = 9

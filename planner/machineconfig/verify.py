@@ -14,23 +14,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from planner.machineconfig.diff import diff
-from planner.machineconfig.document import (
+from omniport.planner.machineconfig.diff import diff
+from omniport.planner.machineconfig.document import (
     Document,
     MachineConfig,
     as_documents,
     canonical,
     copy_tree,
 )
-from planner.machineconfig.merge import Patch, apply_patches
-from planner.machineconfig.redact import redact_value
-from planner.machineconfig.sanitize import (
+from omniport.planner.machineconfig.merge import Patch, apply_patches
+from omniport.planner.machineconfig.redact import redact_value
+from omniport.planner.machineconfig.sanitize import (
     FORBIDDEN_DOCUMENTS,
     Removal,
     sanitize,
     strip_denylisted,
 )
-from planner.machineconfig.validate import Verdict, validate
+from omniport.planner.machineconfig.validate import Verdict, validate
 
 Documents = MachineConfig | Iterable[Document | Mapping[str, Any]]
 

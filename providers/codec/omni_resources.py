@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from providers.codec import omni_names as n
-from providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2, virtual_pb2
+from omniport.providers.codec import omni_names as n
+from omniport.providers.wire.omni.specs import omni_pb2, siderolink_pb2, system_pb2, virtual_pb2
 
 __all__ = ["RESOURCE_TYPES", "ResourceType"]
 

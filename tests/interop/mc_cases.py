@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from planner.machineconfig.document import parse
-from planner.machineconfig.generate import GenerateOptions, generate
-from planner.machineconfig.secrets import SecretsBundle
+from omniport.planner.machineconfig.document import parse
+from omniport.planner.machineconfig.generate import GenerateOptions, generate
+from omniport.planner.machineconfig.secrets import SecretsBundle
 from tests.interop import oracles
 
 MINORS: tuple[str, ...] = tuple(

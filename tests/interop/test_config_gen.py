@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from planner.cli import run
-from planner.errors import OmniportError
+from omniport.planner.cli import run
+from omniport.planner.errors import OmniportError
 from tests.interop import counts, mc_cases, oracles
 from tests.test_gen_helpers import key_order
 

@@ -39,9 +39,9 @@ from typing import Any
 
 import pytest
 
-from planner.errors import OmniportError
-from planner.machineconfig.document import emit, parse
-from planner.machineconfig.merge import apply_patches, load_patches
+from omniport.planner.errors import OmniportError
+from omniport.planner.machineconfig.document import emit, parse
+from omniport.planner.machineconfig.merge import apply_patches, load_patches
 from tests.interop import counts, mc_cases, mc_patches, oracles
 from tests.test_gen_helpers import key_order
 

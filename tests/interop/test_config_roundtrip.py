@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
-from planner.errors import OmniportError
-from planner.machineconfig.diff import diff
-from planner.machineconfig.document import copy_tree, emit
+from omniport.planner.errors import OmniportError
+from omniport.planner.machineconfig.diff import diff
+from omniport.planner.machineconfig.document import copy_tree, emit
 from tests.interop import counts, mc_cases, mc_patches, oracles
 from tests.interop.test_config_patch import first_difference
 from tests.test_gen_helpers import key_order

@@ -18,7 +18,7 @@ import subprocess
 
 import yaml
 
-from planner.join import JoinOptions, join_documents
+from omniport.planner.join import JoinOptions, join_documents
 from tests.interop import counts, oracles
 from tests.test_join_url import CASES
 

@@ -35,7 +35,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
-from lab.control import patch
+from omniport.lab.control import patch
 from tests.conftest import LabHandle
 from tests.interop import counts, oracles
 

@@ -223,7 +223,7 @@ def test_version_one_to_one_and_one_to_many(talos: Client) -> None:
 
 def _lab_reads(aio: Any, lab: LabHandle, node: str) -> dict[str, Any]:
     """What the lab serves on ``node`` for each entry of READS, read by omniport's provider."""
-    from providers.errors import ProviderError
+    from omniport.providers.errors import ProviderError
 
     async def read() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -331,7 +331,7 @@ def _lab_get(aio: Any, lab: LabHandle, node: str, ns: str, rtype: str, rid: str)
 def _check_machine_config(
     tally: Tally, where: str, got: dict[str, Any], served: Any, node: dict[str, Any] | None
 ) -> None:
-    from providers.wire.resource.config import config_pb2
+    from omniport.providers.wire.resource.config import config_pb2
 
     spec = config_pb2.MachineConfigSpec.FromString(served.proto_spec)
     raw = spec.yaml_marshalled.decode()

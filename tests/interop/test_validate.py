@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from planner.machineconfig import document as mcdoc
-from planner.machineconfig.validate import validate_bytes
+from omniport.planner.machineconfig import document as mcdoc
+from omniport.planner.machineconfig.validate import validate_bytes
 from tests.interop import counts, oracles
 
 KUBERNETES = {

@@ -16,9 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from planner import __version__, planfile, rollbackfile
-from planner.plan import Action, Change, ClusterInfo, Finding, NodePlan, Patch, Plan, Severity
-from planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
+from omniport.planner import __version__, planfile, rollbackfile
+from omniport.planner.plan import (
+    Action,
+    Change,
+    ClusterInfo,
+    Finding,
+    NodePlan,
+    Patch,
+    Plan,
+    Severity,
+)
+from omniport.planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -217,14 +226,14 @@ def plan_text() -> str:
 
 
 def rollback_text() -> str:
-    from planner.sealed import canonical
+    from omniport.planner.sealed import canonical
 
     return canonical(rollbackfile.to_dict(sample_rollback()))
 
 
 def resealed(data: dict, **changes: object) -> str:
     """``data`` with ``changes`` applied and a fresh, valid checksum: only the content is wrong."""
-    from planner.sealed import canonical, checksum
+    from omniport.planner.sealed import canonical, checksum
 
     data = dict(data, **changes)
     data["checksum"] = checksum(data)

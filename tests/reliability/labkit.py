@@ -85,17 +85,17 @@ class World:
     # -- the lab --
 
     def status(self, *, with_configs: bool = False) -> dict[str, Any]:
-        from lab import control
+        from omniport.lab import control
 
         return control.status(self.dir, with_configs=with_configs)
 
     def fault(self, **change: Any) -> None:
-        from lab import control
+        from omniport.lab import control
 
         control.fault(self.dir, change)
 
     def patch(self, node: str, text: str) -> dict[str, Any]:
-        from lab import control
+        from omniport.lab import control
 
         return control.patch(self.dir, node, text)
 
@@ -121,7 +121,7 @@ class World:
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Result:
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-m", "planner.cli", *args],
+            [sys.executable, "-m", "omniport.planner.cli", *args],
             cwd=REPO,
             env={**self.env, **(env or {})},
             capture_output=True,
@@ -134,7 +134,7 @@ class World:
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "planner.cli", *args],
+            [sys.executable, "-m", "omniport.planner.cli", *args],
             cwd=REPO,
             env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
@@ -145,9 +145,9 @@ class World:
 
     def make_plan(self) -> None:
         """Plan in this process (as ``omniport plan`` does), to keep crash matrices fast."""
-        from planner import planfile
-        from planner.planning import make_plan
-        from planner.spec import load_spec
+        from omniport.planner import planfile
+        from omniport.planner.planning import make_plan
+        from omniport.planner.spec import load_spec
 
         computed = asyncio.run(make_plan(load_spec(self.spec), env=self.env))
         assert not computed.plan.blocking_findings, [
@@ -184,7 +184,6 @@ def start_world(directory: Path, *args: str) -> World:
     handle = start_lab(directory, *args)
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
         "OMNIPORT_LOCK_DIR": str(directory / "locks"),
         "NO_COLOR": "1",
     }
@@ -204,7 +203,7 @@ def assert_restored(world: World, before: Snapshot) -> None:
 
 def secrets_of(*snapshots: Snapshot) -> set[str]:
     """Every secret string in the node configs of ``snapshots`` (what redaction hides)."""
-    from planner.apply import config_secrets
+    from omniport.planner.apply import config_secrets
 
     found: set[str] = set()
     for snapshot in snapshots:

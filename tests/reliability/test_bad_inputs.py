@@ -24,12 +24,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner import planfile, rollbackfile
-from planner.cli import run
-from planner.machineconfig import pki
-from providers.codec import siderov1
+from omniport.planner import planfile, rollbackfile
+from omniport.planner.cli import run
+from omniport.planner.machineconfig import pki
+from omniport.providers.codec import siderov1
 from tests.reliability.conftest import (
-    ROOT,
     Outcome,
     assert_one_clear_error,
     assert_unchanged,
@@ -824,9 +823,9 @@ def test_bad_input_through_a_real_process(
         else:
             (workdir / name).write_text(content)
     before = snapshot(workdir)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "planner.cli", *args],
+        [sys.executable, "-m", "omniport.planner.cli", *args],
         cwd=workdir,
         env=env,
         capture_output=True,

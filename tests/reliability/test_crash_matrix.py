@@ -15,9 +15,9 @@ import signal
 
 import pytest
 
-from planner import planfile
-from planner.apply import KILL_ENV
-from planner.changes import SCHEMATIC_TYPE
+from omniport.planner import planfile
+from omniport.planner.apply import KILL_ENV
+from omniport.planner.changes import SCHEMATIC_TYPE
 from tests.reliability.labkit import World, assert_restored, start_world
 
 pytestmark = pytest.mark.reliability

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from planner import files, planfile
-from planner.cli import run
+from omniport.planner import files, planfile
+from omniport.planner.cli import run
 from tests.reliability.conftest import assert_one_clear_error
 from tests.test_planfile import sample_plan
 

@@ -23,10 +23,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner import planfile, rollbackfile
-from planner.cli import run
-from planner.sealed import canonical, checksum
-from planner.spec import Spec, SpecError, parse_spec
+from omniport.planner import planfile, rollbackfile
+from omniport.planner.cli import run
+from omniport.planner.sealed import canonical, checksum
+from omniport.planner.spec import Spec, SpecError, parse_spec
 from tests.reliability.conftest import (
     EXAMPLES,
     Outcome,

@@ -20,14 +20,14 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
-from planner.machineconfig import pki
-from providers.tls import server_context
-from providers.wire.cluster import cluster_grpc, cluster_pb2
-from providers.wire.common import common_pb2
-from providers.wire.google.rpc import status_pb2
-from providers.wire.machine import machine_grpc, machine_pb2
-from providers.wire.resource.config import config_pb2
-from providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
+from omniport.planner.machineconfig import pki
+from omniport.providers.tls import server_context
+from omniport.providers.wire.cluster import cluster_grpc, cluster_pb2
+from omniport.providers.wire.common import common_pb2
+from omniport.providers.wire.google.rpc import status_pb2
+from omniport.providers.wire.machine import machine_grpc, machine_pb2
+from omniport.providers.wire.resource.config import config_pb2
+from omniport.providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
 
 ADMIN, OPERATOR, READER = "os:admin", "os:operator", "os:reader"
 READ_ROLES = frozenset({ADMIN, OPERATOR, READER})

@@ -24,9 +24,9 @@ from grpclib.events import RecvRequest, listen
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
-from providers.codec import siderov1
-from providers.wire.v1alpha1 import resource_pb2, state_pb2
-from providers.wire.v1alpha1.state_grpc import StateBase
+from omniport.providers.codec import siderov1
+from omniport.providers.wire.v1alpha1 import resource_pb2, state_pb2
+from omniport.providers.wire.v1alpha1.state_grpc import StateBase
 
 Key = tuple[str, str, str]  # namespace, type, id
 

@@ -9,15 +9,15 @@ import grpclib.client
 if typing.TYPE_CHECKING:
     import grpclib.server
 
-import providers.wire.common.common_pb2
+import omniport.providers.wire.common.common_pb2
 import google.protobuf.duration_pb2
-import providers.wire.cluster.cluster_pb2
+import omniport.providers.wire.cluster.cluster_pb2
 
 
 class ClusterServiceBase(abc.ABC):
 
     @abc.abstractmethod
-    async def HealthCheck(self, stream: 'grpclib.server.Stream[providers.wire.cluster.cluster_pb2.HealthCheckRequest, providers.wire.cluster.cluster_pb2.HealthCheckProgress]') -> None:
+    async def HealthCheck(self, stream: 'grpclib.server.Stream[omniport.providers.wire.cluster.cluster_pb2.HealthCheckRequest, omniport.providers.wire.cluster.cluster_pb2.HealthCheckProgress]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
@@ -25,8 +25,8 @@ class ClusterServiceBase(abc.ABC):
             '/cluster.ClusterService/HealthCheck': grpclib.const.Handler(
                 self.HealthCheck,
                 grpclib.const.Cardinality.UNARY_STREAM,
-                providers.wire.cluster.cluster_pb2.HealthCheckRequest,
-                providers.wire.cluster.cluster_pb2.HealthCheckProgress,
+                omniport.providers.wire.cluster.cluster_pb2.HealthCheckRequest,
+                omniport.providers.wire.cluster.cluster_pb2.HealthCheckProgress,
             ),
         }
 
@@ -37,6 +37,6 @@ class ClusterServiceStub:
         self.HealthCheck = grpclib.client.UnaryStreamMethod(
             channel,
             '/cluster.ClusterService/HealthCheck',
-            providers.wire.cluster.cluster_pb2.HealthCheckRequest,
-            providers.wire.cluster.cluster_pb2.HealthCheckProgress,
+            omniport.providers.wire.cluster.cluster_pb2.HealthCheckRequest,
+            omniport.providers.wire.cluster.cluster_pb2.HealthCheckProgress,
         )

@@ -9,45 +9,45 @@ import grpclib.client
 if typing.TYPE_CHECKING:
     import grpclib.server
 
-import providers.wire.common.common_pb2
+import omniport.providers.wire.common.common_pb2
 import google.protobuf.duration_pb2
 import google.protobuf.empty_pb2
 import google.protobuf.timestamp_pb2
-import providers.wire.machine.machine_pb2
+import omniport.providers.wire.machine.machine_pb2
 
 
 class MachineServiceBase(abc.ABC):
 
     @abc.abstractmethod
-    async def ApplyConfiguration(self, stream: 'grpclib.server.Stream[providers.wire.machine.machine_pb2.ApplyConfigurationRequest, providers.wire.machine.machine_pb2.ApplyConfigurationResponse]') -> None:
+    async def ApplyConfiguration(self, stream: 'grpclib.server.Stream[omniport.providers.wire.machine.machine_pb2.ApplyConfigurationRequest, omniport.providers.wire.machine.machine_pb2.ApplyConfigurationResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Bootstrap(self, stream: 'grpclib.server.Stream[providers.wire.machine.machine_pb2.BootstrapRequest, providers.wire.machine.machine_pb2.BootstrapResponse]') -> None:
+    async def Bootstrap(self, stream: 'grpclib.server.Stream[omniport.providers.wire.machine.machine_pb2.BootstrapRequest, omniport.providers.wire.machine.machine_pb2.BootstrapResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def EtcdMemberList(self, stream: 'grpclib.server.Stream[providers.wire.machine.machine_pb2.EtcdMemberListRequest, providers.wire.machine.machine_pb2.EtcdMemberListResponse]') -> None:
+    async def EtcdMemberList(self, stream: 'grpclib.server.Stream[omniport.providers.wire.machine.machine_pb2.EtcdMemberListRequest, omniport.providers.wire.machine.machine_pb2.EtcdMemberListResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def EtcdStatus(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, providers.wire.machine.machine_pb2.EtcdStatusResponse]') -> None:
+    async def EtcdStatus(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, omniport.providers.wire.machine.machine_pb2.EtcdStatusResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Hostname(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, providers.wire.machine.machine_pb2.HostnameResponse]') -> None:
+    async def Hostname(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, omniport.providers.wire.machine.machine_pb2.HostnameResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Kubeconfig(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, providers.wire.common.common_pb2.Data]') -> None:
+    async def Kubeconfig(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, omniport.providers.wire.common.common_pb2.Data]') -> None:
         pass
 
     @abc.abstractmethod
-    async def ServiceList(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, providers.wire.machine.machine_pb2.ServiceListResponse]') -> None:
+    async def ServiceList(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, omniport.providers.wire.machine.machine_pb2.ServiceListResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Version(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, providers.wire.machine.machine_pb2.VersionResponse]') -> None:
+    async def Version(self, stream: 'grpclib.server.Stream[google.protobuf.empty_pb2.Empty, omniport.providers.wire.machine.machine_pb2.VersionResponse]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
@@ -55,50 +55,50 @@ class MachineServiceBase(abc.ABC):
             '/machine.MachineService/ApplyConfiguration': grpclib.const.Handler(
                 self.ApplyConfiguration,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.machine.machine_pb2.ApplyConfigurationRequest,
-                providers.wire.machine.machine_pb2.ApplyConfigurationResponse,
+                omniport.providers.wire.machine.machine_pb2.ApplyConfigurationRequest,
+                omniport.providers.wire.machine.machine_pb2.ApplyConfigurationResponse,
             ),
             '/machine.MachineService/Bootstrap': grpclib.const.Handler(
                 self.Bootstrap,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.machine.machine_pb2.BootstrapRequest,
-                providers.wire.machine.machine_pb2.BootstrapResponse,
+                omniport.providers.wire.machine.machine_pb2.BootstrapRequest,
+                omniport.providers.wire.machine.machine_pb2.BootstrapResponse,
             ),
             '/machine.MachineService/EtcdMemberList': grpclib.const.Handler(
                 self.EtcdMemberList,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.machine.machine_pb2.EtcdMemberListRequest,
-                providers.wire.machine.machine_pb2.EtcdMemberListResponse,
+                omniport.providers.wire.machine.machine_pb2.EtcdMemberListRequest,
+                omniport.providers.wire.machine.machine_pb2.EtcdMemberListResponse,
             ),
             '/machine.MachineService/EtcdStatus': grpclib.const.Handler(
                 self.EtcdStatus,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 google.protobuf.empty_pb2.Empty,
-                providers.wire.machine.machine_pb2.EtcdStatusResponse,
+                omniport.providers.wire.machine.machine_pb2.EtcdStatusResponse,
             ),
             '/machine.MachineService/Hostname': grpclib.const.Handler(
                 self.Hostname,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 google.protobuf.empty_pb2.Empty,
-                providers.wire.machine.machine_pb2.HostnameResponse,
+                omniport.providers.wire.machine.machine_pb2.HostnameResponse,
             ),
             '/machine.MachineService/Kubeconfig': grpclib.const.Handler(
                 self.Kubeconfig,
                 grpclib.const.Cardinality.UNARY_STREAM,
                 google.protobuf.empty_pb2.Empty,
-                providers.wire.common.common_pb2.Data,
+                omniport.providers.wire.common.common_pb2.Data,
             ),
             '/machine.MachineService/ServiceList': grpclib.const.Handler(
                 self.ServiceList,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 google.protobuf.empty_pb2.Empty,
-                providers.wire.machine.machine_pb2.ServiceListResponse,
+                omniport.providers.wire.machine.machine_pb2.ServiceListResponse,
             ),
             '/machine.MachineService/Version': grpclib.const.Handler(
                 self.Version,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 google.protobuf.empty_pb2.Empty,
-                providers.wire.machine.machine_pb2.VersionResponse,
+                omniport.providers.wire.machine.machine_pb2.VersionResponse,
             ),
         }
 
@@ -109,48 +109,48 @@ class MachineServiceStub:
         self.ApplyConfiguration = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/ApplyConfiguration',
-            providers.wire.machine.machine_pb2.ApplyConfigurationRequest,
-            providers.wire.machine.machine_pb2.ApplyConfigurationResponse,
+            omniport.providers.wire.machine.machine_pb2.ApplyConfigurationRequest,
+            omniport.providers.wire.machine.machine_pb2.ApplyConfigurationResponse,
         )
         self.Bootstrap = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/Bootstrap',
-            providers.wire.machine.machine_pb2.BootstrapRequest,
-            providers.wire.machine.machine_pb2.BootstrapResponse,
+            omniport.providers.wire.machine.machine_pb2.BootstrapRequest,
+            omniport.providers.wire.machine.machine_pb2.BootstrapResponse,
         )
         self.EtcdMemberList = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/EtcdMemberList',
-            providers.wire.machine.machine_pb2.EtcdMemberListRequest,
-            providers.wire.machine.machine_pb2.EtcdMemberListResponse,
+            omniport.providers.wire.machine.machine_pb2.EtcdMemberListRequest,
+            omniport.providers.wire.machine.machine_pb2.EtcdMemberListResponse,
         )
         self.EtcdStatus = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/EtcdStatus',
             google.protobuf.empty_pb2.Empty,
-            providers.wire.machine.machine_pb2.EtcdStatusResponse,
+            omniport.providers.wire.machine.machine_pb2.EtcdStatusResponse,
         )
         self.Hostname = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/Hostname',
             google.protobuf.empty_pb2.Empty,
-            providers.wire.machine.machine_pb2.HostnameResponse,
+            omniport.providers.wire.machine.machine_pb2.HostnameResponse,
         )
         self.Kubeconfig = grpclib.client.UnaryStreamMethod(
             channel,
             '/machine.MachineService/Kubeconfig',
             google.protobuf.empty_pb2.Empty,
-            providers.wire.common.common_pb2.Data,
+            omniport.providers.wire.common.common_pb2.Data,
         )
         self.ServiceList = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/ServiceList',
             google.protobuf.empty_pb2.Empty,
-            providers.wire.machine.machine_pb2.ServiceListResponse,
+            omniport.providers.wire.machine.machine_pb2.ServiceListResponse,
         )
         self.Version = grpclib.client.UnaryUnaryMethod(
             channel,
             '/machine.MachineService/Version',
             google.protobuf.empty_pb2.Empty,
-            providers.wire.machine.machine_pb2.VersionResponse,
+            omniport.providers.wire.machine.machine_pb2.VersionResponse,
         )

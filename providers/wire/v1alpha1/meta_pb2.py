@@ -28,7 +28,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13v1alpha1/meta.
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'providers.wire.v1alpha1.meta_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'omniport.providers.wire.v1alpha1.meta_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NAMESPACESPEC']._serialized_start=43

@@ -29,7 +29,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17v1alpha1/resou
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'providers.wire.v1alpha1.resource_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'omniport.providers.wire.v1alpha1.resource_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_METADATA_LABELSENTRY']._loaded_options = None

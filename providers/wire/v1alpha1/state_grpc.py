@@ -9,42 +9,42 @@ import grpclib.client
 if typing.TYPE_CHECKING:
     import grpclib.server
 
-import providers.wire.v1alpha1.resource_pb2
-import providers.wire.v1alpha1.state_pb2
+import omniport.providers.wire.v1alpha1.resource_pb2
+import omniport.providers.wire.v1alpha1.state_pb2
 
 
 class StateBase(abc.ABC):
 
     @abc.abstractmethod
-    async def Get(self, stream: 'grpclib.server.Stream[providers.wire.v1alpha1.state_pb2.GetRequest, providers.wire.v1alpha1.state_pb2.GetResponse]') -> None:
+    async def Get(self, stream: 'grpclib.server.Stream[omniport.providers.wire.v1alpha1.state_pb2.GetRequest, omniport.providers.wire.v1alpha1.state_pb2.GetResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def List(self, stream: 'grpclib.server.Stream[providers.wire.v1alpha1.state_pb2.ListRequest, providers.wire.v1alpha1.state_pb2.ListResponse]') -> None:
+    async def List(self, stream: 'grpclib.server.Stream[omniport.providers.wire.v1alpha1.state_pb2.ListRequest, omniport.providers.wire.v1alpha1.state_pb2.ListResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Create(self, stream: 'grpclib.server.Stream[providers.wire.v1alpha1.state_pb2.CreateRequest, providers.wire.v1alpha1.state_pb2.CreateResponse]') -> None:
+    async def Create(self, stream: 'grpclib.server.Stream[omniport.providers.wire.v1alpha1.state_pb2.CreateRequest, omniport.providers.wire.v1alpha1.state_pb2.CreateResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Update(self, stream: 'grpclib.server.Stream[providers.wire.v1alpha1.state_pb2.UpdateRequest, providers.wire.v1alpha1.state_pb2.UpdateResponse]') -> None:
+    async def Update(self, stream: 'grpclib.server.Stream[omniport.providers.wire.v1alpha1.state_pb2.UpdateRequest, omniport.providers.wire.v1alpha1.state_pb2.UpdateResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Destroy(self, stream: 'grpclib.server.Stream[providers.wire.v1alpha1.state_pb2.DestroyRequest, providers.wire.v1alpha1.state_pb2.DestroyResponse]') -> None:
+    async def Destroy(self, stream: 'grpclib.server.Stream[omniport.providers.wire.v1alpha1.state_pb2.DestroyRequest, omniport.providers.wire.v1alpha1.state_pb2.DestroyResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Watch(self, stream: 'grpclib.server.Stream[providers.wire.v1alpha1.state_pb2.WatchRequest, providers.wire.v1alpha1.state_pb2.WatchResponse]') -> None:
+    async def Watch(self, stream: 'grpclib.server.Stream[omniport.providers.wire.v1alpha1.state_pb2.WatchRequest, omniport.providers.wire.v1alpha1.state_pb2.WatchResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def Teardown(self, stream: 'grpclib.server.Stream[providers.wire.v1alpha1.state_pb2.TeardownRequest, providers.wire.v1alpha1.state_pb2.TeardownResponse]') -> None:
+    async def Teardown(self, stream: 'grpclib.server.Stream[omniport.providers.wire.v1alpha1.state_pb2.TeardownRequest, omniport.providers.wire.v1alpha1.state_pb2.TeardownResponse]') -> None:
         pass
 
     @abc.abstractmethod
-    async def TeardownAndDestroy(self, stream: 'grpclib.server.Stream[providers.wire.v1alpha1.state_pb2.TeardownAndDestroyRequest, providers.wire.v1alpha1.state_pb2.TeardownAndDestroyResponse]') -> None:
+    async def TeardownAndDestroy(self, stream: 'grpclib.server.Stream[omniport.providers.wire.v1alpha1.state_pb2.TeardownAndDestroyRequest, omniport.providers.wire.v1alpha1.state_pb2.TeardownAndDestroyResponse]') -> None:
         pass
 
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
@@ -52,50 +52,50 @@ class StateBase(abc.ABC):
             '/cosi.resource.State/Get': grpclib.const.Handler(
                 self.Get,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.v1alpha1.state_pb2.GetRequest,
-                providers.wire.v1alpha1.state_pb2.GetResponse,
+                omniport.providers.wire.v1alpha1.state_pb2.GetRequest,
+                omniport.providers.wire.v1alpha1.state_pb2.GetResponse,
             ),
             '/cosi.resource.State/List': grpclib.const.Handler(
                 self.List,
                 grpclib.const.Cardinality.UNARY_STREAM,
-                providers.wire.v1alpha1.state_pb2.ListRequest,
-                providers.wire.v1alpha1.state_pb2.ListResponse,
+                omniport.providers.wire.v1alpha1.state_pb2.ListRequest,
+                omniport.providers.wire.v1alpha1.state_pb2.ListResponse,
             ),
             '/cosi.resource.State/Create': grpclib.const.Handler(
                 self.Create,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.v1alpha1.state_pb2.CreateRequest,
-                providers.wire.v1alpha1.state_pb2.CreateResponse,
+                omniport.providers.wire.v1alpha1.state_pb2.CreateRequest,
+                omniport.providers.wire.v1alpha1.state_pb2.CreateResponse,
             ),
             '/cosi.resource.State/Update': grpclib.const.Handler(
                 self.Update,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.v1alpha1.state_pb2.UpdateRequest,
-                providers.wire.v1alpha1.state_pb2.UpdateResponse,
+                omniport.providers.wire.v1alpha1.state_pb2.UpdateRequest,
+                omniport.providers.wire.v1alpha1.state_pb2.UpdateResponse,
             ),
             '/cosi.resource.State/Destroy': grpclib.const.Handler(
                 self.Destroy,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.v1alpha1.state_pb2.DestroyRequest,
-                providers.wire.v1alpha1.state_pb2.DestroyResponse,
+                omniport.providers.wire.v1alpha1.state_pb2.DestroyRequest,
+                omniport.providers.wire.v1alpha1.state_pb2.DestroyResponse,
             ),
             '/cosi.resource.State/Watch': grpclib.const.Handler(
                 self.Watch,
                 grpclib.const.Cardinality.UNARY_STREAM,
-                providers.wire.v1alpha1.state_pb2.WatchRequest,
-                providers.wire.v1alpha1.state_pb2.WatchResponse,
+                omniport.providers.wire.v1alpha1.state_pb2.WatchRequest,
+                omniport.providers.wire.v1alpha1.state_pb2.WatchResponse,
             ),
             '/cosi.resource.State/Teardown': grpclib.const.Handler(
                 self.Teardown,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.v1alpha1.state_pb2.TeardownRequest,
-                providers.wire.v1alpha1.state_pb2.TeardownResponse,
+                omniport.providers.wire.v1alpha1.state_pb2.TeardownRequest,
+                omniport.providers.wire.v1alpha1.state_pb2.TeardownResponse,
             ),
             '/cosi.resource.State/TeardownAndDestroy': grpclib.const.Handler(
                 self.TeardownAndDestroy,
                 grpclib.const.Cardinality.UNARY_UNARY,
-                providers.wire.v1alpha1.state_pb2.TeardownAndDestroyRequest,
-                providers.wire.v1alpha1.state_pb2.TeardownAndDestroyResponse,
+                omniport.providers.wire.v1alpha1.state_pb2.TeardownAndDestroyRequest,
+                omniport.providers.wire.v1alpha1.state_pb2.TeardownAndDestroyResponse,
             ),
         }
 
@@ -106,48 +106,48 @@ class StateStub:
         self.Get = grpclib.client.UnaryUnaryMethod(
             channel,
             '/cosi.resource.State/Get',
-            providers.wire.v1alpha1.state_pb2.GetRequest,
-            providers.wire.v1alpha1.state_pb2.GetResponse,
+            omniport.providers.wire.v1alpha1.state_pb2.GetRequest,
+            omniport.providers.wire.v1alpha1.state_pb2.GetResponse,
         )
         self.List = grpclib.client.UnaryStreamMethod(
             channel,
             '/cosi.resource.State/List',
-            providers.wire.v1alpha1.state_pb2.ListRequest,
-            providers.wire.v1alpha1.state_pb2.ListResponse,
+            omniport.providers.wire.v1alpha1.state_pb2.ListRequest,
+            omniport.providers.wire.v1alpha1.state_pb2.ListResponse,
         )
         self.Create = grpclib.client.UnaryUnaryMethod(
             channel,
             '/cosi.resource.State/Create',
-            providers.wire.v1alpha1.state_pb2.CreateRequest,
-            providers.wire.v1alpha1.state_pb2.CreateResponse,
+            omniport.providers.wire.v1alpha1.state_pb2.CreateRequest,
+            omniport.providers.wire.v1alpha1.state_pb2.CreateResponse,
         )
         self.Update = grpclib.client.UnaryUnaryMethod(
             channel,
             '/cosi.resource.State/Update',
-            providers.wire.v1alpha1.state_pb2.UpdateRequest,
-            providers.wire.v1alpha1.state_pb2.UpdateResponse,
+            omniport.providers.wire.v1alpha1.state_pb2.UpdateRequest,
+            omniport.providers.wire.v1alpha1.state_pb2.UpdateResponse,
         )
         self.Destroy = grpclib.client.UnaryUnaryMethod(
             channel,
             '/cosi.resource.State/Destroy',
-            providers.wire.v1alpha1.state_pb2.DestroyRequest,
-            providers.wire.v1alpha1.state_pb2.DestroyResponse,
+            omniport.providers.wire.v1alpha1.state_pb2.DestroyRequest,
+            omniport.providers.wire.v1alpha1.state_pb2.DestroyResponse,
         )
         self.Watch = grpclib.client.UnaryStreamMethod(
             channel,
             '/cosi.resource.State/Watch',
-            providers.wire.v1alpha1.state_pb2.WatchRequest,
-            providers.wire.v1alpha1.state_pb2.WatchResponse,
+            omniport.providers.wire.v1alpha1.state_pb2.WatchRequest,
+            omniport.providers.wire.v1alpha1.state_pb2.WatchResponse,
         )
         self.Teardown = grpclib.client.UnaryUnaryMethod(
             channel,
             '/cosi.resource.State/Teardown',
-            providers.wire.v1alpha1.state_pb2.TeardownRequest,
-            providers.wire.v1alpha1.state_pb2.TeardownResponse,
+            omniport.providers.wire.v1alpha1.state_pb2.TeardownRequest,
+            omniport.providers.wire.v1alpha1.state_pb2.TeardownResponse,
         )
         self.TeardownAndDestroy = grpclib.client.UnaryUnaryMethod(
             channel,
             '/cosi.resource.State/TeardownAndDestroy',
-            providers.wire.v1alpha1.state_pb2.TeardownAndDestroyRequest,
-            providers.wire.v1alpha1.state_pb2.TeardownAndDestroyResponse,
+            omniport.providers.wire.v1alpha1.state_pb2.TeardownAndDestroyRequest,
+            omniport.providers.wire.v1alpha1.state_pb2.TeardownAndDestroyResponse,
         )

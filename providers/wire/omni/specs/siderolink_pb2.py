@@ -28,7 +28,7 @@ DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bomni/specs/sid
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'providers.wire.omni.specs.siderolink_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'omniport.providers.wire.omni.specs.siderolink_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SIDEROLINKSPEC'].fields_by_name['node_unique_token']._loaded_options = None
