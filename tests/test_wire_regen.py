@@ -24,7 +24,8 @@ def _load_generator():
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.py")}
+    files = [*root.rglob("*.py"), *root.rglob("*.pyi")]
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
 
 
 def test_regenerated_tree_matches_committed(tmp_path: Path) -> None:
