@@ -42,10 +42,12 @@ from omniport.providers.codec.omni_names import (
     IMPORTED_CLUSTER_SECRETS,
     LABEL_CLUSTER,
     LABEL_CLUSTER_MACHINE,
+    LABEL_INSTALLED,
     LABEL_MACHINE_SET,
     LABEL_ROLE_CONTROLPLANE,
     LABEL_ROLE_WORKER,
     LABEL_TAINTED_BY_IMPORTING,
+    LABEL_TALOS_VERSION,
     LINKS,
     MACHINE_SET_NODES,
     MACHINE_SETS,
@@ -284,6 +286,11 @@ class MachineStatusController(Controller):
             else omni_pb2.MachineStatusSpec.WORKER
         )
         labels = {LABEL_CLUSTER: spec.cluster} if spec.cluster else {}
+        # Omni derives these labels from the status; its MachineSetNode validation reads them.
+        # A lab node runs an installed Talos (a running cluster), never one booted from ISO.
+        if spec.talos_version:
+            labels[LABEL_TALOS_VERSION] = spec.talos_version
+        labels[LABEL_INSTALLED] = ""
         self.ensure(MACHINE_STATUSES, key, spec, labels=labels)
 
 

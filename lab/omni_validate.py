@@ -28,13 +28,16 @@ from omniport.providers.codec.omni_names import (
     IMPORTED_CLUSTER_SECRETS,
     LABEL_CLUSTER,
     LABEL_CLUSTER_MACHINE,
+    LABEL_INSTALLED,
     LABEL_MACHINE,
     LABEL_MACHINE_SET,
     LABEL_ROLE_CONTROLPLANE,
     LABEL_ROLE_WORKER,
     LABEL_TAINTED_BY_IMPORTING,
+    LABEL_TALOS_VERSION,
     MACHINE_SET_NODES,
     MACHINE_SETS,
+    MACHINE_STATUSES,
     PHASE_TEARING_DOWN,
     TALOS_VERSIONS,
 )
@@ -44,6 +47,49 @@ _CLUSTER_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID_BYTES = 1024
 MAX_LABELS = 256
+_SEMVER = re.compile(
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
+LIFECYCLE_SERVICE_TALOS = (1, 13)
+"""From this Talos minor on, Omni installs Talos itself on a machine that runs from ISO/PXE."""
+
+
+def semver_minor(text: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of a strict semantic version (``1.11.5``, no ``v``), else None."""
+    match = _SEMVER.match(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def machine_version_problem(
+    label: str | None, installed: bool, cluster: tuple[int, int]
+) -> str | None:
+    """Why Omni refuses a machine for a cluster at Talos ``cluster`` (major, minor), or None.
+
+    ``label`` is the machine's ``talos-version`` label, ``installed`` whether it carries the
+    ``installed`` label (Omni: ``client/pkg/omni/resources/omni/version_compat.go``). A machine
+    may never join a cluster of an older minor (that would be a downgrade); an installed machine
+    may join a newer one. A machine running from ISO or PXE needs the cluster's minor, unless
+    both sides are new enough for Omni to install Talos explicitly.
+    """
+    if label is None:
+        return "the machine has no Talos version label"
+    machine = semver_minor(label.removeprefix("v"))
+    if machine is None:
+        return "the machine's Talos version could not be determined"
+    if machine > cluster:
+        return (
+            "the machine has a newer Talos version installed than the cluster: downgrade is "
+            "not allowed; upgrade the machine or change the cluster's Talos version"
+        )
+    if installed or machine == cluster:
+        return None
+    if min(machine, cluster) >= LIFECYCLE_SERVICE_TALOS:
+        return None
+    return (
+        "a machine running from ISO or PXE must have the cluster's major and minor Talos "
+        "version; boot another ISO or change the cluster's Talos version"
+    )
 
 
 @dataclass(frozen=True)
@@ -274,7 +320,27 @@ class Validator:
             return [f"{where}: the cluster {q(cluster_id)} is tearing down"]
         if _locked(cluster) and not _importing(cluster):
             return [f"{where}: the cluster {q(cluster_id)} is locked"]
-        return self._not_locked_controlplane(ms, res)
+        return self._machine_version(res, cluster) or self._not_locked_controlplane(ms, res)
+
+    def _machine_version(self, res: Resource, cluster: Resource) -> list[Problem]:
+        """Omni's check of the machine's Talos version against the cluster's, on create.
+
+        Only once Omni has the machine's MachineStatus, and only when the version that status
+        reports parses (leading ``v``s dropped); the verdict then comes from the status's labels
+        (:func:`machine_version_problem`). Machines in agent mode pass. Omni runs the same
+        check on update only when the machine-set label changes, which is refused anyway.
+        """
+        status = self._get(MACHINE_STATUSES, res.id)
+        if status is None or semver_minor(status.spec.talos_version.lstrip("v")) is None:
+            return []
+        cluster_version = semver_minor(cluster.spec.talos_version)
+        if cluster_version is None:
+            return [f"cluster Talos version {q(cluster.spec.talos_version)} is not a semver"]
+        if status.spec.schematic.in_agent_mode:
+            return []
+        label = status.labels.get(LABEL_TALOS_VERSION)
+        problem = machine_version_problem(label, LABEL_INSTALLED in status.labels, cluster_version)
+        return [problem] if problem else []
 
     def _machine_set_node_update(self, old: Resource, new: Resource) -> list[Problem]:
         if new.phase == PHASE_TEARING_DOWN:

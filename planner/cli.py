@@ -552,6 +552,12 @@ def _lab_errors() -> Iterator[None]:
     help="The nodes' image came from a yaml.v3-era factory (older schematic quoting).",
 )
 @click.option(
+    "--node-talos-version",
+    multiple=True,
+    metavar="ADDRESS=VERSION",
+    help="Run this node at another Talos version (a cluster in the middle of an upgrade).",
+)
+@click.option(
     "--omni-version",
     help="Omni release the lab's Omni answers as; its config-patch rules follow it "
     "(default: Omni's main branch).",
@@ -594,6 +600,7 @@ def lab_up(
     omni_secondary_factory_url: str | None,
     schematic_kernel_arg: tuple[str, ...],
     schematic_yaml_v3: bool,
+    node_talos_version: tuple[str, ...],
     omni_version: str | None,
     omni_zstd_dict: str | None,
     omni_api_version: int | None,
@@ -633,7 +640,8 @@ def lab_up(
             )
             if on
         )
-        + tuple(arg for value in schematic_kernel_arg for arg in ("--schematic-kernel-arg", value)),
+        + tuple(arg for value in schematic_kernel_arg for arg in ("--schematic-kernel-arg", value))
+        + tuple(arg for value in node_talos_version for arg in ("--node-talos-version", value)),
         omni_version=omni_version,
         omni_zstd_dict=omni_zstd_dict,
         omni_join_ms=omni_join_ms,
