@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from planner import planfile
+from omniport.planner import planfile
 from tests.reliability.labkit import World, assert_restored, start_world
 
 NEWER = "v1.12.0"

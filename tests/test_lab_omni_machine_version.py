@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.omni_validate import machine_version_problem, semver_minor
+from omniport.lab.omni_validate import machine_version_problem, semver_minor
 from tests.test_lab_omni import TALOS, Env, Keys, P, keys, new_cluster, rejected, run
 from tests.test_lab_omni_import import INVALID, MSN, STATUSES, machine_set, set_node
 
