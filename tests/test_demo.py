@@ -9,7 +9,8 @@ def test_demo_plans_applies_rolls_back_and_proves_it(capsys, tmp_path, monkeypat
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     assert run(["--no-color", "demo"]) == 0
     out = capsys.readouterr().out
-    assert "Plan: 14 to add, 3 to change, 0 to destroy."  # 3 schematic registrations in out
+    # 11 Omni resources and 3 factory schematic registrations added, 3 nodes joined
+    assert "Plan: 14 to add, 3 to change, 0 to destroy." in out
     assert "Apply complete!" in out
     assert "Rollback complete!" in out
     assert len(re.findall(r"byte-identical", out)) == 3
