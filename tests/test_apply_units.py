@@ -41,8 +41,8 @@ from omniport.planner.plan import (
     Plan,
     Severity,
 )
+from tests.paths import TALOS_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
 
@@ -159,7 +159,7 @@ def test_spec_paths_that_do_not_resolve_are_one_sentence(tmp_path):
 
 
 def test_scrubber_hides_every_secret_of_a_config():
-    path = FIXTURES / "v1alpha1" / "stability" / "v1.11" / "base-controlplane.yaml"
+    path = TALOS_FIXTURES / "v1alpha1" / "stability" / "v1.11" / "base-controlplane.yaml"
     if not path.exists():
         pytest.skip("talos fixtures not available")
     config = path.read_bytes()

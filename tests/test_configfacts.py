@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from omniport.planner.configfacts import NOTHING, StatedFacts, stated_facts
+from tests.paths import TALOS_FIXTURES
 
 FULL = b"""version: v1alpha1
 machine:
@@ -125,13 +124,10 @@ def test_stated_facts(config: bytes, want: StatedFacts) -> None:
     assert stated_facts(config) == want
 
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
-
-
 def test_generated_configs_state_their_images() -> None:
     """Configs talosctl generated (the stability fixtures) state every fact up to 1.13; from
     1.14 the Kubernetes facts live in Kube* documents and are read from resources."""
-    found = sorted(FIXTURES.glob("**/stability/**/base-controlplane.yaml"))
+    found = sorted(TALOS_FIXTURES.glob("**/stability/**/base-controlplane.yaml"))
     if not found:
         pytest.skip("talos fixtures not available")
     for path in found:

@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
-STABILITY = FIXTURES / "v1alpha1" / "stability"
+from tests.paths import TALOS_FIXTURES
+
+STABILITY = TALOS_FIXTURES / "v1alpha1" / "stability"
 MACHINE_TYPES = ("controlplane", "worker")
 
 
 def fixture(*parts: str) -> Path:
     """A fixture file, or a clean skip when the fixtures are not on this machine."""
-    path = FIXTURES.joinpath(*parts)
+    path = TALOS_FIXTURES.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"Talos fixture {'/'.join(parts)} is not available")
     return path

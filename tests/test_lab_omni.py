@@ -37,7 +37,6 @@ from omniport.providers.omniconfig import parse_endpoint
 from omniport.providers.wire.omni.specs import omni_pb2
 from omniport.providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 P = "omni.sidero.dev/"
 CLUSTERS = "Clusters.omni.sidero.dev"
 TALOS = "1.11.5"

@@ -15,9 +15,9 @@ from grpclib.const import Status
 
 from omniport.providers.omni import OmniClient
 from omniport.providers.wire.omni.specs import omni_pb2
+from tests.paths import TALOS_FIXTURES
 from tests.test_lab_omni import (
     CLUSTERS,
-    FIXTURES,
     K8S,
     TALOS,
     Env,
@@ -47,7 +47,7 @@ INVALID = Status.INVALID_ARGUMENT
 
 
 def bundle() -> str:
-    path = FIXTURES / "secrets" / "secrets.yaml"
+    path = TALOS_FIXTURES / "secrets" / "secrets.yaml"
     if not path.is_file():
         pytest.skip("talos-fixtures are not available")
     return path.read_text()
@@ -620,7 +620,7 @@ def test_config_patch_validations_and_bundle_check(keys: Keys) -> None:
         bad = ok.replace(spec=omni_pb2.ConfigPatchSpec(data="cluster:\n  id: x\n"))
         await rejected(op.update(bad), INVALID, "cluster.id")
 
-        invalid = FIXTURES / "secrets" / "invalid-secrets.yaml"
+        invalid = TALOS_FIXTURES / "secrets" / "invalid-secrets.yaml"
         if invalid.is_file():
             await rejected(
                 op.create(

@@ -11,14 +11,13 @@ from omniport.planner.cli import run
 from omniport.planner.machineconfig.diff import diff
 from omniport.planner.machineconfig.document import ConfigError, canonical, emit, parse
 from omniport.planner.machineconfig.merge import apply_patches, load_patch
-
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
+from tests.paths import TALOS_FIXTURES
 
 
 def fixture(name: str) -> Path:
-    if not FIXTURES.is_dir():
+    if not TALOS_FIXTURES.is_dir():
         pytest.skip("talos fixtures not found beside the repo")
-    return FIXTURES / name
+    return TALOS_FIXTURES / name
 
 
 def exact(docs) -> dict:
@@ -85,9 +84,9 @@ def test_equal_configs_give_no_patch(tmp_path, capsys):
 
 
 def _stability():
-    if not FIXTURES.is_dir():
+    if not TALOS_FIXTURES.is_dir():
         return []
-    return sorted((FIXTURES / "v1alpha1" / "stability").glob("v*/*.yaml"))
+    return sorted((TALOS_FIXTURES / "v1alpha1" / "stability").glob("v*/*.yaml"))
 
 
 def _pairs():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,7 @@ from omniport.planner.machineconfig.document import (
     emit,
     parse,
 )
-
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
+from tests.paths import TALOS_FIXTURES
 
 MULTIDOC = b"""\
 version: v1alpha1
@@ -233,9 +231,9 @@ def test_canonical_folds_typed_zero_values_and_order():
 
 
 def _stability_files():
-    if not FIXTURES.is_dir():
+    if not TALOS_FIXTURES.is_dir():
         return []
-    return sorted((FIXTURES / "v1alpha1" / "stability").glob("v*/*.yaml"))
+    return sorted((TALOS_FIXTURES / "v1alpha1" / "stability").glob("v*/*.yaml"))
 
 
 @pytest.mark.parametrize("path", _stability_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -246,6 +244,6 @@ def test_emit_reproduces_talos_bytes(path):
 
 
 def test_fixtures_present_or_skipped():
-    if not FIXTURES.is_dir():
+    if not TALOS_FIXTURES.is_dir():
         pytest.skip("talos fixtures not found beside the repo")
     assert _stability_files()

@@ -16,8 +16,8 @@ from omniport.planner.machineconfig.merge import (
     load_patches,
     strategic_merge,
 )
+from tests.paths import TALOS_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 CP = "configpatcher"
 
 # (config, patches in order, expected) -- the cases of Talos's configpatcher and strategic tests.
@@ -80,9 +80,9 @@ IDS = [
 
 
 def fixture(name: str) -> Path:
-    if not FIXTURES.is_dir():
+    if not TALOS_FIXTURES.is_dir():
         pytest.skip("talos fixtures not found beside the repo")
-    return FIXTURES / name
+    return TALOS_FIXTURES / name
 
 
 @pytest.mark.parametrize(("config", "patches", "expected"), CASES, ids=IDS)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import string
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +30,8 @@ from omniport.planner.machineconfig.merge import apply_patches, load_patch
 from omniport.planner.machineconfig.redact import redact
 from omniport.planner.machineconfig.rules import Identity, rules_for
 from omniport.planner.machineconfig.verify import verify
+from tests.paths import TALOS_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 FIXTURE_CONFIGS = [
     "configdiff/original.yaml",
     "configdiff/modified.yaml",
@@ -80,7 +79,7 @@ SOURCES = ["builtin", *FIXTURE_CONFIGS]
 def _load(source: str) -> tuple[Document, ...]:
     if source == "builtin":
         return parse(BUILTIN).documents
-    path = FIXTURES / source
+    path = TALOS_FIXTURES / source
     if not path.exists():
         return ()
     return parse(path.read_bytes(), source).documents
@@ -408,7 +407,7 @@ def test_emit_then_parse_gives_the_data_back(body):
 
 
 def test_fixture_sources_exist_or_are_skipped():
-    if not FIXTURES.is_dir():
+    if not TALOS_FIXTURES.is_dir():
         pytest.skip("talos fixtures not found beside the repo")
     assert all(_load(source) for source in FIXTURE_CONFIGS)
 

@@ -13,14 +13,13 @@ from omniport.planner.machineconfig.document import Document, emit, load_yaml_st
 from omniport.planner.machineconfig.redact import SENSITIVE, redact
 from omniport.planner.machineconfig.sanitize import Removal, sanitize, strip_denylisted
 from omniport.planner.machineconfig.verify import Mismatch, node_patches, verify
-
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
+from tests.paths import TALOS_FIXTURES
 
 
 def fixture(name: str) -> Path:
-    if not FIXTURES.is_dir():
+    if not TALOS_FIXTURES.is_dir():
         pytest.skip("talos fixtures not found beside the repo")
-    return FIXTURES / name
+    return TALOS_FIXTURES / name
 
 
 def data(docs) -> list:
@@ -236,16 +235,16 @@ def test_verify_catches_a_document_omnis_pruning_drops():
 
 
 def _versions():
-    if not FIXTURES.is_dir():
+    if not TALOS_FIXTURES.is_dir():
         return []
-    return sorted(p.name for p in (FIXTURES / "v1alpha1" / "stability").glob("v*"))
+    return sorted(p.name for p in (TALOS_FIXTURES / "v1alpha1" / "stability").glob("v*"))
 
 
 @pytest.mark.parametrize("version", _versions())
 @pytest.mark.parametrize("role", ["controlplane", "worker"])
 def test_generated_baseline_plus_patches_reproduces_customized_node(version, role):
     # Baseline: the default config of a contract; live: the same node customized.
-    folder = FIXTURES / "v1alpha1" / "stability" / version
+    folder = TALOS_FIXTURES / "v1alpha1" / "stability" / version
     baseline = parse((folder / f"base-{role}.yaml").read_bytes())
     live = parse((folder / f"overrides-{role}.yaml").read_bytes())
     result = node_patches(baseline, live)

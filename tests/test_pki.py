@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from omniport.planner.machineconfig import pki
+from tests.paths import TALOS_FIXTURES
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "talos-fixtures"
 
 
 def _ku(cert: x509.Certificate) -> x509.KeyUsage:
@@ -138,7 +137,7 @@ def test_bad_input_is_one_clear_error() -> None:
 
 
 def _fixture_secrets() -> dict:
-    path = FIXTURES / "secrets" / "secrets.yaml"
+    path = TALOS_FIXTURES / "secrets" / "secrets.yaml"
     if not path.is_file():
         pytest.skip("shared talos-fixtures not present")
     return yaml.safe_load(path.read_text())

@@ -1,7 +1,6 @@
 """The import spec: schema + semantic checks, each problem as file:line:col: message."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -9,9 +8,9 @@ from hypothesis import strategies as st
 
 from omniport.planner.cli import run
 from omniport.planner.spec import SpecError, load_spec, parse_spec
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 MINIMAL = """\
 version: 1
@@ -174,7 +173,7 @@ def test_any_structure_gives_a_spec_or_a_spec_error(data):
 def test_readme_spec_reference_is_current():
     from omniport.planner import specdoc
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     assert specdoc.replace_section(readme) == readme, (
         "README's spec reference is stale: run python -m omniport.planner.specdoc --write README.md"
     )

@@ -28,11 +28,10 @@ from omniport.planner.plan import (
     Severity,
 )
 from omniport.planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
+from tests.paths import REPO
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-FIXTURES = ROOT / ".." / "shared" / "talos-fixtures"
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 # Environment variables that would let a test read the developer's own credentials.
 CREDENTIAL_VARIABLES = (
@@ -238,14 +237,6 @@ def resealed(data: dict, **changes: object) -> str:
     data = dict(data, **changes)
     data["checksum"] = checksum(data)
     return canonical(data)
-
-
-def fixture_file(*parts: str) -> Path:
-    """A shared Talos fixture, or a clean skip when the fixtures are not on this machine."""
-    path = FIXTURES.joinpath(*parts)
-    if not path.is_file():
-        pytest.skip(f"Talos fixture {'/'.join(parts)} is not available")
-    return path
 
 
 Builder = Callable[[], str | bytes]

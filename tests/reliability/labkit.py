@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
+
 SEED_TYPES = {
     "DefaultJoinTokens.omni.sidero.dev",
     "FeaturesConfigs.omni.sidero.dev",

@@ -28,11 +28,11 @@ from omniport.planner import planfile, rollbackfile
 from omniport.planner.cli import run
 from omniport.planner.machineconfig import pki
 from omniport.providers.codec import siderov1
+from tests.paths import talos_fixture
 from tests.reliability.conftest import (
     Outcome,
     assert_one_clear_error,
     assert_unchanged,
-    fixture_file,
     plan_text,
     resealed,
     rollback_text,
@@ -766,7 +766,7 @@ def test_a_failing_json_patch_never_prints_config_values(workdir: Path, omniport
 
 
 def test_config_secrets_refuses_a_real_worker_config(workdir: Path, omniport) -> None:
-    worker = fixture_file("v1alpha1", "stability", "v1.11", "base-worker.yaml")
+    worker = talos_fixture("v1alpha1", "stability", "v1.11", "base-worker.yaml")
     (workdir / "worker.yaml").write_bytes(worker.read_bytes())
     before = snapshot(workdir)
     result = omniport("config", "secrets", "--from-controlplane-config", "worker.yaml")
@@ -775,7 +775,7 @@ def test_config_secrets_refuses_a_real_worker_config(workdir: Path, omniport) ->
 
 
 def test_config_gen_output_into_a_missing_folder(workdir: Path, omniport) -> None:
-    secrets = fixture_file("v1alpha1", "stability", "secrets.yaml")
+    secrets = talos_fixture("v1alpha1", "stability", "secrets.yaml")
     (workdir / "secrets.yaml").write_bytes(secrets.read_bytes())
     before = snapshot(workdir)
     args = (*GEN, "--talos-version", "v1.11.5", "--secrets", "secrets.yaml")
