@@ -207,10 +207,10 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             after = _field(body, "after", int, 0)
             if after < 0:
                 raise AdminError(400, "'after' must be >= 0")
-            failure = ApplyFailure(node=node, after_calls=after)
+            apply_failure = ApplyFailure(node=node, after_calls=after)
             if body.get("message"):
-                failure.message = str(body["message"])
-            faults.apply_failures.append(failure)
+                apply_failure.message = str(body["message"])
+            faults.apply_failures.append(apply_failure)
     elif kind == "omni-failure":
         method = _field(body, "method", str)
         rtype = _field(body, "type", str)
@@ -227,10 +227,10 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             code = _field(body, "code", int, 14)
             if not 1 <= code <= 16:
                 raise AdminError(400, "'code' must be a gRPC status code from 1 to 16")
-            failure = OmniFailure(method=method, resource_type=rtype, code=code)
+            omni_failure = OmniFailure(method=method, resource_type=rtype, code=code)
             if body.get("message"):
-                failure.message = str(body["message"])
-            faults.omni_failures.append(failure)
+                omni_failure.message = str(body["message"])
+            faults.omni_failures.append(omni_failure)
     elif kind == "factory-down":
         faults.factory_down = not clear
     elif kind == "factory-read-only":

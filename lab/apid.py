@@ -77,6 +77,15 @@ def _fail(code: Code, message: str) -> GRPCError:
     return GRPCError(_status(code), message)
 
 
+async def _request(stream: Stream) -> Any:
+    """The request message of a call that takes one; a peer that ends its stream without
+    sending it (grpclib's client refuses to) is answered with a status, not a handler crash."""
+    request = await stream.recv_message()
+    if request is None:
+        raise GRPCError(Status.INTERNAL, "the call ended before its request message")
+    return request
+
+
 def _dial_error(address: str, why: str) -> NodeError:
     return NodeError(
         Code.UNAVAILABLE,
@@ -138,8 +147,9 @@ class Apid:
     ) -> int:
         self._server = Server([self])
         await self._server.start(host, port, ssl=ssl_context, reuse_address=True)
-        sockets = self._server._server.sockets if self._server._server else ()  # type: ignore[union-attr]
-        return int(sockets[0].getsockname()[1])
+        listening = self._server._server
+        assert isinstance(listening, asyncio.Server)  # start() made it with loop.create_server
+        return int(listening.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
         if self._server is not None:
@@ -269,7 +279,7 @@ class Apid:
     ) -> None:
         """A unary machine method, routed one-to-one or one-to-many."""
         self.calls += 1
-        request = await stream.recv_message()
+        request = await _request(stream)
         self._authorize(stream, method)
         many, targets = self._targets(stream)
         if not many:
@@ -510,7 +520,7 @@ class Apid:
     # -- cluster.ClusterService --
 
     async def HealthCheck(self, stream: Stream) -> None:
-        request = await stream.recv_message()
+        request = await _request(stream)
         node, _ = await self._single(stream, "/cluster.ClusterService/HealthCheck")
         timeout = 20 * 60.0
         if request.HasField("wait_timeout"):
@@ -650,7 +660,7 @@ class Apid:
 
     async def cosi_Get(self, stream: Stream) -> None:
         self.calls += 1
-        request = await stream.recv_message()
+        request = await _request(stream)
         node, roles = await self._single(stream, "/cosi.resource.State/Get")
         rtype = self._access(node, roles, request.namespace, request.type)
         for item in self._items(node, rtype, request.namespace):
@@ -665,7 +675,7 @@ class Apid:
 
     async def cosi_List(self, stream: Stream) -> None:
         self.calls += 1
-        request = await stream.recv_message()
+        request = await _request(stream)
         node, roles = await self._single(stream, "/cosi.resource.State/List")
         rtype = self._access(node, roles, request.namespace, request.type)
         match = _matcher(request.options.label_query, request.options.id_query.regexp)
@@ -676,7 +686,7 @@ class Apid:
 
     async def cosi_Watch(self, stream: Stream) -> None:
         self.calls += 1
-        request = await stream.recv_message()
+        request = await _request(stream)
         node, roles = await self._single(stream, "/cosi.resource.State/Watch")
         rtype = self._access(node, roles, request.namespace, request.type)
         options = request.options
@@ -713,7 +723,7 @@ class Apid:
                 )
                 await _send_events(stream, [(destroyed, missing, None)])
         elif options.bootstrap_contents:
-            events = [(created, res, None) for res in current.values()]
+            events: list[_WatchEvent] = [(created, res, None) for res in current.values()]
             if modern:
                 events.append((state_pb2.BOOTSTRAPPED, None, None))
             await _send_events(stream, events)
@@ -741,36 +751,39 @@ class Apid:
         raise _fail(Code.PERMISSION_DENIED, "write access is not allowed")
 
     async def cosi_Create(self, stream: Stream) -> None:
-        r = await stream.recv_message()
+        r = await _request(stream)
         md = r.resource.metadata
         await self._write(stream, "/cosi.resource.State/Create", md.namespace, md.type)
 
     async def cosi_Update(self, stream: Stream) -> None:
-        r = await stream.recv_message()
+        r = await _request(stream)
         md = r.new_resource.metadata
         await self._write(stream, "/cosi.resource.State/Update", md.namespace, md.type)
 
     async def cosi_Destroy(self, stream: Stream) -> None:
-        r = await stream.recv_message()
+        r = await _request(stream)
         await self._write(stream, "/cosi.resource.State/Destroy", r.namespace, r.type)
 
     async def cosi_Teardown(self, stream: Stream) -> None:
-        r = await stream.recv_message()
+        r = await _request(stream)
         await self._write(stream, "/cosi.resource.State/Teardown", r.namespace, r.type)
 
     async def cosi_TeardownAndDestroy(self, stream: Stream) -> None:
-        r = await stream.recv_message()
+        r = await _request(stream)
         await self._write(stream, "/cosi.resource.State/TeardownAndDestroy", r.namespace, r.type)
 
 
-async def _send_events(
-    stream: Stream,
-    events: list[tuple[int, resource_pb2.Resource | None, resource_pb2.Resource | None]],
-) -> None:
+_WatchEvent = tuple[
+    state_pb2.EventType.ValueType, resource_pb2.Resource | None, resource_pb2.Resource | None
+]
+"""A watch event to send: its kind, the resource, and the resource before (updates only)."""
+
+
+async def _send_events(stream: Stream, events: list[_WatchEvent]) -> None:
     reply = state_pb2.WatchResponse()
     for kind, res, old in events:
         event = reply.event.add()
-        event.event_type = kind  # type: ignore[assignment]
+        event.event_type = kind
         if res is not None:
             event.resource.CopyFrom(res)
         if old is not None:

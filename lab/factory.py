@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from omniport.providers.codec.schematic import (
     ExtensionInfo,
@@ -275,7 +275,8 @@ class _Server(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
+    # self: Self because typeshed types RequestHandlerClass's server argument as Self
+    def finish_request(self: Self, request: Any, client_address: Any) -> None:
         """TLS handshake in the connection's own thread, then the HTTP exchange."""
         request.settimeout(10)
         try:

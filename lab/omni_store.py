@@ -11,6 +11,7 @@ called synchronously after each change, in order, so watchers never miss or reor
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import time
@@ -348,7 +349,7 @@ class Store:
     ) -> list[Resource]:
         return [res.copy() for res in self.scan(namespace, type_, queries, id_regexp)]
 
-    def all(self) -> list[Resource]:
+    def all(self) -> builtins.list[Resource]:  # builtins: the method above shadows ``list``
         return [res for coll in self._items.values() for res in coll.values()]
 
     # ---- writes ----------------------------------------------------------------------------

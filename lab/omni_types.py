@@ -8,6 +8,7 @@ controllers' bookkeeping) exist only in the store: like Omni, the API gives no a
 from __future__ import annotations
 
 import base64
+import builtins
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -64,7 +65,7 @@ class Access(Enum):
 class TypeInfo:
     type: str
     namespace: str
-    spec: type[Message] | None
+    spec: builtins.type[Message] | None  # builtins: the field above shadows ``type`` here
     access: Access
     owner: str = ""
     """The controller that owns resources of this type ("" for user-managed)."""
@@ -180,23 +181,24 @@ def spec_to_plain(msg: Message) -> dict[str, Any]:
         value = getattr(msg, fd.name)
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
             out[key] = {
-                k: _plain(fd.message_type.fields_by_name["value"], v) for k, v in value.items()
+                k: _plain(fd.message_type.fields_by_name["value"].type, v) for k, v in value.items()
             } or None
         elif fd.is_repeated:
-            out[key] = [_plain(fd, v) for v in value] or None
+            out[key] = [_plain(fd.type, v) for v in value] or None
         elif fd.type == FieldDescriptor.TYPE_MESSAGE:
             out[key] = spec_to_plain(value) if msg.HasField(fd.name) else None
         else:
-            out[key] = _plain(fd, value)
+            out[key] = _plain(fd.type, value)
     return out
 
 
-def _plain(fd: FieldDescriptor, value: Any) -> Any:
-    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+def _plain(field_type: int, value: Any) -> Any:
+    """One value of a field whose ``FieldDescriptor.type`` is ``field_type``."""
+    if field_type == FieldDescriptor.TYPE_MESSAGE:
         return spec_to_plain(value)
-    if fd.type == FieldDescriptor.TYPE_BYTES:
+    if field_type == FieldDescriptor.TYPE_BYTES:
         return base64.b64encode(value).decode()
-    if fd.type == FieldDescriptor.TYPE_ENUM:
+    if field_type == FieldDescriptor.TYPE_ENUM:
         return int(value)
     return value
 

@@ -338,8 +338,9 @@ class LabProcess:
         )
         lab.factory = factory
         self.lab = lab
-        os_ca = world.bundle.certs.os
-        assert os_ca is not None
+        certs = world.bundle.certs
+        assert certs is not None and certs.os is not None  # build_world's new_bundle makes both
+        os_ca = certs.os
         ca = pki.CertAndKey(crt=os_ca.crt, key=os_ca.key)
 
         apid = Apid(lab, endpoint_hosts=(HOST,))

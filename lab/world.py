@@ -55,6 +55,7 @@ class Mode(IntEnum):
 class Code(IntEnum):
     """The gRPC status codes the simulated Talos answers with."""
 
+    CANCELLED = 1
     INVALID_ARGUMENT = 3
     DEADLINE_EXCEEDED = 4
     NOT_FOUND = 5

@@ -136,11 +136,10 @@ def from_exception(
     """Map a transport-level exception (grpclib, ssl, OSError, asyncio) to the tree."""
     if isinstance(exc, ProviderError):
         return exc
-    try:  # grpclib is a runtime dependency, but keep this module importable on its own
-        from grpclib.exceptions import GRPCError, StreamTerminatedError
-    except ImportError:  # pragma: no cover
-        GRPCError = StreamTerminatedError = ()  # type: ignore[assignment,misc]
-    if GRPCError and isinstance(exc, GRPCError):
+    # imported here: the CLI imports this module at start, and grpclib only once it connects
+    from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+    if isinstance(exc, GRPCError):
         return from_grpc_status(
             int(exc.status.value), exc.message or "", target=target, method=method
         )
@@ -156,7 +155,7 @@ def from_exception(
         )
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return Timeout("timed out", target=target, method=method)
-    if StreamTerminatedError and isinstance(exc, StreamTerminatedError):
+    if isinstance(exc, StreamTerminatedError):
         return Unreachable(f"connection closed: {exc}", target=target, method=method)
     if isinstance(exc, ConnectionRefusedError):
         return Unreachable("connection refused", target=target, method=method)

@@ -279,7 +279,7 @@ class LabelTerm:
     """One condition of a label query; build with :func:`label_equal`, ``_exists``, ``_in``."""
 
     key: str
-    op: int
+    op: resource_pb2.LabelTerm.Operation.ValueType
     values: tuple[str, ...] = ()
     invert: bool = False
 

@@ -547,7 +547,11 @@ class TalosClient:
         try_mode_timeout: float | None = None,
     ) -> ApplyResult:
         """Submit ``data`` (the whole config, byte for byte) to ``node``."""
-        request = machine_pb2.ApplyConfigurationRequest(data=data, mode=int(mode), dry_run=dry_run)
+        request = machine_pb2.ApplyConfigurationRequest(
+            data=data,
+            mode=machine_pb2.ApplyConfigurationRequest.Mode.ValueType(mode),
+            dry_run=dry_run,
+        )
         if try_mode_timeout is not None:
             request.try_mode_timeout.CopyFrom(_duration(try_mode_timeout))
         item = await self._machine_call(node, "ApplyConfiguration", request)
@@ -729,10 +733,12 @@ class TalosClient:
             self.get(node, *CONTROLLER_MANAGER_CONFIG),
             return_exceptions=True,
         )
+        resources = []
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        api, sched, cm = results
+            resources.append(result)
+        api, sched, cm = resources
         return ControlPlaneImages(
             apiserver=str(_field(api, "image", node)),
             scheduler=str(_field(sched, "image", node)),

@@ -97,8 +97,8 @@ def parse_endpoint(text: str) -> Endpoint:
         return Endpoint(_check_host(host, text), _port(rest[1:], text) if rest else APID_PORT)
     if raw.count(":") > 1:  # a bare IPv6 address
         return Endpoint(_check_host(raw, text), APID_PORT)
-    host, sep, port = raw.partition(":")
-    return Endpoint(_check_host(host, text), _port(port, text) if sep else APID_PORT)
+    host, sep, port_text = raw.partition(":")
+    return Endpoint(_check_host(host, text), _port(port_text, text) if sep else APID_PORT)
 
 
 def _check_host(host: str, text: str) -> str:

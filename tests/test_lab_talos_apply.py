@@ -337,6 +337,25 @@ def test_unreachable_node_fails_the_health_check(aio, tlab):
         call(aio, tlab, check)
 
 
+def test_cancelled_health_check_ends_with_cancelled(aio, tlab):
+    tlab.fault(kind="health", problem="cancelled")
+
+    async def check(c):
+        return [
+            line
+            async for line in c.health_check(
+                tlab.controlplanes[0],
+                control_plane_nodes=tlab.controlplanes,
+                worker_nodes=tlab.workers,
+                wait_timeout=5,
+            )
+        ]
+
+    with pytest.raises(ProviderError, match="context canceled") as info:
+        call(aio, tlab, check)
+    assert info.value.code == 1  # gRPC CANCELLED
+
+
 def test_latency_is_added_per_call_without_serializing(aio, tlab):
     import asyncio
 

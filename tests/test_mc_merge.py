@@ -424,3 +424,10 @@ def test_json_patch_test_against_yaml_null_fails_on_an_absent_key_like_talos():
     operations = "- op: test\n  path: /machine/network/hostname\n  value: null\n"
     with pytest.raises(ConfigError, match="JSON patch failed"):
         apply_patches(base, [load_patch(operations)])
+
+
+def test_valid_json_python_cannot_read_is_a_config_error():
+    """json.loads raises a plain ValueError, not JSONDecodeError, for an integer past Python's
+    digit limit; the patch is still refused with a ConfigError, not an AttributeError."""
+    with pytest.raises(ConfigError, match=r"nor a JSON patch \(JSON error: Exceeds the limit"):
+        load_patch("[" + "1" * 5000 + "]", "p")

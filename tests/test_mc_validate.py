@@ -290,3 +290,16 @@ def test_rules_the_live_config_breaks_too_are_not_refusals(bundle):
     pushed = apply_patches(render, node_patches(baseline, live).patches)
     assert ("v1alpha1", "machine.install") in errors(validate(pushed, "1.12"))
     assert pushed_config_verdict(pushed, live, "1.12").valid
+
+
+def test_extension_images_that_are_not_strings_do_not_break_the_duplicate_rule(bundle):
+    docs = copied(config(bundle, "1.12"))
+    image = "ghcr.io/siderolabs/gvisor:20250505.0"
+    docs[0].data["machine"]["install"]["extensions"] = [
+        {"image": ["not", "a", "string"]},
+        {"image": image},
+        {"image": image},
+    ]
+    problems = [str(p) for p in validate(docs, "1.12").errors]
+    where = "v1alpha1: machine.install.extensions"
+    assert problems == [f"{where}: duplicate system extension {image!r}"]

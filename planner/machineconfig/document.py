@@ -150,7 +150,7 @@ def as_documents(
 _BASE_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BASE_LOADER):  # type: ignore[misc,valid-type]
+class _Loader(_BASE_LOADER):
     """A safe loader with YAML 1.2 core-schema scalars and strict mappings."""
 
 

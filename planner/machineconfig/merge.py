@@ -87,9 +87,15 @@ def load_patch(raw: bytes | str, source: str = "patch") -> Patch:
     try:
         operations = json.loads(text)
     except ValueError as err:
+        # a JSONDecodeError has a position; other ValueErrors (an integer longer than Python's
+        # digit limit) are raised by the conversion of a token that is valid JSON
+        reason = (
+            f"{err.msg} at line {err.lineno}, column {err.colno}"
+            if isinstance(err, json.JSONDecodeError)
+            else str(err)
+        )
         json_error: ConfigError = ConfigError(
-            f"{source} is neither a config patch nor a JSON patch (JSON error: {err.msg} at "
-            f"line {err.lineno}, column {err.colno})"
+            f"{source} is neither a config patch nor a JSON patch (JSON error: {reason})"
         )
     else:
         if isinstance(operations, list):
@@ -147,9 +153,9 @@ def strategic_merge(
     left: list[Document | None] = list(as_documents(config))
     owned: set[int] = set()  # positions whose data is already a private copy
     index: dict[DocumentKey, int] = {}
-    for position, doc in enumerate(left):
+    for at, doc in enumerate(left):
         if doc is not None:
-            index.setdefault(doc.key, position)
+            index.setdefault(doc.key, at)
 
     for number, patch_doc in enumerate(as_documents(patch), start=1):
         key = patch_doc.key

@@ -693,17 +693,18 @@ class _Run:
             if not isinstance(url, str) or not url:
                 self.err(w, where, "empty logging endpoint")
             else:
-                parts = urlsplit(url)
-                if not parts.netloc.rpartition("@")[2]:
+                endpoint = urlsplit(url)
+                if not endpoint.netloc.rpartition("@")[2]:
                     self.err(w, where, "empty logging endpoint's host")
-                if parts.scheme not in ("tcp", "udp"):
-                    self.err(w, where, f"unexpected logging endpoint scheme {parts.scheme!r}")
+                if endpoint.scheme not in ("tcp", "udp"):
+                    self.err(w, where, f"unexpected logging endpoint scheme {endpoint.scheme!r}")
             if dest.get("format") != "json_lines":
                 self.err(w, where, f"unknown logging format {dest.get('format')!r}")
 
         images: set[str] = set()
         for ext in _list(_get(machine, "install.extensions")):
             image = _map(ext).get("image")
+            image = image if isinstance(image, str) else ""  # as Talos reads a missing one
             if image in images:
                 self.err(w, "machine.install.extensions", f"duplicate system extension {image!r}")
             images.add(image)

@@ -7,6 +7,7 @@ spec message are stated once for both sides.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ class ResourceType:
 
     type: str
     namespace: str
-    spec: type[Message]
+    spec: builtins.type[Message]  # builtins: the field above shadows ``type`` here
 
 
 RESOURCE_TYPES: Mapping[str, ResourceType] = {

@@ -314,7 +314,7 @@ def dump_go_yaml(value: Any) -> str:
 # Representation: Schematic -> Go value tree (omitempty applied)
 
 
-class _Fields(tuple):  # type: ignore[type-arg]
+class _Fields(tuple):
     """A Go struct's fields, as (name, value) pairs in declaration order."""
 
 
@@ -573,7 +573,7 @@ class _NodeResolver(yaml.resolver.BaseResolver):
     def resolve(self, kind: type, value: Any, implicit: Any) -> str:
         if kind is ynodes.ScalarNode:
             return _PLAIN_TAG if implicit[0] else _YAML_TAG_PREFIX + "str"
-        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        return super().resolve(kind, value, implicit)
 
 
 class _Composer(
@@ -718,6 +718,7 @@ class _Reader:
         if isinstance(node, ynodes.SequenceNode):
             self.tag_error(node, self.node_tag(node), go_type)
             return _SKIP
+        assert isinstance(node, ynodes.MappingNode)  # the composer makes no other kind of node
         pairs = self.pairs(node)
         if pairs is None:
             return _SKIP
@@ -836,6 +837,7 @@ class _Reader:
         if isinstance(node, ynodes.SequenceNode):
             self.tag_error(node, self.node_tag(node), go_type)
             return _SKIP
+        assert isinstance(node, ynodes.MappingNode)  # the composer makes no other kind of node
         return self.mapping_any(node, string_keys=True)
 
     def mapping_any(self, node: ynodes.MappingNode, *, string_keys: bool) -> Any:
@@ -876,6 +878,7 @@ class _Reader:
         if isinstance(node, ynodes.SequenceNode):
             items = [self.any(child) for child in node.value]
             return [v for v in items if v is not _SKIP]
+        assert isinstance(node, ynodes.MappingNode)  # the composer makes no other kind of node
         string_keys = all(
             isinstance(k, ynodes.ScalarNode) and self.node_tag(k) in (_STR, _MERGE)
             for k, _ in node.value

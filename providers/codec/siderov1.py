@@ -427,8 +427,8 @@ def _check_primitive(sig: _Signature, material: Any, digest: bytes, algorithm: A
         elif sig.pk_alg == 19:  # ECDSA
             if len(sig.mpis) != 2:
                 return False
-            r, s_ = (int.from_bytes(m, "big") for m in sig.mpis)
-            encoded = utils.encode_dss_signature(r, s_)
+            r_int, s_int = (int.from_bytes(m, "big") for m in sig.mpis)
+            encoded = utils.encode_dss_signature(r_int, s_int)
             public.verify(encoded, digest, ec.ECDSA(utils.Prehashed(algorithm)))
         elif sig.pk_alg in (1, 3):  # RSA
             if len(sig.mpis) != 1:
