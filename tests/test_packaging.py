@@ -9,6 +9,7 @@ virtualenv that already holds packages with those four names, and run the demo f
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -22,6 +23,7 @@ from omniport.planner import __version__
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDERS = ("planner", "providers", "lab", "schemas")
+NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
 
 
 def _run(
@@ -46,7 +48,10 @@ def _run(
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, REPO, timeout=900)
+    # a copy, because setuptools builds inside the source tree (build/, *.egg-info)
+    source = tmp_path_factory.mktemp("source") / "omniport"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, source, timeout=900)
     (built,) = out.glob("omniport-*.whl")
     return built
 
