@@ -37,15 +37,16 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from omniport.planner import __version__, journal, planfile, rollbackfile
-from omniport.planner.backup import BackupEntry, backup_name, write_backup
+from omniport.planner import __version__, planfile
 from omniport.planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME, SCHEMATIC_TYPE
 from omniport.planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
 from omniport.planner.discover import factory_client, run_health_check
 from omniport.planner.errors import OmniportError
+from omniport.planner.execute import journal, rollbackfile
+from omniport.planner.execute.backup import BackupEntry, backup_name, write_backup
+from omniport.planner.execute.lock import ClusterLock
 from omniport.planner.facts import ClusterFacts
 from omniport.planner.join import join_documents
-from omniport.planner.lock import ClusterLock
 from omniport.planner.machineconfig import document as mcdoc
 from omniport.planner.machineconfig.merge import strategic_merge
 from omniport.planner.machineconfig.redact import SENSITIVE, redact_value
@@ -1005,7 +1006,7 @@ async def apply_plan(
     show_plan: Callable[[Plan], None],
 ) -> WriteAhead:
     """Run ``omniport apply``; raises ApplyError when refused or failed (after rolling back)."""
-    from omniport.planner import rollback  # the undo side lives in its own module
+    from omniport.planner.execute import rollback  # the undo side lives in its own module
 
     plan_path = Path(plan_path)
     plan, spec = load_plan(plan_path)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omniport.planner.apply import (
+from omniport.planner.errors import OmniportError
+from omniport.planner.execute.apply import (
     Confirm,
     Scrubber,
     StepRef,
@@ -32,9 +33,8 @@ from omniport.planner.apply import (
     error_text,
     lock_scope,
 )
-from omniport.planner.errors import OmniportError
+from omniport.planner.execute.lock import ClusterLock
 from omniport.planner.join import JOIN_KINDS, removal_documents
-from omniport.planner.lock import ClusterLock
 from omniport.planner.machineconfig import document as mcdoc
 from omniport.planner.machineconfig.merge import strategic_merge
 from omniport.planner.plan import Finding, Plan
@@ -312,7 +312,7 @@ async def unlock_cluster(
 def spec_for(spec_path: str | None, plan_path: str | None) -> tuple[Spec, Plan | None]:
     """Access settings from ``--spec``, else from the spec recorded in ``--plan``."""
     from omniport.planner import planfile
-    from omniport.planner.apply import spec_from_data
+    from omniport.planner.execute.apply import spec_from_data
     from omniport.planner.spec import load_spec
 
     plan = planfile.read(Path(plan_path)) if plan_path else None

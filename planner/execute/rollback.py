@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omniport.planner import journal, rollbackfile
-from omniport.planner.apply import (
+from omniport.planner.changes import OWNER_ANNOTATION
+from omniport.planner.errors import OmniportError
+from omniport.planner.execute import journal, rollbackfile
+from omniport.planner.execute.apply import (
     POLL_SECONDS,
     Confirm,
     Interrupts,
@@ -46,12 +48,10 @@ from omniport.planner.apply import (
     os_ca_sha256,
     spec_from_data,
 )
-from omniport.planner.backup import read_backup
-from omniport.planner.changes import OWNER_ANNOTATION
-from omniport.planner.errors import OmniportError
-from omniport.planner.lock import ClusterLock
+from omniport.planner.execute.backup import read_backup
+from omniport.planner.execute.lock import ClusterLock
+from omniport.planner.execute.rollbackfile import OmniRef, RollbackNode, RollbackPlan
 from omniport.planner.planning import omni_client, sha256, talos_client
-from omniport.planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
 from omniport.providers import omni as o
 from omniport.providers.errors import NotFound, ProviderError
 from omniport.providers.omni import OmniClient, Resource
