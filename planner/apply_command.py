@@ -19,8 +19,10 @@ from typing import Any
 from omniport.planner import planfile, render
 from omniport.planner.errors import OmniportError
 from omniport.planner.execute import rollbackfile
-from omniport.planner.execute.apply import ApplyError, ApplyOptions, Interrupts, StepRef, apply_plan
+from omniport.planner.execute.apply import ApplyOptions, apply_plan
+from omniport.planner.execute.errors import ApplyError
 from omniport.planner.execute.rollbackfile import RollbackPlan
+from omniport.planner.execute.session import Interrupts, StepRef
 from omniport.planner.plan import Plan
 
 Echo = Callable[[str], None]
@@ -303,7 +305,8 @@ def run_abort(
     color: bool,
     echo: Echo,
 ) -> int:
-    from omniport.planner.execute.abort import AbortPlan, abort_import, spec_for
+    from omniport.planner.execute.abort import AbortPlan, abort_import
+    from omniport.planner.execute.session import spec_for
 
     ui = approval_console(
         "abort", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo
@@ -342,7 +345,8 @@ def run_unlock(
     color: bool,
     echo: Echo,
 ) -> int:
-    from omniport.planner.execute.abort import spec_for, unlock_cluster
+    from omniport.planner.execute.session import spec_for
+    from omniport.planner.execute.unlock import unlock_cluster
 
     ui = approval_console(
         "unlock", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo
