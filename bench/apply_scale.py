@@ -15,10 +15,11 @@ phases (address prefixes of the journaled steps). Prints one JSON document. From
 The latency floor: the lab sleeps ``L`` in every Talos and Omni call on the server side (not in
 TCP/TLS handshakes, not in Image Factory requests), so a run waits at least
 ``round trips on its critical path x L``. The round trips are counted from the code of
-``planner/apply.py`` and ``planner/rollback.py`` phase by phase (see APPLY_FLOOR and
-ROLLBACK_FLOOR below; the output prints each formula with its counts). ``ratio`` = wall / floor;
-``latency_cost_ratio`` = (wall at L - wall at 0 ms, same nodes) / floor, i.e. how much more
-than the floor the latency actually cost (1.0 = every round trip overlapped as the model says).
+``planner/execute/apply.py`` and ``planner/execute/rollback.py`` phase by phase (see
+APPLY_FLOOR and ROLLBACK_FLOOR below; the output prints each formula with its counts).
+``ratio`` = wall / floor; ``latency_cost_ratio`` = (wall at L - wall at 0 ms, same nodes) /
+floor, i.e. how much more than the floor the latency actually cost (1.0 = every round trip
+overlapped as the model says).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from omniport.lab import control  # noqa: E402
 from omniport.planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM  # noqa: E402
 
 CHECK_PARALLELISM = 50
-"""``planner/rollback.py`` ``check_target``: reads every node behind ``Semaphore(50)``."""
+"""``planner/execute/rollback.py`` ``check_target``: reads every node behind ``Semaphore(50)``."""
 
 TARGET_RATIO = 1.5
 """Issue 7: apply at 1000 nodes within 1.5x its latency floor."""

@@ -16,11 +16,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from omniport.planner import planfile, render, rollbackfile
-from omniport.planner.apply import ApplyError, ApplyOptions, Interrupts, StepRef, apply_plan
+from omniport.planner import planfile, render
 from omniport.planner.errors import OmniportError
+from omniport.planner.execute import rollbackfile
+from omniport.planner.execute.apply import ApplyOptions, apply_plan
+from omniport.planner.execute.errors import ApplyError
+from omniport.planner.execute.rollbackfile import RollbackPlan
+from omniport.planner.execute.session import Interrupts, StepRef
 from omniport.planner.plan import Plan
-from omniport.planner.rollbackfile import RollbackPlan
 
 Echo = Callable[[str], None]
 
@@ -247,8 +250,8 @@ def run_rollback(
     color: bool,
     echo: Echo,
 ) -> int:
-    from omniport.planner.rollback import RollbackOptions
-    from omniport.planner.rollback import rollback_file as execute
+    from omniport.planner.execute.rollback import RollbackOptions
+    from omniport.planner.execute.rollback import rollback_file as execute
 
     ui = approval_console(
         "rollback", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo
@@ -302,7 +305,8 @@ def run_abort(
     color: bool,
     echo: Echo,
 ) -> int:
-    from omniport.planner.abort import AbortPlan, abort_import, spec_for
+    from omniport.planner.execute.abort import AbortPlan, abort_import
+    from omniport.planner.execute.session import spec_for
 
     ui = approval_console(
         "abort", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo
@@ -341,7 +345,8 @@ def run_unlock(
     color: bool,
     echo: Echo,
 ) -> int:
-    from omniport.planner.abort import spec_for, unlock_cluster
+    from omniport.planner.execute.session import spec_for
+    from omniport.planner.execute.unlock import unlock_cluster
 
     ui = approval_console(
         "unlock", auto_approve=auto_approve, as_json=as_json, color=color, echo=echo

@@ -52,8 +52,8 @@ def _omni_resources(status: dict[str, Any], cluster: str | None = None) -> list[
 
 def run_demo(*, keep: bool, color: bool, echo: Echo, directory: Path | None = None) -> int:
     from omniport.lab import control as lab_control
-    from omniport.planner.apply import rollback_path
     from omniport.planner.apply_command import run_apply, run_rollback
+    from omniport.planner.execute.apply import rollback_path
     from omniport.planner.plan_command import run_plan
 
     started = time.monotonic()

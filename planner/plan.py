@@ -1,8 +1,8 @@
 """The plan: plain, frozen data describing what apply will do, and what it was computed from.
 
 Nothing here does I/O or computes: ``planner/planfile.py`` (de)serializes, ``planner/render.py``
-draws it, ``planner/apply.py`` consumes it. Fields marked *trusted* are what apply acts on after
-it has re-derived and compared them; everything else is for people reading the plan.
+draws it, ``planner/execute/apply.py`` consumes it. Fields marked *trusted* are what apply acts
+on after it has re-derived and compared them; everything else is for people reading the plan.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def run_plan(
 
 
 def run_show(path: str, *, as_json: bool, color: bool, echo: Echo) -> int:
-    from omniport.planner import rollbackfile
+    from omniport.planner.execute import rollbackfile
 
     text_path = Path(path)
     try:

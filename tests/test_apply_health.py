@@ -30,7 +30,7 @@ def test_not_ready_node_stops_apply_before_any_change(world: World):
 
 def test_cancelled_health_stream_is_not_success(world: World):
     # Omni's importer counts CANCELLED as a passed check; omniport does not (see
-    # planner.apply.fresh_health_check).
+    # planner.execute.apply.fresh_health_check).
     world.make_plan()
     before = world.snapshot()
     world.fault(kind="health", problem="cancelled")

@@ -16,8 +16,8 @@ import time
 import zipfile
 
 from omniport.planner import planfile
-from omniport.planner.apply import config_secrets
 from omniport.planner.changes import OWNER_ANNOTATION
+from omniport.planner.execute.secrets import config_secrets
 from tests.reliability.labkit import REPO, World, assert_restored
 
 LOCKED = "omni.sidero.dev/cluster-locked"

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from omniport.planner import journal
-from omniport.planner.backup import BackupEntry, BackupError, read_backup, write_backup
-from omniport.planner.lock import ClusterLock, LockedError
+from omniport.planner.execute import journal
+from omniport.planner.execute.backup import BackupEntry, BackupError, read_backup, write_backup
+from omniport.planner.execute.lock import ClusterLock, LockedError
 
 
 def test_journal_appends_and_survives_a_torn_line(tmp_path):
@@ -62,7 +62,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {os.getcwd()!r})
         from pathlib import Path
-        from omniport.planner.lock import ClusterLock
+        from omniport.planner.execute.lock import ClusterLock
         ClusterLock("c", "apply", Path({str(tmp_path)!r})).acquire()
         os.kill(os.getpid(), signal.SIGKILL)
         """

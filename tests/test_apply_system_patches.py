@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from omniport.lab.omni_system_patches import NAME, patch_id
-from omniport.planner.apply import omni_managed
+from omniport.planner.execute.apply import omni_managed
 from omniport.providers.codec.omni_names import LABEL_SYSTEM_PATCH
 from omniport.providers.omni import Resource
 from tests.reliability.labkit import World, assert_restored

@@ -13,24 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from omniport.planner import journal, planfile, render
-from omniport.planner.apply import (
-    KILL_ENV,
-    ApplyError,
-    Interrupts,
-    Recorder,
-    Scrubber,
-    StepRef,
-    config_secrets,
+from omniport.planner import planfile, render
+from omniport.planner.apply_command import ConsoleUi, require_approval_channel
+from omniport.planner.execute import journal
+from omniport.planner.execute.apply import (
     journal_path,
     load_plan,
-    lock_scope,
-    os_ca_sha256,
     retire_previous,
     rollback_path,
     stale_reasons,
 )
-from omniport.planner.apply_command import ConsoleUi, require_approval_channel
+from omniport.planner.execute.errors import ApplyError
+from omniport.planner.execute.secrets import Scrubber, config_secrets, os_ca_sha256
+from omniport.planner.execute.session import KILL_ENV, Interrupts, Recorder, StepRef, lock_scope
 from omniport.planner.plan import (
     Action,
     Change,
@@ -177,7 +172,7 @@ def test_recorder_kills_itself_after_the_nth_record(tmp_path):
         f"""
         import sys
         sys.path.insert(0, {os.getcwd()!r})
-        from omniport.planner.apply import Recorder
+        from omniport.planner.execute.session import Recorder
         record = Recorder({str(tmp_path / "j.jsonl")!r})
         for n in range(10):
             record("start", f"step{{n}}")
@@ -324,9 +319,9 @@ def test_abort_and_unlock_render_plan_style():
 
 
 def test_show_renders_a_rollback_plan_with_its_links(tmp_path):
-    from omniport.planner import rollbackfile
+    from omniport.planner.execute import rollbackfile
+    from omniport.planner.execute.rollbackfile import OmniRef, RollbackNode, RollbackPlan
     from omniport.planner.plan_command import run_show
-    from omniport.planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
 
     rb = RollbackPlan(
         created_at="2026-11-23T20:00:00Z",

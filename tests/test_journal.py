@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from omniport.planner import journal
-from omniport.planner.apply import KILL_ENV
+from omniport.planner.execute import journal
+from omniport.planner.execute.session import KILL_ENV
 
 
 def counting_fsync(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -107,7 +107,7 @@ def test_the_kill_hook_fires_after_the_nth_durable_record(tmp_path):
         f"""
         import asyncio, sys
         sys.path.insert(0, {os.getcwd()!r})
-        from omniport.planner.apply import Recorder
+        from omniport.planner.execute.session import Recorder
         record = Recorder({str(tmp_path / "j.jsonl")!r})
 
         async def main():

@@ -249,7 +249,7 @@ def test_cli_valid_invalid_and_unreadable(bundle, tmp_path, capsys, monkeypatch)
 def test_unlock_preview_carries_the_refusal():
     from types import SimpleNamespace
 
-    from omniport.planner.abort import unlock_preview
+    from omniport.planner.execute.unlock import unlock_preview
     from omniport.planner.plan import Finding, Severity
 
     findings = [

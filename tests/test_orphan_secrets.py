@@ -12,8 +12,8 @@ from __future__ import annotations
 import shutil
 
 from omniport.planner import planfile
-from omniport.planner.apply import KILL_ENV
 from omniport.planner.changes import SCHEMATIC_TYPE
+from omniport.planner.execute.session import KILL_ENV
 from tests.reliability.labkit import World, assert_restored
 
 SECRETS = "ImportedClusterSecrets.omni.sidero.dev"

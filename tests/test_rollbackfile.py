@@ -7,8 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omniport.planner import rollbackfile
-from omniport.planner.rollbackfile import OmniRef, RollbackFileError, RollbackNode, RollbackPlan
+from omniport.planner.execute import rollbackfile
+from omniport.planner.execute.rollbackfile import (
+    OmniRef,
+    RollbackFileError,
+    RollbackNode,
+    RollbackPlan,
+)
 
 SHA = "c" * 64
 

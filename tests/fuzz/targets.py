@@ -12,8 +12,9 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from omniport.planner import planfile, rollbackfile
+from omniport.planner import planfile
 from omniport.planner.errors import OmniportError
+from omniport.planner.execute import rollbackfile
 from omniport.planner.machineconfig import document
 from omniport.planner.spec import parse_spec
 

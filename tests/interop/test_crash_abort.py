@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from omniport.planner.apply import KILL_ENV
+from omniport.planner.execute.session import KILL_ENV
 from tests.interop import counts
 from tests.interop.test_omni_client import CLUSTER, IMPORT_TYPES, driver, lab_args
 from tests.reliability.labkit import World, assert_restored, start_world

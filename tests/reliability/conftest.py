@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from omniport.planner import __version__, planfile, rollbackfile
+from omniport.planner import __version__, planfile
+from omniport.planner.execute import rollbackfile
+from omniport.planner.execute.rollbackfile import OmniRef, RollbackNode, RollbackPlan
 from omniport.planner.plan import (
     Action,
     Change,
@@ -27,7 +29,6 @@ from omniport.planner.plan import (
     Plan,
     Severity,
 )
-from omniport.planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
 from tests.paths import REPO
 
 HERE = Path(__file__).resolve().parent

@@ -204,7 +204,7 @@ def assert_restored(world: World, before: Snapshot) -> None:
 
 def secrets_of(*snapshots: Snapshot) -> set[str]:
     """Every secret string in the node configs of ``snapshots`` (what redaction hides)."""
-    from omniport.planner.apply import config_secrets
+    from omniport.planner.execute.secrets import config_secrets
 
     found: set[str] = set()
     for snapshot in snapshots:

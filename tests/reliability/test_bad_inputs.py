@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from omniport.planner import planfile, rollbackfile
+from omniport.planner import planfile
 from omniport.planner.cli import run
+from omniport.planner.execute import rollbackfile
 from omniport.planner.machineconfig import pki
 from omniport.providers.codec import siderov1
 from tests.paths import talos_fixture

@@ -16,8 +16,8 @@ import signal
 import pytest
 
 from omniport.planner import planfile
-from omniport.planner.apply import KILL_ENV
 from omniport.planner.changes import SCHEMATIC_TYPE
+from omniport.planner.execute.session import KILL_ENV
 from tests.reliability.labkit import World, assert_restored, start_world
 
 pytestmark = pytest.mark.reliability

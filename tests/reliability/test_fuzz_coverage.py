@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from tests.fuzz.targets import TARGETS, run_one
-from tests.reliability.conftest import EXAMPLES, FIXTURES, plan_text, rollback_text
+from tests.paths import TALOS_FIXTURES as FIXTURES
+from tests.reliability.conftest import EXAMPLES, plan_text, rollback_text
 
 pytestmark = pytest.mark.reliability
 

@@ -23,8 +23,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omniport.planner import planfile, rollbackfile
+from omniport.planner import planfile
 from omniport.planner.cli import run
+from omniport.planner.execute import rollbackfile
 from omniport.planner.sealed import canonical, checksum
 from omniport.planner.spec import Spec, SpecError, parse_spec
 from tests.reliability.conftest import (

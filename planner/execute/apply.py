@@ -20,68 +20,57 @@ removes only what this run made. The journal is the one source of truth for resu
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import hashlib
 import itertools
-import json
-import os
-import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
-from omniport.planner import __version__, journal, planfile, rollbackfile
-from omniport.planner.backup import BackupEntry, backup_name, write_backup
+from omniport.planner import __version__, planfile
 from omniport.planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME, SCHEMATIC_TYPE
 from omniport.planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
 from omniport.planner.discover import factory_client, run_health_check
 from omniport.planner.errors import OmniportError
+from omniport.planner.execute import journal, rollback, rollbackfile
+from omniport.planner.execute.backup import BackupEntry, backup_name, write_backup
+from omniport.planner.execute.errors import ApplyError, StalePlanError
+from omniport.planner.execute.secrets import Scrubber, config_secrets, k8s_ca_sha256, os_ca_sha256
+from omniport.planner.execute.session import (
+    ALREADY_EXISTS,
+    POLL_SECONDS,
+    Access,
+    Confirm,
+    Interrupted,
+    Interrupts,
+    Recorder,
+    StepRef,
+    Ui,
+    cluster_lock,
+    error_text,
+    spec_from_data,
+)
 from omniport.planner.facts import ClusterFacts
 from omniport.planner.join import join_documents
-from omniport.planner.lock import ClusterLock
 from omniport.planner.machineconfig import document as mcdoc
 from omniport.planner.machineconfig.merge import strategic_merge
-from omniport.planner.machineconfig.redact import SENSITIVE, redact_value
 from omniport.planner.plan import Action, Change, Plan
-from omniport.planner.planning import (
-    Computed,
-    NodeWork,
-    compute,
-    discover,
-    omni_client,
-    sha256,
-    talos_client,
-)
+from omniport.planner.planning import Computed, NodeWork, compute, discover, sha256
 from omniport.planner.sealed import checksum
-from omniport.planner.spec import Spec, SpecError, parse_spec
+from omniport.planner.spec import Spec
 from omniport.providers import omni as o
-from omniport.providers.errors import Conflict, ProviderError
+from omniport.providers.errors import Conflict
 from omniport.providers.omni import OmniClient
 from omniport.providers.talos import ApplyMode, TalosClient, map_nodes
 from omniport.providers.timeouts import Timeouts
 from omniport.providers.wire.omni.specs import omni_pb2
 
-KILL_ENV = "OMNIPORT_TEST_KILL_AFTER_RECORD"
-"""Test hook: SIGKILL this process right after it has fsynced its N-th journal record."""
-
-POLL_SECONDS = 0.2
 JOIN_TYPE = "MachineConfigs.config.talos.dev"
 INTERRUPTED = "(interrupt)"
-
-
-class ApplyError(OmniportError):
-    """Apply refused to start, or failed (the message says whether anything was rolled back)."""
-
-
-class StalePlanError(ApplyError):
-    """The world moved since the plan was made: the plan no longer describes what would happen."""
 
 
 # ---- paths ----------------------------------------------------------------------------------
@@ -101,155 +90,7 @@ def journal_path(plan_path: Path) -> Path:
     return plan_path.parent / f"{_stem(plan_path)}.journal.jsonl"
 
 
-def lock_scope(omni_url: str, cluster: str) -> str:
-    host = urlsplit(omni_url).netloc or omni_url
-    return f"{host}/{cluster}"
-
-
-# ---- the UI seam ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StepRef:
-    """One journaled step as the UI shows it (Terraform's hook: address, type, name, action)."""
-
-    address: str
-    action: str  # create | update | delete | read
-    resource_type: str
-    resource_id: str
-    node: str | None = None
-
-
-class Ui(Protocol):
-    """What the engines report; ``planner/apply_command.py`` draws it as text or JSON Lines."""
-
-    def say(self, text: str) -> None: ...
-
-    def start(self, step: StepRef, note: str = "") -> None: ...
-
-    def progress(self, step: StepRef, message: str, **fields: Any) -> None: ...
-
-    def done(self, step: StepRef, elapsed: float, note: str = "") -> None: ...
-
-    def failed(self, step: StepRef, message: str, elapsed: float) -> None: ...
-
-    def summary(self, operation: str, message: str, add: int, change: int, remove: int) -> None: ...
-
-
-# ---- journal with the crash hook ------------------------------------------------------------
-
-
-class Recorder:
-    """Appends journal records (each durable before the caller goes on); the test hook kills
-    the process right after the N-th record this process wrote is on disk."""
-
-    def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
-        self.path = Path(path)
-        self.journal = journal.Journal(self.path)
-        self.count = 0
-        raw = (os.environ if environ is None else environ).get(KILL_ENV, "")
-        self.kill_after = int(raw) if raw.strip().isdigit() else None
-
-    def __call__(self, event: str, step: str | None = None, **data: Any) -> None:
-        """Write and fsync one record now (for the sequential parts of a run)."""
-        self.journal.append(event, step, **data)
-        self.count += 1
-        self._hook(self.count)
-
-    async def durably(self, event: str, step: str | None = None, **data: Any) -> None:
-        """Write one record and wait until it is on disk; concurrent steps share fsyncs."""
-        record = self.journal.write(event, step, **data)
-        self.count += 1
-        ordinal = self.count
-        await self.journal.durable(record.seq)
-        self._hook(ordinal)
-
-    def _hook(self, ordinal: int) -> None:
-        if self.kill_after is not None and ordinal == self.kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def close(self) -> None:
-        self.journal.close()
-
-
-# ---- secrets never leave through messages ---------------------------------------------------
-
-
-class Scrubber:
-    """Replaces every known secret string in a message with ``(sensitive value)``.
-
-    Error messages come from Talos and Omni; a server may echo what it was sent. Every message
-    that reaches the terminal or the journal passes through here first.
-    """
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: set[str] = set()
-        self.add(secrets)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        for value in secrets:
-            if isinstance(value, str) and len(value) >= 6:
-                self._secrets.add(value)
-
-    def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, SENSITIVE)
-        return text
-
-
-def config_secrets(config: bytes | mcdoc.MachineConfig) -> set[str]:
-    """Every secret string in a machine config (bytes, or already parsed): what redaction
-    would hide, plus decodings."""
-    if isinstance(config, mcdoc.MachineConfig):
-        parsed = config
-    else:
-        try:
-            parsed = mcdoc.parse(config, source="machine config")
-        except OmniportError:
-            return set()
-    found: set[str] = set()
-
-    def walk(original: Any, redacted: Any) -> None:
-        if isinstance(original, dict) and isinstance(redacted, dict):
-            for key, value in original.items():
-                walk(value, redacted.get(key))
-        elif isinstance(original, list) and isinstance(redacted, list):
-            for a, b in zip(original, redacted, strict=False):
-                walk(a, b)
-        elif isinstance(original, str) and original != redacted:
-            found.add(original)
-            if isinstance(redacted, str) and SENSITIVE in redacted and redacted != SENSITIVE:
-                # a secret inside a URL query: the part that was replaced
-                head, _, tail = redacted.partition(SENSITIVE)
-                inner = original[len(head) : len(original) - len(tail) or None]
-                found.add(inner)
-            try:
-                decoded = base64.b64decode(original, validate=True).decode("utf-8")
-            except (binascii.Error, ValueError, UnicodeDecodeError):
-                decoded = ""
-            if decoded:
-                found.add(decoded)
-                found.update(line for line in decoded.splitlines() if len(line) >= 16)
-
-    for doc in parsed.documents:
-        walk(doc.data, redact_value(doc.data))
-    return found
-
-
 # ---- reading and checking the plan ----------------------------------------------------------
-
-
-def spec_from_data(data: dict[str, Any], base: Path, source: str) -> Spec:
-    """The Spec a plan or rollback file recorded, with relative paths resolved from ``base``."""
-    try:
-        return parse_spec(json.dumps(data), file=source, base=base, path=base / "import.yaml")
-    except SpecError as err:
-        first = err.problems[0].message if err.problems else str(err)
-        raise ApplyError(
-            f"the spec recorded in {source} cannot be used from {base}: {first}",
-            "keep the plan file beside its spec (where `omniport plan` writes it by default)",
-        ) from None
 
 
 def load_plan(path: Path) -> tuple[Plan, Spec]:
@@ -354,12 +195,6 @@ class StepFailed(Exception):
         super().__init__(message)
         self.step = step
         self.message = message
-
-
-def error_text(exc: BaseException) -> str:
-    if isinstance(exc, ProviderError | OmniportError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -790,26 +625,6 @@ def omni_managed(resource: o.Resource) -> bool:
 # ---- write-ahead ----------------------------------------------------------------------------
 
 
-def os_ca_sha256(config: bytes) -> str | None:
-    """sha256 of the OS CA certificate a config trusts (``machine.ca.crt``)."""
-    return _ca_sha(config, ("machine", "ca", "crt"))
-
-
-def k8s_ca_sha256(config: bytes) -> str | None:
-    return _ca_sha(config, ("cluster", "ca", "crt"))
-
-
-def _ca_sha(config: bytes, path: tuple[str, ...]) -> str | None:
-    try:
-        legacy = mcdoc.parse(config).v1alpha1
-    except OmniportError:
-        return None
-    value: Any = legacy.data if legacy else None
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return sha256(str(value)) if value else None
-
-
 def retire_previous(journal_file: Path, rollback_file: Path) -> None:
     """Move the journal and rollback plan of an earlier, fully rolled back run out of the way.
 
@@ -911,52 +726,7 @@ class ApplyOptions:
     environ: Mapping[str, str] | None = None
 
 
-class Interrupts:
-    """Ctrl-C handling: the first cancels the guarded task (which then rolls back), the second
-    exits at once; every journal record is already fsynced, so nothing is lost."""
-
-    def __init__(self, ui: Ui, exit_now: Callable[[], None] | None = None) -> None:
-        self.ui = ui
-        self.count = 0
-        self.task: asyncio.Task[Any] | None = None
-        self.hint = ""
-        self._exit_now = exit_now or (lambda: os._exit(130))
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def arm(self) -> None:
-        """Take over SIGINT on the running loop (after any prompt: a blocked read would hide
-        the signal until the read returns)."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-            self._loop.add_signal_handler(signal.SIGINT, self.fire)
-
-    def disarm(self) -> None:
-        if self._loop is not None:
-            self._loop.remove_signal_handler(signal.SIGINT)
-            self._loop = None
-
-    def fire(self) -> None:
-        self.count += 1
-        if self.count == 1 and self.task is not None and not self.task.done():
-            self.ui.say("Interrupt received: stopping and rolling back what was done…")
-            self.ui.say("Press Ctrl-C again to exit at once (the journal stays intact).")
-            self.task.cancel()
-            return
-        if self.count == 1:
-            self.ui.say("Interrupt received; press Ctrl-C again to exit at once.")
-            return
-        self.ui.say("Exiting immediately; the journal is intact." + self.hint)
-        self._exit_now()
-
-
-Confirm = Callable[[str], bool]
-ALREADY_EXISTS = 6
-"""gRPC status code of a Create whose resource exists."""
-
-
-async def fresh_health_check(
-    spec: Spec, facts: ClusterFacts, timeouts: Timeouts, env: Mapping[str, str], ui: Ui
-) -> None:
+async def fresh_health_check(access: Access, facts: ClusterFacts, ui: Ui) -> None:
     """Talos's cluster health check, run after the approval and right before the first change.
 
     A plan may be applied hours after it was made, and a prompt may wait as long again, so the
@@ -968,6 +738,7 @@ async def fresh_health_check(
     proves nothing and this check exists to stop before anything changes (a Ctrl-C by the user
     is an interrupt, exit 130, not a verdict). Raises ApplyError; nothing has changed then.
     """
+    spec = access.spec
     if not spec.health_check:
         return
     cps = [n.address for n in facts.nodes if n.role == "controlplane" and n.error is None]
@@ -978,7 +749,7 @@ async def fresh_health_check(
         f"Checking the cluster's health before the first change "
         f"(timeout {spec.health_check_timeout:g}s)…"
     )
-    async with talos_client(spec, timeouts, env) as talos:
+    async with access.talos() as talos:
         health = await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
     if health.ok:
         return
@@ -1005,19 +776,16 @@ async def apply_plan(
     show_plan: Callable[[Plan], None],
 ) -> WriteAhead:
     """Run ``omniport apply``; raises ApplyError when refused or failed (after rolling back)."""
-    from omniport.planner import rollback  # the undo side lives in its own module
-
     plan_path = Path(plan_path)
     plan, spec = load_plan(plan_path)
-    env = dict(os.environ if options.environ is None else options.environ)
+    access = Access.of(spec, options.environ)
     cluster = plan.cluster.name
-    lock = ClusterLock(lock_scope(plan.cluster.omni_url, cluster), "apply")
+    lock = cluster_lock(plan.cluster.omni_url, cluster, "apply")
     lock.acquire()
     try:
         retire_previous(journal_path(plan_path), rollback_path(plan_path))
-        timeouts = Timeouts(wait_connected=spec.wait_timeout)
         ui.say(f"Reading {len(plan.nodes)} node(s) and Omni to check that the plan is current…")
-        facts = await discover(spec, timeouts=timeouts, env=env, health_check=False)
+        facts = await discover(spec, timeouts=access.timeouts, env=access.env, health_check=False)
         computed = compute(spec, facts, compare_results=False)
         unreadable = {
             n.address: f"{n.error.kind}: {n.error.message}" for n in facts.nodes if n.error
@@ -1034,7 +802,7 @@ async def apply_plan(
         show_plan(plan)
         if not options.auto_approve and not confirm(cluster):
             raise ApplyError("Apply cancelled.", None)
-        await fresh_health_check(spec, facts, timeouts, env, ui)
+        await fresh_health_check(access, facts, ui)
         interrupts.arm()
         scrub = Scrubber()
         for work in computed.nodes:
@@ -1044,7 +812,7 @@ async def apply_plan(
             scrub.add(computed.facts.factory.credentials[1:])
         import_id = str(uuid.uuid4())
         ahead = write_ahead(plan_path, plan, spec, computed, import_id)
-        record = Recorder(ahead.journal, env)
+        record = Recorder(ahead.journal, access.env)
         ui.say(f"Backup:   {ahead.backup} (mode 0600)")
         ui.say(f"Rollback: {ahead.rollback}")
         ui.say(f"Journal:  {ahead.journal}")
@@ -1061,8 +829,8 @@ async def apply_plan(
         )
         interrupts.hint = f" To undo what was done, run: omniport rollback {ahead.rollback}"
         backups = {n.facts.address: n.facts.config or b"" for n in computed.nodes}
-        talos = talos_client(spec, timeouts, env)
-        omni = omni_client(spec, timeouts, env)
+        talos = access.talos()
+        omni = access.omni()
         async with talos, omni:
             tx = Transaction(
                 plan=plan,
@@ -1076,7 +844,7 @@ async def apply_plan(
                 parallelism=options.parallelism or spec.parallelism,
                 wait_timeout=spec.wait_timeout,
                 scrub=scrub,
-                factory_timeouts=timeouts,
+                factory_timeouts=access.timeouts,
             )
             failure = await _guarded(tx, interrupts)
             if failure is None:
@@ -1140,13 +908,9 @@ async def apply_plan(
 async def _guarded(tx: Transaction, interrupts: Interrupts) -> tuple[str, str] | None:
     """Run the transaction in a task the first Ctrl-C cancels; None on success, else
     (where, why) of the failure."""
-    task = asyncio.create_task(tx.run())
-    interrupts.task = task
     try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled() or interrupts.count == 0:
-            raise
+        await interrupts.guard(tx.run())
+    except Interrupted:
         tx.record("interrupted", None)
         return INTERRUPTED, "interrupted by the user (Ctrl-C)"
     except StepFailed as exc:
@@ -1154,6 +918,4 @@ async def _guarded(tx: Transaction, interrupts: Interrupts) -> tuple[str, str] |
     except Exception as exc:  # any error rolls back, a bug included
         tx.record("failed", None, error=tx.scrub(error_text(exc)))
         return "a step", tx.scrub(error_text(exc))
-    finally:
-        interrupts.task = None
     return None

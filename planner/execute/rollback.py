@@ -31,32 +31,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omniport.planner import journal, rollbackfile
-from omniport.planner.apply import (
+from omniport.planner.changes import OWNER_ANNOTATION
+from omniport.planner.execute import journal, rollbackfile
+from omniport.planner.execute.backup import read_backup
+from omniport.planner.execute.errors import RollbackError
+from omniport.planner.execute.rollbackfile import OmniRef, RollbackNode, RollbackPlan
+from omniport.planner.execute.secrets import Scrubber, config_secrets, os_ca_sha256
+from omniport.planner.execute.session import (
+    ALREADY_EXISTS,
     POLL_SECONDS,
+    Access,
     Confirm,
+    Interrupted,
     Interrupts,
     Recorder,
-    Scrubber,
     StepRef,
     Ui,
-    config_secrets,
+    cluster_lock,
     error_text,
-    lock_scope,
-    os_ca_sha256,
     spec_from_data,
 )
-from omniport.planner.backup import read_backup
-from omniport.planner.changes import OWNER_ANNOTATION
-from omniport.planner.errors import OmniportError
-from omniport.planner.lock import ClusterLock
-from omniport.planner.planning import omni_client, sha256, talos_client
-from omniport.planner.rollbackfile import OmniRef, RollbackNode, RollbackPlan
+from omniport.planner.planning import sha256
+from omniport.planner.spec import load_spec
 from omniport.providers import omni as o
 from omniport.providers.errors import NotFound, ProviderError
 from omniport.providers.omni import OmniClient, Resource
 from omniport.providers.talos import ApplyMode, TalosClient
-from omniport.providers.timeouts import Timeouts
 
 ADDRESS_PREFIX = {
     o.IMPORTED_CLUSTER_SECRETS: "omni_imported_cluster_secrets",
@@ -66,11 +66,6 @@ ADDRESS_PREFIX = {
     o.CONFIG_PATCHES: "omni_config_patch",
     o.LINKS: "omni_link",
 }
-ALREADY_EXISTS = 6
-
-
-class RollbackError(OmniportError):
-    """Rollback refused (foreign file, rotated CAs, bad backup) or could not finish."""
 
 
 def address(ref: OmniRef) -> str:
@@ -594,25 +589,20 @@ async def rollback_file(
     show: Callable[[RollbackPlan], None],
 ) -> Report:
     """Run ``omniport rollback``; raises RollbackError when refused or unfinished."""
-    import os
-
     path = Path(path)
     rb = rollbackfile.read(path)
     if options.spec_path is not None:
-        from omniport.planner.spec import load_spec
-
         spec = load_spec(options.spec_path)
     else:
         spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path))
     backup = read_backup_for(rb, path)
-    env = dict(os.environ if options.environ is None else options.environ)
+    access = Access.of(spec, options.environ)
     records = journal.read(locate(rb.journal, path))
-    lock = ClusterLock(lock_scope(rb.omni_url, rb.cluster_name), "rollback")
+    lock = cluster_lock(rb.omni_url, rb.cluster_name, "rollback")
     lock.acquire()
     try:
-        timeouts = Timeouts(wait_connected=spec.wait_timeout)
-        talos = talos_client(spec, timeouts, env)
-        omni = omni_client(spec, timeouts, env)
+        talos = access.talos()
+        omni = access.omni()
         async with talos, omni:
             await omni.server_version()  # omnictl's API version check, before anything else
             await check_target(rb, talos, omni, records)
@@ -622,7 +612,7 @@ async def rollback_file(
             scrub = Scrubber()
             for data in backup.values():
                 scrub.add(config_secrets(data))
-            record = Recorder(locate(rb.journal, path), env)
+            record = Recorder(locate(rb.journal, path), access.env)
             undo = Undo(
                 plan=rb,
                 talos=talos,
@@ -637,19 +627,14 @@ async def rollback_file(
             )
             interrupts.hint = f" Run `omniport rollback {path}` again to finish."
             interrupts.arm()
-            task = asyncio.create_task(undo.run())
-            interrupts.task = task
             try:
-                report = await task
-            except asyncio.CancelledError:
-                if not task.cancelled() or interrupts.count == 0:
-                    raise
+                report = await interrupts.guard(undo.run())
+            except Interrupted:
                 record("rollback_interrupted", None)
                 raise RollbackError(
                     "rollback interrupted", f"run `omniport rollback {path}` again to finish"
                 ) from None
             finally:
-                interrupts.task = None
                 interrupts.disarm()
                 record.close()
             return report

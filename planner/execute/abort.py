@@ -1,4 +1,4 @@
-"""``omniport abort CLUSTER`` and ``omniport unlock CLUSTER``.
+"""``omniport abort CLUSTER``: undo an import that Omni still marks as in progress.
 
 Abort follows Omni's own (``omnictl cluster import abort``): only a locked cluster that Omni
 still marks ``tainted-by-importing`` may be aborted; its MachineSetNodes name the machines; the
@@ -8,46 +8,28 @@ does what omnictl leaves to the user: it removes the three join documents from e
 that no node registers again. Nodes are found by reading the machine UUID of every node the
 spec lists.
 
-Unlock removes ``cluster-locked`` and ``cluster-import-is-in-progress`` from the Cluster, as
-``omnictl cluster unlock`` and the web UI do; Omni then starts pushing its rendered configs.
-The plan's unlock preview (what those configs change on each node) is shown first.
+It needs no journal or rollback file, so it runs on the session kernel alone, not on rollback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from omniport.planner.apply import (
-    Confirm,
-    Scrubber,
-    StepRef,
-    Ui,
-    config_secrets,
-    error_text,
-    lock_scope,
-)
 from omniport.planner.errors import OmniportError
+from omniport.planner.execute.errors import AbortError
+from omniport.planner.execute.secrets import Scrubber, config_secrets
+from omniport.planner.execute.session import Access, Confirm, StepRef, Ui, cluster_lock, error_text
 from omniport.planner.join import JOIN_KINDS, removal_documents
-from omniport.planner.lock import ClusterLock
 from omniport.planner.machineconfig import document as mcdoc
 from omniport.planner.machineconfig.merge import strategic_merge
-from omniport.planner.plan import Finding, Plan
-from omniport.planner.planning import omni_client, talos_client
 from omniport.planner.spec import Spec
 from omniport.providers import omni as o
 from omniport.providers.errors import ProviderError
 from omniport.providers.talos import ApplyMode, TalosClient
-from omniport.providers.timeouts import Timeouts
-
-
-class AbortError(OmniportError):
-    """Abort or unlock refused, or unfinished."""
 
 
 def has_join_documents(config: bytes) -> bool:
@@ -112,11 +94,10 @@ async def abort_import(
     show: Callable[[AbortPlan], None],
     environ: Mapping[str, str] | None = None,
 ) -> AbortPlan:
-    env = dict(os.environ if environ is None else environ)
-    timeouts = Timeouts(wait_connected=spec.wait_timeout)
-    talos = talos_client(spec, timeouts, env)
-    omni = omni_client(spec, timeouts, env)
-    lock = ClusterLock(lock_scope(omni.endpoint.url, cluster), "abort")
+    access = Access.of(spec, environ)
+    talos = access.talos()
+    omni = access.omni()
+    lock = cluster_lock(omni.endpoint.url, cluster, "abort")
     lock.acquire()
     try:
         async with talos, omni:
@@ -217,111 +198,3 @@ async def abort_import(
             return plan
     finally:
         lock.release()
-
-
-# ---- unlock ---------------------------------------------------------------------------------
-
-
-PREVIEW_CODES = ("UNLOCK_CONFIG_INVALID", "UNLOCK_PREVIEW", "DENYLISTED_VALUES")
-
-
-def unlock_preview(plan: Plan) -> list[Finding]:
-    """The findings that say what changes on the nodes when Omni takes over after unlock."""
-    return [f for f in plan.findings if f.code in PREVIEW_CODES]
-
-
-async def unlock_cluster(
-    cluster: str,
-    spec: Spec,
-    *,
-    ui: Ui,
-    confirm: Confirm,
-    auto_approve: bool,
-    show: Callable[[dict[str, Any]], None],
-    plan: Plan | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> bool:
-    """Unlock; returns False when the cluster was not locked (nothing changed)."""
-    if plan is not None and plan.cluster.name != cluster:
-        raise AbortError(
-            f"the plan is for cluster {plan.cluster.name}, not {cluster}",
-            "pass the plan of the cluster you unlock",
-        )
-    env = dict(os.environ if environ is None else environ)
-    timeouts = Timeouts(wait_connected=spec.wait_timeout)
-    omni = omni_client(spec, timeouts, env)
-    lock = ClusterLock(lock_scope(omni.endpoint.url, cluster), "unlock")
-    lock.acquire()
-    try:
-        async with omni:
-            await omni.server_version()  # omnictl's API version check, before anything else
-            found = await omni.find(o.CLUSTERS, cluster)
-            if found is None:
-                raise AbortError(f"Omni at {omni.endpoint.url} has no cluster {cluster}", None)
-            machines = await omni.list(o.CLUSTER_MACHINES, labels={o.LABEL_CLUSTER: cluster})
-            locked = o.ANNOTATION_CLUSTER_LOCKED in found.annotations
-            show(
-                {
-                    "cluster": cluster,
-                    "omni_url": omni.endpoint.url,
-                    "locked": locked,
-                    "importing": o.ANNOTATION_IMPORT_IN_PROGRESS in found.annotations,
-                    "machines": len(machines),
-                    "preview": None
-                    if plan is None
-                    else [
-                        {
-                            "code": f.code,
-                            "node": f.node,
-                            "message": f.message,
-                            "details": list(f.details),
-                        }
-                        for f in unlock_preview(plan)
-                    ],
-                }
-            )
-            if not locked:
-                ui.say(f"Cluster {cluster} is not locked; nothing to do.")
-                return False
-            if not auto_approve and not confirm(cluster):
-                raise AbortError("Unlock cancelled.", None)
-            step = StepRef(f"omni_cluster.{cluster}", "update", o.CLUSTERS, cluster)
-            ui.start(step, "unlocking")
-            t0 = time.monotonic()
-            await omni.update_with_conflicts(
-                o.CLUSTERS,
-                cluster,
-                lambda r: r.without_annotation(o.ANNOTATION_CLUSTER_LOCKED).without_annotation(
-                    o.ANNOTATION_IMPORT_IN_PROGRESS
-                ),
-            )
-            ui.done(step, time.monotonic() - t0, "unlocked")
-            ui.summary(
-                "unlock",
-                f"Unlock complete! Omni now manages cluster {cluster} and pushes its rendered "
-                f"configs to its {len(machines)} machine(s).",
-                0,
-                1,
-                0,
-            )
-            return True
-    finally:
-        lock.release()
-
-
-def spec_for(spec_path: str | None, plan_path: str | None) -> tuple[Spec, Plan | None]:
-    """Access settings from ``--spec``, else from the spec recorded in ``--plan``."""
-    from omniport.planner import planfile
-    from omniport.planner.apply import spec_from_data
-    from omniport.planner.spec import load_spec
-
-    plan = planfile.read(Path(plan_path)) if plan_path else None
-    if spec_path:
-        return load_spec(spec_path), plan
-    if plan is not None and plan_path is not None:
-        base = Path(plan_path).resolve().parent
-        return spec_from_data(plan.spec, base, plan_path), plan
-    raise AbortError(
-        "this command needs access settings for Talos and Omni",
-        "pass --spec SPEC (the import spec) or --plan PLAN",
-    )
