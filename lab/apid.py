@@ -144,7 +144,9 @@ class Call:
 class Apid:
     """Every service apid serves, as grpclib handlers over the lab's nodes."""
 
-    def __init__(self, lab: Lab, *, endpoint_hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    def __init__(
+        self, lab: Lab, *, endpoint_hosts: tuple[str, ...] = ("127.0.0.1",), record: bool = False
+    ) -> None:
         self.lab = lab
         self.versions = tr.Versions()
         self.renderer = tr.Renderer(lab)
@@ -152,8 +154,9 @@ class Apid:
         self._server: Server | None = None
         self.calls = 0
         """Unary and COSI calls answered (what discovery's call budget counts)."""
+        self.record = record
         self.log: list[Call] = []
-        """Every call received, in order: for tests that run this apid in their process."""
+        """Every call received, in order, when ``record`` (tests that run apid in-process)."""
         self.in_flight = 0
         self.max_in_flight = 0
         """The most calls that were being answered at once."""
@@ -180,10 +183,12 @@ class Apid:
         """``handler`` with the call logged and counted while it runs."""
 
         async def observed(stream: Stream) -> None:
-            md = stream.metadata
-            node = md.getall("node", []) if md is not None else []
-            targets = node or (md.getall("nodes", []) if md is not None else [])
-            self.log.append(Call(method, tuple(map(str, targets)), frozenset(peer_roles(stream))))
+            if self.record:
+                md = stream.metadata
+                node = md.getall("node", []) if md is not None else []
+                targets = node or (md.getall("nodes", []) if md is not None else [])
+                roles = frozenset(peer_roles(stream))
+                self.log.append(Call(method, tuple(map(str, targets)), roles))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:

@@ -67,6 +67,6 @@ def start_world(aio: Any, **options: Any) -> InProcessLab:
     )
     os_ca = built.bundle.certs.os
     ca = pki.CertAndKey(crt=os_ca.crt, key=os_ca.key)
-    apid = Apid(lab, endpoint_hosts=("127.0.0.1",))
+    apid = Apid(lab, endpoint_hosts=("127.0.0.1",), record=True)
     port = aio(apid.start(server_tls(ca, NOW, ["127.0.0.1"]), "127.0.0.1", 0))
     return InProcessLab(lab, apid, ca, port)
