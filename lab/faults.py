@@ -158,7 +158,6 @@ class Faults:
                     "method": f.method,
                     "resource_type": f.resource_type,
                     "code": f.code,
-                    "hits": f.hits,
                 }
                 for f in self.omni_failures
             ],
