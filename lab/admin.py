@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from omniport.lab.faults import (
     HEALTH_PROBLEMS,
     JOIN_PROBLEMS,
+    ONE_TO_MANY_PROBLEMS,
     SCHEMATIC_CONTENT,
     ApplyFailure,
     Faults,
@@ -150,6 +151,7 @@ FAULT_KINDS = (
     "etcd-member",
     "schematic",
     "health",
+    "one-to-many",
     "system-patch",
     "kubelet-lag",
     "clear",
@@ -295,6 +297,23 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             raise AdminError(400, "a not-ready health fault needs a 'node'")
         else:
             (faults.not_ready.discard if clear else faults.not_ready.add)(node)
+    elif kind == "one-to-many":
+        # {"problem": "refused"}: apid refuses the `nodes` metadata;
+        # {"problem": "dropped", "node": A}: A is left out of one-to-many replies.
+        problem = _field(body, "problem", str)
+        if problem not in ONE_TO_MANY_PROBLEMS:
+            raise AdminError(
+                400,
+                "a one-to-many fault needs a 'problem': "
+                + " or ".join(map(repr, ONE_TO_MANY_PROBLEMS)),
+            )
+        if problem == "refused":
+            faults.one_to_many_refused = not clear
+        elif node is None:
+            raise AdminError(400, "a dropped one-to-many fault needs a 'node'")
+        else:
+            dropped = faults.one_to_many_dropped
+            (dropped.discard if clear else dropped.add)(node)
     elif kind == "kubelet-lag":
         # {"node": A, "image": I}: A's KubeletConfig reports I, not the image its config names
         image = _field(body, "image", str)

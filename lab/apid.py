@@ -24,6 +24,7 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import empty_pb2, timestamp_pb2
@@ -129,16 +130,36 @@ def server_tls(secrets_os: pki.CertAndKey, now: dt.datetime, hosts: list[str]) -
     return server_context(cert.crt, cert.key, client_ca_pem=secrets_os.crt)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One call apid received (after the TLS handshake), as its routing metadata named it."""
+
+    method: str
+    targets: tuple[str, ...]
+    """The ``node`` value, or the ``nodes`` values in order; empty for the endpoint's own node."""
+    roles: frozenset[str]
+    """The caller's roles (the client certificate's ``O=``, or what an impersonator forwards)."""
+
+
 class Apid:
     """Every service apid serves, as grpclib handlers over the lab's nodes."""
 
-    def __init__(self, lab: Lab, *, endpoint_hosts: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    def __init__(
+        self, lab: Lab, *, endpoint_hosts: tuple[str, ...] = ("127.0.0.1",), record: bool = False
+    ) -> None:
         self.lab = lab
         self.versions = tr.Versions()
         self.renderer = tr.Renderer(lab)
         self.endpoint_hosts = endpoint_hosts
         self._server: Server | None = None
         self.calls = 0
+        """Unary and COSI calls answered (what discovery's call budget counts)."""
+        self.record = record
+        self.log: list[Call] = []
+        """Every call received, in order, when ``record`` (tests that run apid in-process)."""
+        self.in_flight = 0
+        self.max_in_flight = 0
+        """The most calls that were being answered at once."""
 
     # -- server lifecycle --
 
@@ -156,22 +177,40 @@ class Apid:
             self._server.close()
             await self._server.wait_closed()
 
+    def _observed(
+        self, method: str, handler: Callable[[Stream], Awaitable[None]]
+    ) -> Callable[[Stream], Awaitable[None]]:
+        """``handler`` with the call logged and counted while it runs."""
+
+        async def observed(stream: Stream) -> None:
+            if self.record:
+                md = stream.metadata
+                node = md.getall("node", []) if md is not None else []
+                targets = node or (md.getall("nodes", []) if md is not None else [])
+                roles = frozenset(peer_roles(stream))
+                self.log.append(Call(method, tuple(map(str, targets)), roles))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await handler(stream)
+            finally:
+                self.in_flight -= 1
+
+        return observed
+
     def __mapping__(self) -> dict[str, Handler]:
         m, c, s = machine_pb2, cluster_pb2, state_pb2
         empty = empty_pb2.Empty
         uu, us = Cardinality.UNARY_UNARY, Cardinality.UNARY_STREAM
 
         def machine(name: str, req: Any, resp: Any, card: Cardinality = uu) -> tuple[str, Handler]:
-            return (
-                f"/machine.MachineService/{name}",
-                Handler(getattr(self, name), card, req, resp),
-            )
+            method = f"/machine.MachineService/{name}"
+            return method, Handler(self._observed(method, getattr(self, name)), card, req, resp)
 
         def state(name: str, req: Any, resp: Any, card: Cardinality = uu) -> tuple[str, Handler]:
-            return (
-                f"/cosi.resource.State/{name}",
-                Handler(getattr(self, "cosi_" + name), card, req, resp),
-            )
+            method = f"/cosi.resource.State/{name}"
+            handler = self._observed(method, getattr(self, "cosi_" + name))
+            return method, Handler(handler, card, req, resp)
 
         return dict(
             [
@@ -187,7 +226,12 @@ class Apid:
                 machine("Version", empty, m.VersionResponse),
                 (
                     "/cluster.ClusterService/HealthCheck",
-                    Handler(self.HealthCheck, us, c.HealthCheckRequest, c.HealthCheckProgress),
+                    Handler(
+                        self._observed("/cluster.ClusterService/HealthCheck", self.HealthCheck),
+                        us,
+                        c.HealthCheckRequest,
+                        c.HealthCheckProgress,
+                    ),
                 ),
                 state("Get", s.GetRequest, s.GetResponse),
                 state("List", s.ListRequest, s.ListResponse, us),
@@ -223,6 +267,8 @@ class Apid:
         if node:
             return False, [str(node[0])]
         if nodes:
+            if self.lab.faults.one_to_many_refused:
+                raise _fail(Code.INVALID_ARGUMENT, "one-2-many proxying is not supported")
             return True, [str(n) for n in nodes]
         return False, [""]
 
@@ -299,8 +345,11 @@ class Apid:
             except NodeError as err:
                 return target, err
 
+        dropped = self.lab.faults.one_to_many_dropped
         for next_done in asyncio.as_completed([one(t) for t in targets]):
             target, result = await next_done
+            if target in dropped:
+                continue  # its answer came back empty: nothing for it, not even an error
             if isinstance(result, NodeError):
                 item = reply.messages.add()
                 item.metadata.hostname = target

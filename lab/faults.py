@@ -36,6 +36,8 @@ class OmniFailure:
     resource_type: str | None = None
     code: int = 14  # gRPC UNAVAILABLE unless said otherwise
     message: str = "injected failure"
+    hits: int = 0
+    """Calls it failed so far (a server without the method still counts the attempts)."""
 
     def matches(self, method: str, resource_type: str) -> bool:
         return self.method == method and self.resource_type in (None, resource_type)
@@ -50,6 +52,12 @@ JOIN_PROBLEMS = ("refused", "stalled")
 """What a ``join`` fault does to a node's SideroLink join: ``refused`` makes Omni answer its
 Provision with PermissionDenied (as for a revoked token; nothing registers, the node retries);
 ``stalled`` leaves it a PendingMachine that never gets its node unique token."""
+
+ONE_TO_MANY_PROBLEMS = ("refused", "dropped")
+"""What a ``one-to-many`` fault does to apid's ``nodes`` routing: ``refused`` makes apid refuse
+the ``nodes`` metadata altogether (InvalidArgument, as a Talos without one-to-many proxying,
+which talosctl and Omni no longer rely on); ``dropped`` leaves a node out of one-to-many replies
+(no item, not even an error: its answer came back with an empty ``messages`` list)."""
 
 SCHEMATIC_CONTENT = ("missing", "edited")
 """The ways a node's schematic extension can misreport its content."""
@@ -86,6 +94,10 @@ class Faults:
     """Omni adds a system config patch of its own to every cluster (to test the final verify)."""
     health_cancelled: bool = False
     """The health check's stream ends with CANCELLED before it finishes."""
+    one_to_many_refused: bool = False
+    """apid refuses the ``nodes`` metadata (see :data:`ONE_TO_MANY_PROBLEMS`)."""
+    one_to_many_dropped: set[str] = field(default_factory=set)
+    """Node addresses apid leaves out of one-to-many replies (see :data:`ONE_TO_MANY_PROBLEMS`)."""
     schematic_content: dict[str, str] = field(default_factory=dict)
     """Node address -> how its ``schematic`` extension misreports its content: ``missing`` (no
     extraInfo, as images built before the factory embedded it) or ``edited`` (extraInfo that
@@ -103,7 +115,10 @@ class Faults:
         return None
 
     def omni_failure(self, method: str, resource_type: str) -> OmniFailure | None:
-        return next((f for f in self.omni_failures if f.matches(method, resource_type)), None)
+        failure = next((f for f in self.omni_failures if f.matches(method, resource_type)), None)
+        if failure is not None:
+            failure.hits += 1
+        return failure
 
     def clear(self) -> None:
         self.unreachable.clear()
@@ -121,6 +136,8 @@ class Faults:
         self.schematic_content.clear()
         self.not_ready.clear()
         self.health_cancelled = False
+        self.one_to_many_refused = False
+        self.one_to_many_dropped.clear()
         self.system_patches = False
         self.kubelet_images.clear()
 
@@ -137,7 +154,11 @@ class Faults:
                 for f in self.apply_failures
             ],
             "omni_failures": [
-                {"method": f.method, "resource_type": f.resource_type, "code": f.code}
+                {
+                    "method": f.method,
+                    "resource_type": f.resource_type,
+                    "code": f.code,
+                }
                 for f in self.omni_failures
             ],
             "factory_down": self.factory_down,
@@ -152,6 +173,8 @@ class Faults:
             "schematic_content": dict(sorted(self.schematic_content.items())),
             "not_ready": sorted(self.not_ready),
             "health_cancelled": self.health_cancelled,
+            "one_to_many_refused": self.one_to_many_refused,
+            "one_to_many_dropped": sorted(self.one_to_many_dropped),
             "system_patches": self.system_patches,
             "kubelet_images": dict(sorted(self.kubelet_images.items())),
         }

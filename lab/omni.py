@@ -162,8 +162,8 @@ class OmniSim:
     def __init__(
         self,
         *,
-        tls_cert: bytes,
-        tls_key: bytes,
+        tls_cert: bytes | None,
+        tls_key: bytes | None,
         seed: OmniSeed | None = None,
         gateway: NodeGateway,
         faults: Faults | None = None,
@@ -177,7 +177,14 @@ class OmniSim:
         self.nodes: dict[str, NodeInfo] = {}
         self._keys: dict[str, _Key] = {}
         self._verified = VerifiedCalls()
-        self._tls = self._ssl_context(tls_cert, tls_key)
+        self.record = False
+        """Keep ``calls`` and ``rejections`` (tests that run this Omni in their process)."""
+        self.calls: list[tuple[str, str]] = []
+        """(method, identity) of every call whose signature verified."""
+        self.rejections: list[str] = []
+        """Why each refused signature was refused, as Omni logs it."""
+        # No certificate: plaintext HTTP/2 (h2c), as Omni behind a TLS-terminating proxy.
+        self._tls = self._ssl_context(tls_cert, tls_key) if tls_cert and tls_key else None
         self.patch_data = PatchData(self.seed.zstd_dictionary)
         self.validator = Validator(
             self.store,
@@ -293,7 +300,11 @@ class OmniSim:
             )
         except siderov1.SignatureRejected as exc:
             log.info("rejected signature on %s: %s", method, exc.reason)
+            if self.record:
+                self.rejections.append(exc.reason)
             raise GRPCError(Status.UNAUTHENTICATED, "invalid signature") from None
+        if self.record:
+            self.calls.append((method, call.identity))
         return Caller(identity=call.identity, role=self._keys[call.fingerprint].role)
 
     # ---- seed ------------------------------------------------------------------------------

@@ -786,6 +786,10 @@ def _print_faults(active: dict[str, Any]) -> None:
         lines.append("Omni adds a system config patch to every cluster")
     if active.get("health_cancelled"):
         lines.append("the health check is cancelled halfway")
+    if active.get("one_to_many_refused"):
+        lines.append("apid refuses one-to-many calls (the nodes metadata)")
+    for node in active.get("one_to_many_dropped") or []:
+        lines.append(f"one-to-many replies leave out {node}")
     if active.get("factory_down"):
         lines.append("Image Factory is down")
     if active.get("never_connect"):
@@ -919,6 +923,17 @@ def fault_health(ctx: click.Context, problem: str, node: str | None, clear: bool
     """Make the cluster health check fail: a Kubernetes Node NotReady (which only the health
     check sees), or the check's stream cancelled halfway."""
     _fault(ctx, {"kind": "health", "problem": problem, "node": node, "clear": clear})
+
+
+@lab_fault.command("one-to-many")
+@click.argument("problem", type=click.Choice(["refused", "dropped"]))
+@click.option("--node", help="The node left out of one-to-many replies (for dropped).")
+@click.option("--clear", is_flag=True, help="Remove this one-to-many problem.")
+@click.pass_context
+def fault_one_to_many(ctx: click.Context, problem: str, node: str | None, clear: bool) -> None:
+    """Break apid's one-to-many calls (the `nodes` metadata): refused altogether, as a Talos
+    without one-to-many proxying, or a node's answer dropped from the reply."""
+    _fault(ctx, {"kind": "one-to-many", "problem": problem, "node": node, "clear": clear})
 
 
 @lab_fault.command("kubelet-lag")

@@ -8,8 +8,6 @@ node's config states is only a cross-check (``fact_mismatches``).
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -17,65 +15,16 @@ import yaml
 
 from omniport.planner.discover import read_error, read_nodes
 from omniport.planner.facts import EtcdMember, NodeFacts, Service
-from omniport.planner.machineconfig import pki
 from omniport.providers.errors import ProviderError, Unreachable
 from omniport.providers.talos import TalosClient
-from omniport.providers.talosconfig import Endpoint
-from omniport.providers.tls import client_context
-
-NOW = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-
-
-@dataclass
-class InProcessLab:
-    lab: Any  # lab.world.Lab
-    apid: Any  # lab.apid.Apid
-    ca: pki.CertAndKey
-    port: int
-
-    @property
-    def nodes(self) -> list[str]:
-        return [n.address for n in self.lab.nodes]
-
-    @property
-    def controlplanes(self) -> list[str]:
-        return [n.address for n in self.lab.controlplanes]
-
-    @property
-    def workers(self) -> list[str]:
-        return [a for a in self.nodes if a not in self.controlplanes]
-
-    def client(self, *roles: str) -> TalosClient:
-        cert = pki.admin_client_cert(self.ca, NOW, roles=roles or ("os:admin",))
-        ctx = client_context(self.ca.crt, cert.crt, cert.key)
-        return TalosClient(ctx, [Endpoint("127.0.0.1", self.port)])
-
-
-def start_world(aio, **options: Any) -> InProcessLab:
-    """Build a lab world and serve its apid in this process (stop with ``aio(w.apid.close())``)."""
-    from omniport.lab import build
-    from omniport.lab.apid import Apid, server_tls
-    from omniport.lab.world import Lab
-
-    built = build.build_world(build.BuildOptions(**options), now=NOW)
-    lab = Lab(
-        built.nodes,
-        cluster_name=built.options.cluster_name,
-        validator=build.validate_config,
-        endpoint=built.endpoint,
-    )
-    os_ca = built.bundle.certs.os
-    ca = pki.CertAndKey(crt=os_ca.crt, key=os_ca.key)
-    apid = Apid(lab, endpoint_hosts=("127.0.0.1",))
-    port = aio(apid.start(server_tls(ca, NOW, ["127.0.0.1"]), "127.0.0.1", 0))
-    return InProcessLab(lab, apid, ca, port)
+from tests.lab_inprocess import InProcessLab, start_world
 
 
 @pytest.fixture(scope="module")
 def world(aio):
     started = start_world(aio, nodes=6, controlplanes=2)
     yield started
-    aio(started.apid.close())
+    aio(started.close())
 
 
 async def _settle(aw: Any) -> Any:
@@ -310,7 +259,7 @@ def test_facts_equal_on_other_talos_versions(aio, version, config_states_kuberne
         facts, calls = discover(aio, started)
         want = reference(aio, started)
     finally:
-        aio(started.apid.close())
+        aio(started.close())
     assert facts == want
     assert all(f.error is None and f.kubelet_image for f in facts)
     assert calls == 3 + 6 * 3 + 1 * (3 + 1)

@@ -168,6 +168,15 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     assert "needs a 'node' and an 'image'" in one_line_error(capsys)
     assert run([*fault, "health", "not-ready"]) == 1
     assert "a not-ready health fault needs a 'node'" in one_line_error(capsys)
+    assert run([*fault, "one-to-many", "refused"]) == 0
+    assert run([*fault, "one-to-many", "dropped", "--node", worker]) == 0
+    out = capsys.readouterr().out
+    assert "  apid refuses one-to-many calls (the nodes metadata)" in out
+    assert f"  one-to-many replies leave out {worker}" in out
+    assert run([*fault, "one-to-many", "dropped"]) == 1
+    assert "a dropped one-to-many fault needs a 'node'" in one_line_error(capsys)
+    assert run([*fault, "one-to-many", "refused", "--clear"]) == 0
+    assert "apid refuses" not in capsys.readouterr().out
     assert run([*fault, "clear"]) == 0
     assert "Active faults: none" in capsys.readouterr().out
 

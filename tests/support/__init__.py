@@ -1,1 +1,0 @@
-"""Test-only servers and helpers (real sockets on loopback, real TLS, real gRPC)."""
