@@ -44,6 +44,7 @@ __all__ = [
     "compute",
     "discover",
     "fingerprint",
+    "join_options",
     "make_plan",
     "omni_client",
     "registrable_schematics",
