@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,6 +19,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from omniport.lab.faults import Faults
 from omniport.lab.grpc_compression import Messages
 from omniport.lab.omni_access import Caller, authorize
 from omniport.lab.omni_patchdata import PatchData, PatchDataError
@@ -33,18 +34,16 @@ from omniport.lab.omni_store import (
     LabelTerm,
     Resource,
     StateError,
+    Store,
     matches_queries,
     not_found,
     q,
 )
 from omniport.lab.omni_types import TYPES, spec_yaml
-from omniport.lab.omni_validate import wrap
+from omniport.lab.omni_validate import Validator, wrap
 from omniport.providers.codec.omni_names import PHASE_RUNNING, PHASE_TEARING_DOWN
 from omniport.providers.wire.omni.specs import omni_pb2
 from omniport.providers.wire.v1alpha1 import resource_pb2, state_grpc, state_pb2
-
-if TYPE_CHECKING:
-    from omniport.lab.omni import OmniSim
 
 # ---- proto <-> store -----------------------------------------------------------------------
 
@@ -181,10 +180,24 @@ _EVENT_TYPES = {
 # ---- the service ---------------------------------------------------------------------------
 
 
+class StateHost(Protocol):
+    """What the State service uses of the Omni that serves it (``lab.omni.OmniSim``).
+
+    Declared here, by the service, so that the service does not import the simulator that
+    builds it: the simulator depends on the service, never the other way round."""
+
+    store: Store
+    patch_data: PatchData
+    faults: Faults
+    validator: Validator
+
+    def authenticate(self, metadata: Any, method: str) -> Caller: ...
+
+
 class StateService(state_grpc.StateBase):
     """``/cosi.resource.State/*`` as Omni serves it: authenticate, fault, authorize, validate."""
 
-    def __init__(self, sim: OmniSim) -> None:
+    def __init__(self, sim: StateHost) -> None:
         self.sim = sim
         self.store = sim.store
 

@@ -1,13 +1,20 @@
-"""Checks: facts + spec -> findings. Pure; the codes, their severities and fixes are the
-table in ``planner.finding_codes``."""
+"""Checks: facts + spec -> findings, the plan's only source of them. Pure; the codes, their
+severities and fixes are the table in ``planner.finding_codes``.
+
+Discovery findings (:func:`check`) come from the facts alone; machine-config findings
+(:func:`config_findings`) from each node's outcome in :mod:`planner.nodeconfig`.
+:func:`plan_findings` gives both, in the plan's order."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from omniport.planner.facts import ClusterFacts, NodeFacts
 from omniport.planner.finding_codes import CHECKS, MIN_TALOS_VERSION
+from omniport.planner.join import dial_target
+from omniport.planner.nodeconfig import NodeConfig
 from omniport.planner.plan import Finding, Severity
 from omniport.planner.spec import Spec, version_tuple
 from omniport.providers.codec.joinurl import api_url_problem
@@ -436,4 +443,109 @@ def _factory_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
                     node=c.node,
                 )
             )
+    return out
+
+
+def plan_findings(
+    facts: ClusterFacts,
+    spec: Spec,
+    configs: Sequence[NodeConfig],
+    secrets_problem: str | None,
+) -> list[Finding]:
+    """Every finding of a plan, in plan order: discovery first (:func:`check`), then the
+    machine-config ones node by node, then a secrets bundle that could not be rebuilt."""
+    return check(facts, spec) + config_findings(facts, spec, configs, secrets_problem)
+
+
+def config_findings(
+    facts: ClusterFacts,
+    spec: Spec,
+    configs: Sequence[NodeConfig],
+    secrets_problem: str | None,
+) -> list[Finding]:
+    """Findings from each node's machine-config outcome (``configs`` follows ``facts.nodes``)."""
+    out: list[Finding] = []
+    ours = dial_target(facts.omni.machine_api_url or "")
+    talos = resolve_versions(facts, spec).talos
+    for node, config in zip(facts.nodes, configs, strict=True):
+        out += _config_findings(node.address, config, ours, talos, spec)
+    if secrets_problem and any(n.error is None for n in facts.nodes):
+        out.append(finding("NODE_READ_FAILED", secrets_problem, spec))
+    return out
+
+
+def _config_findings(
+    address: str, config: NodeConfig, ours: str, talos: str | None, spec: Spec
+) -> list[Finding]:
+    if config.parse_error is not None:
+        return [finding("NODE_READ_FAILED", config.parse_error, spec, node=address)]
+    out: list[Finding] = []
+    if config.replaced:
+        target = config.join_target
+        if target and target == ours:
+            out.append(
+                finding(
+                    "LEFTOVER_JOIN_DOCUMENTS",
+                    "the node still holds join documents for this Omni from an earlier "
+                    "import (omnictl cluster import abort leaves them): apply replaces them, "
+                    "rollback restores them",
+                    spec,
+                    node=address,
+                    details=config.replaced,
+                )
+            )
+        else:
+            out.append(
+                finding(
+                    "NODE_ALREADY_CONNECTED",
+                    "the node's config already holds join documents for another Omni"
+                    + (f" ({target})" if target else ""),
+                    spec,
+                    node=address,
+                    details=config.replaced,
+                )
+            )
+    if config.residue:
+        out.append(
+            finding(
+                "CONFIG_RESIDUE",
+                f"{len(config.residue)} field(s) would differ from the live config after import",
+                spec,
+                node=address,
+                details=tuple(str(m) for m in config.residue[:20]),
+            )
+        )
+    if config.removed:
+        out.append(
+            finding(
+                "DENYLISTED_VALUES",
+                f"Omni strips {len(config.removed)} value(s) from this node's patches and "
+                "manages them itself",
+                spec,
+                node=address,
+                details=config.removed[:20],
+            )
+        )
+    if config.refusal:
+        out.append(
+            finding(
+                "UNLOCK_CONFIG_INVALID",
+                f"Talos {talos} would refuse the config Omni pushes after unlock: "
+                f"{len(config.refusal)} error(s)",
+                spec,
+                node=address,
+                details=config.refusal[:20],
+            )
+        )
+    if config.preview:
+        out.append(
+            finding(
+                "UNLOCK_PREVIEW",
+                f"after unlock Omni pushes a config that differs in {len(config.preview)} "
+                "field(s), and points cluster.controlPlane.endpoint at its load balancer",
+                spec,
+                node=address,
+                details=tuple(str(m) for m in config.preview[:20]),
+            )
+        )
     return out

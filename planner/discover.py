@@ -1,5 +1,9 @@
 """Discovery: read the live cluster, Omni and the Image Factory — strictly read-only.
 
+:func:`discover` is the entry point: it builds the clients from the spec, reads everything and
+returns :class:`~planner.facts.ClusterFacts`; the plan stage computes from those facts alone
+and never calls a provider itself.
+
 Nodes are read in batches of ``parallelism``, and each batch costs one round trip: the machine
 service answers for the whole batch in one call per method (Version, ServiceList, and
 EtcdMemberList for the nodes that may be control planes: apid proxies one-to-many), while the
@@ -23,13 +27,18 @@ finding, not a crash.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from omniport.planner.configfacts import NOTHING, StatedFacts, stated_facts
+from omniport.planner.errors import PlanningError
 from omniport.planner.facts import (
+    ClusterFacts,
     EtcdMember,
     FactoryFacts,
     HealthFacts,
@@ -40,6 +49,8 @@ from omniport.planner.facts import (
     SchematicCheck,
     Service,
 )
+from omniport.planner.spec import Spec
+from omniport.providers import omniconfig
 from omniport.providers.codec.omni_names import (
     ANNOTATION_CLUSTER_LOCKED,
     ANNOTATION_IMPORT_IN_PROGRESS,
@@ -53,8 +64,10 @@ from omniport.providers.codec.omni_names import (
     TALOS_VERSIONS,
 )
 from omniport.providers.errors import ProviderError, TLSFailure, Unreachable
-from omniport.providers.omni import UnsupportedAPIVersion
+from omniport.providers.omni import OmniClient, TLSOptions, UnsupportedAPIVersion
 from omniport.providers.talos import ControlPlaneImages, TalosClient, settle
+from omniport.providers.talosconfig import find_talosconfig
+from omniport.providers.timeouts import Timeouts
 
 DEFAULT_PARALLELISM = 50
 """Nodes read at once (one batch). A batch costs three one-to-many machine calls and four COSI
@@ -64,7 +77,7 @@ calls per node, so 50 nodes keep ~200 calls in flight on one HTTP/2 connection."
 def critical_path_round_trips(nodes: int, parallelism: int = DEFAULT_PARALLELISM) -> int:
     """Round trips a plan waits for, at least, with ``nodes`` nodes (what latency multiplies).
 
-    :func:`planner.planning.discover` first reads the discovery member list (one round trip,
+    :func:`discover` first reads the discovery member list (one round trip,
     alongside Omni's settings): it proves the Talos endpoint answers and says which nodes are
     workers. Then it reads the nodes in batches of ``parallelism``, each batch one concurrent
     burst of calls (one round trip): ``ceil(nodes / parallelism)`` round trips. Then one more
@@ -595,3 +608,189 @@ async def read_factory(
             )
         )
     return replace(target, checks=tuple(checks))
+
+
+# --- the whole discovery --------------------------------------------------------------------
+
+
+def talos_client(
+    spec: Spec, timeouts: Timeouts, env: Mapping[str, str] | None = None
+) -> TalosClient:
+    """The Talos client the spec names (talosconfig, context, endpoints); apply uses it too."""
+    return TalosClient.from_talosconfig(
+        spec.talos.talosconfig,
+        context=spec.talos.context,
+        endpoints=list(spec.talos.endpoints) or None,
+        timeouts=timeouts,
+        env=env,
+    )
+
+
+def omni_client(spec: Spec, timeouts: Timeouts, env: Mapping[str, str] | None = None) -> OmniClient:
+    """The Omni client the spec names (omniconfig, context, URL, key, TLS); apply uses it too."""
+    settings = omniconfig.resolve(
+        omniconfig=spec.omni.omniconfig,
+        context=spec.omni.context,
+        endpoint=spec.omni.url,
+        service_account_key_file=spec.omni.service_account_key_file,
+        environ=env,
+    )
+    tls = TLSOptions(
+        ca_file=spec.omni.ca_file, insecure_skip_verify=spec.omni.insecure_skip_tls_verify
+    )
+    return OmniClient.from_settings(settings, tls=tls, timeouts=timeouts)
+
+
+async def discover(
+    spec: Spec,
+    *,
+    timeouts: Timeouts | None = None,
+    env: Mapping[str, str] | None = None,
+    health_check: bool | None = None,
+) -> ClusterFacts:
+    """Read Talos, Omni and the Image Factory. Changes nothing anywhere.
+
+    First the discovery member list and Omni's settings, together: they prove both endpoints
+    answer, and the members say which nodes are workers. Then the nodes. Then the health
+    check, the Omni cluster lookup and the factory checks, together (see
+    ``planner.discover.critical_path_round_trips`` for what that costs in round trips).
+
+    Nothing in flight is ever cancelled: a connection attempt cancelled at the wrong moment
+    leaks its socket (asyncio), so an endpoint nobody can reach is found before the fan-out.
+    """
+    timeouts = timeouts or Timeouts()
+    env = dict(os.environ if env is None else env)
+    talos = talos_client(spec, timeouts, env)
+    omni = omni_client(spec, timeouts, env)
+    try:
+        return await _discover(spec, talos, omni, timeouts, health_check, env)
+    finally:
+        # Closing a TLS connection waits for the peer's close_notify; asyncio.run closes its
+        # loop at once, and the half-closed sockets would then leak (ResourceWarning).
+        await asyncio.sleep(TLS_CLOSE_GRACE)
+
+
+TLS_CLOSE_GRACE = 0.1
+"""Seconds the loop keeps serving after the clients close, so their TLS close completes."""
+
+
+async def _discover(
+    spec: Spec,
+    talos: TalosClient,
+    omni: OmniClient,
+    timeouts: Timeouts,
+    health_check: bool | None,
+    env: Mapping[str, str] | None = None,
+) -> ClusterFacts:
+    run_health = spec.health_check if health_check is None else health_check
+    async with talos, omni:
+        members_or_error, settings_or_error = await asyncio.gather(
+            read_members(talos, spec.talos.nodes[0]),
+            read_omni_settings(omni),
+            return_exceptions=True,
+        )
+        if isinstance(members_or_error, ProviderError):
+            raise _talos_unreachable(members_or_error, spec)
+        if isinstance(settings_or_error, UnsupportedAPIVersion):
+            raise PlanningError(
+                f"Omni at {omni.endpoint.url}: {settings_or_error.message}",
+                "omniport checks Omni's API version as omnictl does; point omni.url at a "
+                "supported Omni",
+            )
+        if isinstance(settings_or_error, ProviderError):
+            raise _omni_unreachable(settings_or_error, omni.endpoint.url, spec)
+        for value in (members_or_error, settings_or_error):
+            if isinstance(value, BaseException):
+                raise value
+        members, members_error = cast(
+            tuple[tuple[Member, ...] | None, str | None], members_or_error
+        )
+        settings = cast(dict[str, Any], settings_or_error)
+
+        nodes = await read_nodes(talos, spec.talos.nodes, role_hints=role_hints(members))
+        cluster_name = next(
+            (n.cluster_name for n in nodes if n.role == "controlplane" and n.cluster_name), None
+        )
+        cps = [n.address for n in nodes if n.role == "controlplane" and n.error is None]
+        workers = [n.address for n in nodes if n.role == "worker" and n.error is None]
+
+        async def health() -> HealthFacts:
+            if not (run_health and cps):
+                return HealthFacts(ran=False)
+            return await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
+
+        cluster_talos = next(
+            (n.talos_version for n in nodes if n.role == "controlplane" and n.talos_version),
+            spec.versions.talos,
+        )
+        target = choose_factory(
+            spec.image_factory.url, settings, cluster_talos, ca_file=spec.image_factory.ca_file
+        )
+        health_facts, omni_facts, factory_facts = await asyncio.gather(
+            health(),
+            read_omni(omni, omni.endpoint.url, cluster_name, settings),
+            read_factory(target, nodes, timeouts=timeouts),
+            return_exceptions=True,
+        )
+        for value in (health_facts, omni_facts, factory_facts):
+            if isinstance(value, ProviderError):  # Omni went away after its settings were read
+                raise _omni_unreachable(value, omni.endpoint.url, spec)
+            if isinstance(value, BaseException):
+                raise value
+    return ClusterFacts(
+        nodes=nodes,
+        members=members,
+        members_error=members_error,
+        exposed_key_files=exposed_key_files(spec, env),
+        omni=cast(OmniFacts, omni_facts),
+        factory=cast(FactoryFacts, factory_facts),
+        health=cast(HealthFacts, health_facts),
+    )
+
+
+def exposed_key_files(
+    spec: Spec, env: Mapping[str, str] | None = None
+) -> tuple[tuple[str, str, int], ...]:
+    """The talosconfig and service-account key file when group or others may read them.
+
+    Both hold private keys (the talosconfig an os:admin client key); ssh refuses keys that
+    are not owner-only, and a plan says so, as a warning."""
+    candidates: list[tuple[str, Path | None]] = [
+        ("service account key file", spec.omni.service_account_key_file)
+    ]
+    try:
+        candidates.insert(0, ("talosconfig", find_talosconfig(spec.talos.talosconfig, env)))
+    except ProviderError:
+        pass  # reported where the talosconfig is read
+    out = []
+    for what, path in candidates:
+        if path is None:
+            continue
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            out.append((what, str(path), mode))
+    return tuple(out)
+
+
+def _talos_unreachable(exc: ProviderError, spec: Spec) -> PlanningError:
+    """Nothing could be talked to at the Talos endpoint: a mistake in the spec or talosconfig,
+    and a plan of it would say nothing (nodes behind a reachable endpoint are findings)."""
+    fix = (
+        f"use this cluster's talosconfig (talos.talosconfig and talos.context in {spec.path})"
+        if isinstance(exc, TLSFailure)
+        else f"check talos.endpoints in {spec.path} (or the talosconfig context's endpoints) "
+        "and that apid listens there"
+    )
+    return PlanningError(
+        f"cannot reach the Talos API, so there is nothing to plan: {exc.message}", fix
+    )
+
+
+def _omni_unreachable(exc: ProviderError, url: str, spec: Spec) -> PlanningError:
+    return PlanningError(
+        f"cannot reach Omni at {url}: {exc.message}",
+        f"check omni.url in {spec.path} (or the omniconfig context's url)",
+    )

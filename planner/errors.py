@@ -26,3 +26,7 @@ class OmniportError(Exception):
 
 class UsageProblem(OmniportError):
     """Bad command-line input (a missing file, a wrong flag value)."""
+
+
+class PlanningError(OmniportError):
+    """The plan cannot be computed (not a finding: nothing to accept, something to fix first)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from omniport.providers.codec.joinurl import join_api_url
 
@@ -69,3 +70,10 @@ def removal_documents() -> list[dict[str, Any]]:
 JOIN_KINDS = frozenset(
     {("SideroLinkConfig", None), ("EventSinkConfig", None), ("KmsgLogConfig", KMSG_LOG_NAME)}
 )
+
+
+def dial_target(api_url: str) -> str:
+    """``scheme://host[:port]/path`` of a SideroLink API URL ("" without a host): which Omni a
+    node joins, without the join token in the query."""
+    parts = urlsplit(api_url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else ""

@@ -4,7 +4,14 @@ from dataclasses import replace
 
 import pytest
 
-from omniport.planner.checks import CHECKS, check, image_version, resolve_versions
+from omniport.planner.checks import (
+    CHECKS,
+    check,
+    config_findings,
+    image_version,
+    plan_findings,
+    resolve_versions,
+)
 from omniport.planner.facts import (
     ClusterFacts,
     EtcdMember,
@@ -17,6 +24,8 @@ from omniport.planner.facts import (
     SchematicCheck,
     Service,
 )
+from omniport.planner.machineconfig.verify import Mismatch
+from omniport.planner.nodeconfig import NodeConfig
 from omniport.planner.plan import Severity
 from omniport.planner.spec import parse_spec
 
@@ -221,3 +230,50 @@ def test_every_code_has_a_fix():
     for code, c in CHECKS.items():
         assert c.fix, code
         assert isinstance(c.severity, Severity)
+
+
+def test_config_findings_follow_node_order_then_the_secrets_problem():
+    # Machine-config findings come from each node's outcome (planner.nodeconfig), node by
+    # node in the order of each node's own checks, after every discovery finding.
+    f = facts(nodes=(node("10.0.0.1"), node("10.0.0.2", "worker"), node("10.0.0.3", "worker")))
+    mismatch = Mismatch("v1alpha1", "machine.network.hostname", "a", "b")
+    configs = (
+        NodeConfig(
+            replaced=("SideroLinkConfig: apiUrl=(sensitive value)",),
+            join_target=MACHINE_API,
+            residue=(mismatch,),
+            removed=("v1alpha1: machine.token",),
+            refusal=("machine.install: required",),
+            preview=(mismatch, mismatch),
+        ),
+        NodeConfig(parse_error="machine config of 10.0.0.2: bad YAML"),
+        NodeConfig(replaced=("SideroLinkConfig: apiUrl=(sensitive value)",), join_target=""),
+    )
+    found = config_findings(f, spec(), configs, "no readable control-plane config")
+    assert [(x.code, x.node) for x in found] == [
+        ("LEFTOVER_JOIN_DOCUMENTS", "10.0.0.1"),
+        ("CONFIG_RESIDUE", "10.0.0.1"),
+        ("DENYLISTED_VALUES", "10.0.0.1"),
+        ("UNLOCK_CONFIG_INVALID", "10.0.0.1"),
+        ("UNLOCK_PREVIEW", "10.0.0.1"),
+        ("NODE_READ_FAILED", "10.0.0.2"),
+        ("NODE_ALREADY_CONNECTED", "10.0.0.3"),
+        ("NODE_READ_FAILED", None),
+    ]
+    assert found[3].message == (
+        "Talos 1.11.5 would refuse the config Omni pushes after unlock: 1 error(s)"
+    )
+    assert found[4].details == (str(mismatch), str(mismatch))
+    assert found[6].message == "the node's config already holds join documents for another Omni"
+    assert plan_findings(f, spec(), configs, None) == check(f, spec()) + found[:-1]
+
+
+def test_join_documents_for_another_omni_name_it():
+    f = facts()
+    configs = (
+        NodeConfig(replaced=("SideroLinkConfig: …",), join_target="https://other:8090"),
+        NodeConfig(),
+    )
+    (found,) = config_findings(f, spec(), configs, None)
+    assert found.code == "NODE_ALREADY_CONNECTED"
+    assert found.message.endswith("for another Omni (https://other:8090)")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from omniport.planner.planning import TLS_CLOSE_GRACE
+from omniport.planner.discover import TLS_CLOSE_GRACE
 from omniport.providers.codec.omni_names import IMAGE_FACTORY_AUTH_ID, IMAGE_FACTORY_AUTHS
 from tests.reliability.labkit import World, assert_no_secret, assert_restored, start_world
 

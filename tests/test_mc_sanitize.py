@@ -188,6 +188,57 @@ def test_node_patches_on_the_configdiff_fixture():
     }
 
 
+def test_node_patches_name_each_patch_after_its_diff_pass():
+    baseline = parse(fixture("configdiff/original.yaml").read_bytes())
+    live = parse(fixture("configdiff/modified.yaml").read_bytes())
+    assert node_patches(baseline, live).passes == (1, 2)
+    one_pass = node_patches(
+        parse("version: v1alpha1\nmachine: {type: worker}\n"),
+        parse("version: v1alpha1\nmachine: {type: worker, kubelet: {image: k}}\n"),
+    )
+    assert one_pass.passes == (1,)
+    assert data(one_pass.patches[0]) == [
+        {"version": "v1alpha1", "machine": {"kubelet": {"image": "k"}}}
+    ]
+
+
+def test_a_pass_sanitized_away_leaves_a_gap_in_the_patch_names(monkeypatch):
+    # Omni's importer names ConfigPatches after the pass (10-<uuid>, 20-<uuid>, each only if
+    # non-empty), so pass 2 keeps its number when pass 1 is all Omni-managed. The planner once
+    # numbered the diff's patches itself and verify.node_patches did not say which pass a
+    # patch was; this pins the rule for both. diff never yields such a pair today (its pass 2
+    # touches only paths that pass 1 deletes), hence the substituted diff.
+    import omniport.planner.machineconfig.verify as verify_module
+
+    first = (Document({"version": "v1alpha1", "machine": {"token": {"$patch": "delete"}}}),)
+    second = (Document({"version": "v1alpha1", "machine": {"certSANs": ["a"]}}),)
+    monkeypatch.setattr(verify_module, "diff", lambda baseline, live: (first, second))
+    result = node_patches(parse("version: v1alpha1\n"), parse("version: v1alpha1\n"), check=False)
+    assert result.passes == (2,)
+    assert data(result.patches[0]) == [{"version": "v1alpha1", "machine": {"certSANs": ["a"]}}]
+    assert [(r.path, r.reason) for r in result.removed] == [
+        ("machine.token", "Omni supplies it from the imported cluster secrets"),
+        ("machine", "left empty once Omni-managed fields were removed"),
+    ]
+
+
+def test_node_patches_without_the_check_keep_the_patches_and_skip_the_mismatches():
+    baseline = parse("version: v1alpha1\nmachine: {type: worker}\n")
+    live = parse(
+        "version: v1alpha1\nmachine: {type: worker, kubelet: {image: k}}\n---\n"
+        "apiVersion: v1alpha1\nkind: KubeNodeConfig\nnodeIP: {}\n"
+    )
+    checked = node_patches(baseline, live)
+    unchecked = node_patches(baseline, live, check=False)
+    assert checked.mismatches  # the pruned KubeNodeConfig (see the test below)
+    assert unchecked.mismatches == ()
+    assert (unchecked.patches, unchecked.removed, unchecked.passes) == (
+        checked.patches,
+        checked.removed,
+        checked.passes,
+    )
+
+
 def test_node_patch_pipeline_is_fast():
     # The plan runs diff + sanitize + verify per node; 1000 nodes must stay within seconds.
     # CPU time, so that other processes on a shared machine do not count.

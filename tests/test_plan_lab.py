@@ -333,8 +333,12 @@ def test_discovery_waits_for_the_counted_round_trips_only(lab50, tmp_path):
     import asyncio
     import time
 
-    from omniport.planner.discover import DEFAULT_PARALLELISM, critical_path_round_trips
-    from omniport.planner.planning import TLS_CLOSE_GRACE, discover
+    from omniport.planner.discover import (
+        DEFAULT_PARALLELISM,
+        TLS_CLOSE_GRACE,
+        critical_path_round_trips,
+        discover,
+    )
     from omniport.planner.spec import load_spec
 
     def three_nodes(data: dict[str, Any]) -> None:

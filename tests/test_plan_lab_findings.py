@@ -37,7 +37,7 @@ import yaml
 
 from omniport.lab import control
 from omniport.planner.checks import CHECKS
-from omniport.planner.planning import TLS_CLOSE_GRACE
+from omniport.planner.discover import TLS_CLOSE_GRACE
 from omniport.providers.codec.schematic import schematic_id
 from omniport.providers.codec.siderov1 import decode_service_account
 from omniport.providers.wire.omni.specs import omni_pb2

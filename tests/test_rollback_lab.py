@@ -7,9 +7,9 @@ import base64
 import datetime as dt
 import time
 
+from omniport.planner.discover import TLS_CLOSE_GRACE
 from omniport.planner.machineconfig import document as mcdoc
 from omniport.planner.machineconfig import pki
-from omniport.planner.planning import TLS_CLOSE_GRACE
 from tests.reliability.labkit import World, assert_restored, start_world
 from tests.test_apply_lab import IMPORTING, LOCKED, one_line, resources
 

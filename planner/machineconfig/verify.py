@@ -146,22 +146,33 @@ def _walk(document: str, path: str, want: Any, got: Any, out: list[Mismatch]) ->
 
 @dataclass(frozen=True)
 class NodePatches:
-    """What one node needs: the sanitized patches (at most two, in order), what sanitizing
-    removed, and whatever baseline plus those patches still fails to reproduce."""
+    """What one node needs: the sanitized patches (at most two, in order), the diff pass each
+    came from, what sanitizing removed, and whatever baseline plus those patches still fails
+    to reproduce.
+
+    ``passes`` name the patches: Omni's importer stores pass 1 as ConfigPatch ``10-<uuid>`` and
+    pass 2 as ``20-<uuid>``, each only when non-empty, so a pass sanitized away leaves a gap
+    rather than renumbering the other."""
 
     patches: tuple[tuple[Document, ...], ...]
     removed: tuple[Removal, ...]
     mismatches: tuple[Mismatch, ...]
+    passes: tuple[int, ...]
 
 
-def node_patches(baseline: Documents, live: Documents) -> NodePatches:
-    """Diff baseline to live, sanitize each patch, and verify the result reproduces live."""
+def node_patches(baseline: Documents, live: Documents, *, check: bool = True) -> NodePatches:
+    """Diff baseline to live, sanitize each patch, and verify the result reproduces live.
+
+    ``check=False`` skips the verification (no mismatches), for callers that only need the
+    patches again (apply's re-check of a plan whose verification already ran)."""
     patches: list[tuple[Document, ...]] = []
+    passes: list[int] = []
     removed: list[Removal] = []
-    for patch in diff(baseline, live):
+    for number, patch in enumerate(diff(baseline, live), start=1):
         cleaned = sanitize(patch)
         removed.extend(cleaned.removed)
         if not cleaned.empty:
             patches.append(cleaned.documents)
-    mismatches = verify(baseline, patches, live)
-    return NodePatches(tuple(patches), tuple(removed), tuple(mismatches))
+            passes.append(number)
+    mismatches = verify(baseline, patches, live) if check else []
+    return NodePatches(tuple(patches), tuple(removed), tuple(mismatches), tuple(passes))
