@@ -21,11 +21,7 @@ from typing import Any
 from omniport.planner import __version__
 from omniport.planner.changes import NodeImport, plan_changes
 from omniport.planner.checks import ResolvedVersions, plan_findings, resolve_versions
-from omniport.planner.discover import (  # discover, omni_client, talos_client: also for execution
-    discover,
-    omni_client,
-    talos_client,
-)
+from omniport.planner.discover import discover
 from omniport.planner.errors import PlanningError
 from omniport.planner.facts import ClusterFacts, FactoryFacts, NodeFacts, OmniFacts
 from omniport.planner.join import JoinOptions
@@ -42,14 +38,11 @@ __all__ = [
     "NodeWork",
     "PlanningError",
     "compute",
-    "discover",
     "fingerprint",
     "join_options",
     "make_plan",
-    "omni_client",
     "registrable_schematics",
     "sha256",
-    "talos_client",
 ]
 
 

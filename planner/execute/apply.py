@@ -34,7 +34,7 @@ from typing import Any
 from omniport.planner import __version__, planfile
 from omniport.planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_NAME, SCHEMATIC_TYPE
 from omniport.planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
-from omniport.planner.discover import factory_client, run_health_check
+from omniport.planner.discover import discover, factory_client, run_health_check
 from omniport.planner.errors import OmniportError
 from omniport.planner.execute import journal, rollback, rollbackfile
 from omniport.planner.execute.backup import BackupEntry, backup_name, write_backup
@@ -59,7 +59,7 @@ from omniport.planner.join import join_documents
 from omniport.planner.machineconfig import document as mcdoc
 from omniport.planner.machineconfig.merge import strategic_merge
 from omniport.planner.plan import Action, Change, Plan
-from omniport.planner.planning import Computed, NodeWork, compute, discover, sha256
+from omniport.planner.planning import Computed, NodeWork, compute, sha256
 from omniport.planner.sealed import checksum
 from omniport.planner.spec import Spec
 from omniport.providers import omni as o

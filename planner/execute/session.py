@@ -27,12 +27,12 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from omniport.planner import planfile
+from omniport.planner.discover import omni_client, talos_client
 from omniport.planner.errors import OmniportError
 from omniport.planner.execute import journal
 from omniport.planner.execute.errors import AbortError, ApplyError
 from omniport.planner.execute.lock import ClusterLock
 from omniport.planner.plan import Plan
-from omniport.planner.planning import omni_client, talos_client
 from omniport.planner.spec import Spec, SpecError, load_spec, parse_spec
 from omniport.providers.errors import ProviderError
 from omniport.providers.omni import OmniClient
