@@ -94,9 +94,7 @@ def _from_proto(msg: resource_pb2.Resource) -> Resource:
     )
 
 
-def _timestamp(value: float | None) -> Timestamp | None:
-    if value is None:
-        return None
+def _timestamp(value: float) -> Timestamp:
     ts = Timestamp()
     ts.FromNanoseconds(int(value * 1e9))
     return ts
@@ -424,15 +422,15 @@ class StateService(state_grpc.StateBase):
         unsubscribe = self.store.subscribe(listener)
         try:
             await stream.send_message(state_pb2.WatchResponse())
-            for event in initial:
-                await stream.send_message(state_pb2.WatchResponse(event=[event]))
+            for first in initial:
+                await stream.send_message(state_pb2.WatchResponse(event=[first]))
             while True:
-                event = await queue.get()
+                change = await queue.get()
                 msg = state_pb2.Event(
-                    event_type=_EVENT_TYPES[event.kind], resource=self._proto(event.resource)
+                    event_type=_EVENT_TYPES[change.kind], resource=self._proto(change.resource)
                 )
-                if event.old is not None:
-                    msg.old.CopyFrom(self._proto(event.old))
+                if change.old is not None:
+                    msg.old.CopyFrom(self._proto(change.old))
                 await stream.send_message(state_pb2.WatchResponse(event=[msg]))
         finally:
             unsubscribe()

@@ -8,7 +8,7 @@ Discovery findings (:func:`check`) come from the facts alone; machine-config fin
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from omniport.planner.facts import ClusterFacts, NodeFacts
@@ -149,7 +149,7 @@ def _node_findings(node: NodeFacts, spec: Spec) -> list[Finding]:
     return out
 
 
-def _differ(values: dict[str, str | None]) -> str:
+def _differ(values: Mapping[str, str | None]) -> str:
     return ", ".join(f"{v or '?'} ({k})" for k, v in values.items())
 
 
@@ -339,7 +339,7 @@ def _etcd_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     if not cps:
         return out
     members = {m.hostname: m for n in cps for m in n.etcd_members}
-    cp_hosts = {n.hostname for n in cps}
+    cp_hosts = {n.hostname for n in cps if n.hostname}
     if members:
         stale = sorted(set(members) - cp_hosts)
         absent = sorted(cp_hosts - set(members))

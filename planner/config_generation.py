@@ -39,7 +39,7 @@ def config_gen(request: GenRequest) -> str:
     contract = parse_contract(request.talos_version)
     bundle = read_secrets_file(request.secrets_path)
     documents = generate(
-        request.machine_type,  # type: ignore[arg-type] - checked by generate
+        request.machine_type,  # type: ignore[arg-type]  # generate() refuses other values
         contract=contract,
         cluster_name=request.cluster_name,
         endpoint=request.endpoint,

@@ -273,7 +273,7 @@ async def read_batch(
                 for a in maybe_cp:
                     nodes[a].asked.add("etcd")
             for a, node in nodes.items():
-                first_round = _FIRST_ROUND
+                first_round: tuple[str, ...] = _FIRST_ROUND
                 if node.hint in ("controlplane", "init"):  # discovery says so: no second trip
                     first_round += ("cp_images", "cluster")
                 node.asked.update(("version", "services", *first_round))

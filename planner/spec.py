@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -314,11 +315,15 @@ def _schema_problem(
 ) -> list[SpecProblem]:
     path: Path_ = tuple(err.absolute_path)
     where = _dotted(path)
+    # jsonschema types these as possibly unset (or a boolean schema); for the errors of a
+    # mapping schema checking a loaded spec they are always set
+    schema: Mapping[str, Any] = err.schema if isinstance(err.schema, Mapping) else {}
+    instance: Any = err.instance
     line, col = located.marks.get(path, (1, 1))
     if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         problems = []
-        for key in sorted(set(err.instance) - set(allowed)):
+        for key in sorted(set(instance) - set(allowed)):
             kline, kcol = located.key_marks.get(path + (key,), (line, col))
             hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             fix = f"did you mean '{hint[0]}'?" if hint else f"allowed keys: {', '.join(allowed)}"
@@ -332,17 +337,15 @@ def _schema_problem(
         line, col = located.key_marks.get(path, (line, col))
         return [SpecProblem(file, line, col, f"{where} is missing the required key '{key}'")]
     if err.validator == "type":
-        expected = err.validator_value
-        names = [expected] if isinstance(expected, str) else list(expected)
+        expected: Any = err.validator_value
+        names: list[str] = [expected] if isinstance(expected, str) else list(expected)
         want = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
-        return [
-            SpecProblem(file, line, col, f"{where} must be {want}, not {_describe(err.instance)}")
-        ]
+        return [SpecProblem(file, line, col, f"{where} must be {want}, not {_describe(instance)}")]
     if err.validator == "const":
         return [SpecProblem(file, line, col, f"{where} must be {err.validator_value!r}")]
     if err.validator == "pattern":
-        desc = err.schema.get("description") or ""
-        hint = {
+        desc = schema.get("description") or ""
+        shapes = {
             "version": "a version like 1.11.5",
             "duration": "a duration like 90s, 5m or 1h30m",
         }
@@ -354,15 +357,15 @@ def _schema_problem(
             else None
         )
         if kind:
-            msg = f"{where} is {_shown(err.instance)}, which is not {hint[kind]}"
+            msg = f"{where} is {_shown(instance)}, which is not {shapes[kind]}"
         elif where.endswith("url"):
-            msg = f"{where} is {_shown(err.instance)}, which is not a URL like https://host[:port]"
+            msg = f"{where} is {_shown(instance)}, which is not a URL like https://host[:port]"
         else:
-            msg = f"{where} is {_shown(err.instance)}, which does not match {err.validator_value}"
+            msg = f"{where} is {_shown(instance)}, which does not match {err.validator_value}"
         return [SpecProblem(file, line, col, msg)]
     if err.validator == "uniqueItems":
         seen: set[str] = set()
-        for i, item in enumerate(err.instance):
+        for i, item in enumerate(instance):
             key = json.dumps(item, sort_keys=True, default=repr)  # YAML can give dates, bytes
             if key in seen:
                 iline, icol = located.marks.get(path + (i,), (line, col))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from grpclib.client import Channel
@@ -86,6 +86,9 @@ def _timestamp(pb: Any, present: bool) -> datetime | None:
     return pb.ToDatetime(tzinfo=UTC) if present else None
 
 
+SpecT = TypeVar("SpecT", bound=Message)
+
+
 @dataclass(frozen=True)
 class Resource:
     """One resource as read from (or to be written to) Omni.
@@ -113,6 +116,11 @@ class Resource:
     @property
     def ref(self) -> str:
         return ref(self.type, self.namespace, self.id)
+
+    def spec_as(self, cls: builtins.type[SpecT]) -> SpecT | None:
+        """The decoded spec as the message class its type uses (None when absent or another)."""
+        spec = self.spec
+        return spec if isinstance(spec, cls) else None
 
     def replace(self, **changes: Any) -> Resource:
         return dataclasses.replace(self, **changes)

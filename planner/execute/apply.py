@@ -67,10 +67,19 @@ from omniport.providers.errors import Conflict
 from omniport.providers.omni import OmniClient
 from omniport.providers.talos import ApplyMode, TalosClient, map_nodes
 from omniport.providers.timeouts import Timeouts
-from omniport.providers.wire.omni.specs import omni_pb2
+from omniport.providers.wire.omni.specs import omni_pb2, siderolink_pb2
 
 JOIN_TYPE = "MachineConfigs.config.talos.dev"
 INTERRUPTED = "(interrupt)"
+
+
+def _connected(resource: o.Resource) -> bool:
+    """Whether a Machine or Link says its node is connected to Omni now."""
+    machine = resource.spec_as(omni_pb2.MachineSpec)
+    if machine is not None:
+        return machine.connected
+    link = resource.spec_as(siderolink_pb2.SiderolinkSpec)
+    return link is not None and link.connected
 
 
 # ---- paths ----------------------------------------------------------------------------------
@@ -296,7 +305,7 @@ class Transaction:
         deadline = time.monotonic() + self.wait_timeout
         while True:
             link = await self.omni.find(o.LINKS, uuid)
-            if link is not None and (not connected or (link.spec and link.spec.connected)):
+            if link is not None and (not connected or _connected(link)):
                 return
             if time.monotonic() >= deadline:
                 state = "connect to" if connected else "appear in"
@@ -520,7 +529,7 @@ class Transaction:
                 self.omni.list(o.CLUSTER_MACHINES, labels={o.LABEL_CLUSTER: self.cluster}),
             )
             registered = {m.id for m in machines}
-            connected = {m.id for m in machines if m.spec is not None and m.spec.connected}
+            connected = {m.id for m in machines if _connected(m)}
             in_cluster = {m.id for m in members}
             ready = {u for u in wanted if u in connected and u in in_cluster}
             # where each machine still is: Omni lets a first join in only after a pending
