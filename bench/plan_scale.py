@@ -104,7 +104,10 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 def startup_seconds() -> float:
     """What importing the plan command costs before any I/O (not part of the floor)."""
-    code = "import omniport.planner.cli, omniport.planner.plan_command, omniport.planner.planning"
+    code = (
+        "import omniport.planner.cli, omniport.planner.planfile, omniport.planner.planning, "
+        "omniport.planner.render"
+    )
     _, wall, _ = _run([sys.executable, "-c", code])
     return wall
 

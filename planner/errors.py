@@ -1,7 +1,7 @@
 """The planner's error tree.
 
 Every user mistake the planner detects is an ``OmniportError``: one sentence naming the place,
-plus the fix. ``cli.py`` alone turns these (and provider errors) into exit codes and one line of
+plus the fix. ``cli.run`` alone turns these (and provider errors) into exit codes and one line of
 output, so no traceback ever reaches a user for a mistake they can correct.
 """
 

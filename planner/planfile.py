@@ -168,6 +168,11 @@ def dumps(plan: Plan) -> str:
     return canonical(to_dict(plan))
 
 
+def default_path(spec_path: Path) -> Path:
+    """Where ``omniport plan SPEC`` writes without ``-o``: ``<spec stem>.plan.json`` beside it."""
+    return spec_path.parent / f"{spec_path.stem}.plan.json"
+
+
 def check_target(path: str | Path, *, protect: tuple[Path, ...] = (), force: bool = False) -> Path:
     """Where the plan will be written; raises PlanFileError for a target it must not replace."""
     try:

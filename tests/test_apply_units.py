@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from omniport.planner import planfile, render
-from omniport.planner.apply_command import ConsoleUi, require_approval_channel
+from omniport.planner.cli.console import ConsoleUi, require_approval_channel
 from omniport.planner.execute import journal
 from omniport.planner.execute.apply import (
     journal_path,
@@ -319,9 +319,10 @@ def test_abort_and_unlock_render_plan_style():
 
 
 def test_show_renders_a_rollback_plan_with_its_links(tmp_path):
+    from omniport.planner.cli.context import CliContext
+    from omniport.planner.cli.plan import run_show
     from omniport.planner.execute import rollbackfile
     from omniport.planner.execute.rollbackfile import OmniRef, RollbackNode, RollbackPlan
-    from omniport.planner.plan_command import run_show
 
     rb = RollbackPlan(
         created_at="2026-11-23T20:00:00Z",
@@ -343,7 +344,7 @@ def test_show_renders_a_rollback_plan_with_its_links(tmp_path):
     path = tmp_path / "p.rollback.json"
     rollbackfile.write(rb, path)
     out = Lines()
-    assert run_show(str(path), as_json=False, color=False, echo=out) == 0
+    assert run_show(CliContext(color=False, echo=out), str(path)) == 0
     text = "\n".join(out.lines)
     assert "restore 10.0.0.1 (cp-1) to its backup cp-1-10.0.0.1.yaml" in text
     assert "destroy Links.omni.sidero.dev 'u1' if its node joined Omni" in text

@@ -177,6 +177,12 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     assert "a dropped one-to-many fault needs a 'node'" in one_line_error(capsys)
     assert run([*fault, "one-to-many", "refused", "--clear"]) == 0
     assert "apid refuses" not in capsys.readouterr().out
+    omni_update = ["omni-fail", "Update", "--type", "Clusters.omni.sidero.dev", "--code", "7"]
+    assert run([*fault, *omni_update]) == 0
+    assert run([*fault, "join", worker, "--problem", "refused"]) == 0
+    out = capsys.readouterr().out
+    assert "  Omni Update fails for Clusters.omni.sidero.dev (code 7)" in out
+    assert f"  join refused for {worker}" in out
     assert run([*fault, "clear"]) == 0
     assert "Active faults: none" in capsys.readouterr().out
 

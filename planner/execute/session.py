@@ -9,7 +9,7 @@ machinery. A session here is:
 - the recorder (:class:`Recorder`): every journal record is durable before the step it
   describes goes on, with the crash hook the reliability tests use;
 - Ctrl-C handling (:class:`Interrupts`): the first cancels the guarded work, the second exits;
-- the UI seam (:class:`Ui`, :class:`StepRef`) that ``apply_command`` draws as text or JSON Lines.
+- the UI seam (:class:`Ui`, :class:`StepRef`) that ``cli/console.py`` draws as text or JSON Lines.
 
 The secret scrubber is in ``secrets`` and the error types in ``errors``.
 """
@@ -66,7 +66,7 @@ class StepRef:
 
 
 class Ui(Protocol):
-    """What the engines report; ``planner/apply_command.py`` draws it as text or JSON Lines."""
+    """What the engines report; ``planner/cli/console.py`` draws it as text or JSON Lines."""
 
     def say(self, text: str) -> None: ...
 

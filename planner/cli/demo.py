@@ -7,16 +7,16 @@ user types. The demo ends by proving that every node's config is byte-identical 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omniport.planner.errors import OmniportError
+import click
 
-Echo = Callable[[str], None]
+from omniport.planner.cli.context import CliContext, pass_console
+from omniport.planner.cli.execute import run_apply, run_rollback
+from omniport.planner.cli.plan import run_plan
+from omniport.planner.errors import OmniportError
 
 DEMO_TALOS = "1.11.5"
 DEMO_INITIAL_TALOS = "1.9.5"
@@ -26,6 +26,14 @@ DEMO_INITIAL_KUBERNETES = "1.32.4"
 
 class DemoFailed(OmniportError):
     pass
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Leave the lab running and show how to use it.")
+@pass_console
+def demo(console: CliContext, keep: bool) -> int:
+    """Run plan, apply and rollback against a temporary lab, in one command."""
+    return run_demo(console, keep=keep)
 
 
 def _omni_resources(status: dict[str, Any], cluster: str | None = None) -> list[dict[str, Any]]:
@@ -50,11 +58,16 @@ def _omni_resources(status: dict[str, Any], cluster: str | None = None) -> list[
     ]
 
 
-def run_demo(*, keep: bool, color: bool, echo: Echo, directory: Path | None = None) -> int:
+def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) -> int:
+    """The commands' own code paths, in order, with their output; the lab is stopped by pid."""
+    # imported here: start-up time
+    import shutil
+    import tempfile
+
     from omniport.lab import control as lab_control
-    from omniport.planner.apply_command import run_apply, run_rollback
     from omniport.planner.execute.apply import rollback_path
-    from omniport.planner.plan_command import run_plan
+
+    echo = console.echo
 
     started = time.monotonic()
     workdir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="omniport-demo-"))
@@ -90,22 +103,12 @@ def run_demo(*, keep: bool, color: bool, echo: Echo, directory: Path | None = No
         plan_path = lab_dir / "import.plan.json"  # beside its spec: relative paths resolve
 
         step(f"omniport plan {spec}")
-        code = run_plan(
-            str(spec), str(plan_path), as_json=False, detailed_exitcode=True, color=color, echo=echo
-        )
+        code = run_plan(console, str(spec), str(plan_path), detailed_exitcode=True)
         if code not in (0, 2):
             raise DemoFailed("the plan has blocking findings", "see the findings above")
 
         step(f"omniport apply --auto-approve {plan_path}")
-        run_apply(
-            str(plan_path),
-            auto_approve=True,
-            parallelism=None,
-            no_rollback=False,
-            as_json=False,
-            color=color,
-            echo=echo,
-        )
+        run_apply(console, str(plan_path), auto_approve=True, parallelism=None, no_rollback=False)
 
         step("The Omni side after apply (omniport lab status)")
         after_apply = lab_control.status(lab_dir)
@@ -117,14 +120,7 @@ def run_demo(*, keep: bool, color: bool, echo: Echo, directory: Path | None = No
 
         rollback = rollback_path(plan_path)
         step(f"omniport rollback --auto-approve {rollback}")
-        run_rollback(
-            str(rollback),
-            auto_approve=True,
-            spec_path=None,
-            as_json=False,
-            color=color,
-            echo=echo,
-        )
+        run_rollback(console, str(rollback), auto_approve=True, spec_path=None)
 
         step("Proving the rollback")
         final = lab_control.status(lab_dir)
