@@ -35,6 +35,7 @@ from grpclib.server import Server, Stream
 from omniport.lab import talos_resources as tr
 from omniport.lab.world import Code, Lab, Mode, NodeError, SimNode, dump_yaml
 from omniport.planner.machineconfig import pki
+from omniport.providers.tls import server_context
 from omniport.providers.wire.cluster import cluster_pb2
 from omniport.providers.wire.common import common_pb2
 from omniport.providers.wire.google.rpc import status_pb2
@@ -116,8 +117,6 @@ def peer_roles(stream: Stream) -> set[str]:
 
 def server_tls(secrets_os: pki.CertAndKey, now: dt.datetime, hosts: list[str]) -> ssl.SSLContext:
     """apid's TLS: an Ed25519 server cert from the OS CA for ``hosts``, client certs required."""
-    from omniport.providers.tls import server_context
-
     ips = [h for h in hosts if re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+", h)]
     names = [h for h in hosts if h not in ips]
     cert = pki.apid_server_cert(

@@ -64,6 +64,7 @@ from omniport.providers.codec.omni_names import (
     TALOS_VERSIONS,
 )
 from omniport.providers.errors import ProviderError, TLSFailure, Unreachable
+from omniport.providers.factory import AsyncFactoryClient, SchematicStatus
 from omniport.providers.omni import OmniClient, TLSOptions, UnsupportedAPIVersion
 from omniport.providers.talos import ControlPlaneImages, TalosClient, settle
 from omniport.providers.talosconfig import find_talosconfig
@@ -543,8 +544,6 @@ def choose_factory(
 def factory_client(target: FactoryFacts, url: str | None = None, timeouts: Any = None) -> Any:
     """An asyncio factory client for ``url`` (default: the chosen one), with Omni's
     credentials when they belong to it."""
-    from omniport.providers.factory import AsyncFactoryClient
-
     base = url or target.url or ""
     kwargs: dict[str, Any] = {"base_url": base}
     if target.ca_file is not None:
@@ -563,8 +562,6 @@ async def read_factory(
 
     The factory's answer beats the offline ID (see ``FactoryClient.check_schematic``). A
     schematic the chosen factory does not know is looked up on Omni's secondary factory."""
-    from omniport.providers.factory import SchematicStatus
-
     if not target.url:
         return target
     to_check = [n for n in nodes if n.error is None and n.schematic_id and n.schematic_yaml]

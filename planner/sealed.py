@@ -80,6 +80,8 @@ def write_private(path: Path, text: str | bytes, mode: int = 0o600) -> None:
 
 def schema_problem(data: Any, schema_name: str) -> str | None:
     """Where and why ``data`` breaks ``schemas/<schema_name>.schema.json``, or None if it fits."""
+    # imported here: start-up time (jsonschema is slow to import; only a file that fails
+    # its checksum or shape needs it)
     import jsonschema
 
     from omniport import schemas

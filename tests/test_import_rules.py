@@ -68,6 +68,7 @@ class Import:
     target: str  # the omniport module imported (the longest existing prefix of the name)
     line: int
     local: bool  # inside a function
+    function_line: int = 0  # where the enclosing function starts (0: module level)
 
 
 def _modules() -> dict[str, Path]:
@@ -94,12 +95,14 @@ def _imports() -> Iterator[Import]:
     for module, path in sorted(MODULES.items()):
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         tree = ast.parse(path.read_text(), str(path))
-        yield from _walk(tree, module, package, local=False)
+        yield from _walk(tree, module, package, function_line=0)
 
 
-def _walk(node: ast.AST, module: str, package: str, local: bool) -> Iterator[Import]:
+def _walk(node: ast.AST, module: str, package: str, function_line: int) -> Iterator[Import]:
     for child in ast.iter_child_nodes(node):
-        inside = local or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        inside = function_line
+        if not inside and isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            inside = child.lineno
         names: list[str] = []
         if isinstance(child, ast.Import):
             names = [alias.name for alias in child.names]
@@ -114,7 +117,7 @@ def _walk(node: ast.AST, module: str, package: str, local: bool) -> Iterator[Imp
         for name in names:
             target = _resolve(name)
             if target is not None and target != module:
-                yield Import(module, target, child.lineno, inside)
+                yield Import(module, target, child.lineno, bool(inside), inside)
         yield from _walk(child, module, package, inside)
 
 
@@ -170,6 +173,19 @@ def test_never(source: str, target: str):
         and not _within(i.source, target)  # a layer may import itself
     ]
     assert taken == []
+
+
+def test_function_local_imports_say_why():
+    """An import inside a function hides an arrow from readers; each one says why it is there
+    (``# imported here: <reason>``, between the function's start and the import)."""
+    silent = []
+    for i in IMPORTS:
+        if not i.local:
+            continue
+        lines = MODULES[i.source].read_text().splitlines()[i.function_line - 1 : i.line]
+        if not any("# imported here:" in line for line in lines):
+            silent.append(f"{i.source}:{i.line} imports {i.target}")
+    assert silent == []
 
 
 def test_no_circles():

@@ -216,7 +216,7 @@ def lab_status(console: CliContext, directory: Path, with_configs: bool) -> None
     # imported here: start-up time
     import json
 
-    from omniport.lab.control import status
+    from omniport.lab.control import status  # imported here: start-up time
 
     with _lab_errors():
         doc = status(directory, with_configs=with_configs)

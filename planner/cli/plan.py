@@ -81,6 +81,7 @@ def run_plan(
 ) -> int:
     """Exit code: 1 when apply would be blocked, else 2 for changes with --detailed-exitcode."""
     # imported here: start-up time
+    # imported here: start-up time
     import asyncio
 
     from omniport.planner import planfile, render
@@ -110,6 +111,7 @@ def run_plan(
 
 def run_show(console: CliContext, path: str) -> int:
     """A rollback file is told from a plan file by its ``import_id``."""
+    # imported here: start-up time
     # imported here: start-up time
     import json
 
