@@ -193,21 +193,22 @@ def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
                 )
             )
         else:
-            given = set(spec.talos.nodes)
+            listed = [n.address for n in facts.nodes]
+            given = set(listed)
             known_addresses = {a for m in facts.members for a in m.addresses}
             missing = [m for m in facts.members if not given & set(m.addresses)]
             hostnames = {n.hostname for n in readable}
             missing = [m for m in missing if m.hostname not in hostnames]
-            extra = [a for a in spec.talos.nodes if a not in known_addresses]
+            extra = [a for a in listed if a not in known_addresses]
             extra = [
                 a
                 for a in extra
                 if facts.node(a).hostname not in {m.hostname for m in facts.members}
             ]
-            if missing or extra or len(facts.members) != len(spec.talos.nodes):
+            if missing or extra or len(facts.members) != len(listed):
                 parts = [
                     f"discovery has {len(facts.members)} member(s), the spec lists "
-                    f"{len(spec.talos.nodes)} node(s)"
+                    f"{len(listed)} node(s)"
                 ]
                 if missing:
                     parts.append(

@@ -120,6 +120,9 @@ class Plan:
     fingerprint: str
     """*trusted*: sha256 over everything discovered; apply refuses when it differs."""
     format_version: int = FORMAT_VERSION
+    nodes_source: str = "spec"
+    """Where ``nodes`` came from: ``spec`` (talos.nodes) or ``discovery`` (Talos discovery
+    Members, when the spec lists no nodes); display only (the fingerprint covers the members)."""
 
     @property
     def blocking_findings(self) -> tuple[Finding, ...]:

@@ -55,6 +55,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
             "omni_url": plan.cluster.omni_url,
             "factory_url": plan.cluster.factory_url,
         },
+        "nodes_source": plan.nodes_source,
         "nodes": [
             {
                 "address": n.address,
@@ -161,6 +162,7 @@ def from_dict(data: dict[str, Any]) -> Plan:
         ),
         secrets_sha256=data["secrets_sha256"],
         fingerprint=data["fingerprint"],
+        nodes_source=data.get("nodes_source", "spec"),
     )
 
 

@@ -104,6 +104,7 @@ def compute(
         changes=tuple(changes),
         secrets_sha256=sha256(secrets_yaml),
         fingerprint=fingerprint(spec, facts),
+        nodes_source=facts.nodes_source,
     )
     return Computed(plan=plan, facts=facts, nodes=works, secrets_yaml=secrets_yaml, join=join)
 

@@ -98,6 +98,13 @@ def render_findings(findings: list[dict[str, Any]], style: Style) -> Iterator[st
     yield ""
 
 
+NODES_SOURCES = {
+    "spec": "listed in talos.nodes",
+    "discovery": "discovered from the Talos discovery members",
+}
+"""How a plan found its nodes (``Plan.nodes_source``), as the plan's header says it."""
+
+
 def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None = None) -> str:
     """The human plan: header, findings by severity, changes, node patch summary, summary."""
     data = printable_data(data)
@@ -107,7 +114,7 @@ def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None =
         f"omniport will import cluster {c['name']!r} into {c['omni_url']}",
         f"  Talos {c['talos_version']}, Kubernetes {c['kubernetes_version']}; baseline generated "
         f"for Talos {c['initial_talos_version']}, Kubernetes {c['initial_kubernetes_version']}",
-        f"  {len(data['nodes'])} node(s): "
+        f"  {len(data['nodes'])} node(s) {NODES_SOURCES[data.get('nodes_source', 'spec')]}: "
         + ", ".join(f"{n['address']} ({n['role']})" for n in data["nodes"][:10])
         + (f", … {len(data['nodes']) - 10} more" if len(data["nodes"]) > 10 else ""),
         "",

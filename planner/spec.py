@@ -58,6 +58,7 @@ class TalosAccess:
     context: str | None
     endpoints: tuple[str, ...]
     nodes: tuple[str, ...]
+    """Empty when the spec lists none: plan then discovers them (Talos discovery Members)."""
 
 
 @dataclass(frozen=True)
@@ -548,7 +549,7 @@ def _build(data: dict[str, Any], base: Path, path: Path) -> Spec:
             talosconfig=_opt_path(base, talos.get("talosconfig")),
             context=talos.get("context"),
             endpoints=tuple(talos.get("endpoints", ())),
-            nodes=tuple(talos["nodes"]),
+            nodes=tuple(talos.get("nodes", ())),
         ),
         omni=OmniAccess(
             omniconfig=_opt_path(base, omni.get("omniconfig")),

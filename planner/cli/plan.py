@@ -22,10 +22,12 @@ def validate(console: CliContext, spec: str) -> None:
     from omniport.planner.spec import load_spec  # imported here: start-up time
 
     loaded = load_spec(spec)
-    console.echo(
-        f"{spec}: valid import spec for {len(loaded.talos.nodes)} node(s) "
-        f"(sha256 {loaded.sha256[:12]})."
+    nodes = (
+        f"{len(loaded.talos.nodes)} node(s)"
+        if loaded.talos.nodes
+        else "the nodes Talos discovery lists at plan time"
     )
+    console.echo(f"{spec}: valid import spec for {nodes} (sha256 {loaded.sha256[:12]}).")
 
 
 @click.command()
@@ -93,7 +95,12 @@ def run_plan(
     protect = (Path(spec_path),)
     planfile.check_target(path, protect=protect, force=force)  # before reading anything
     if not console.as_json:
-        console.err(f"Reading {len(spec.talos.nodes)} node(s), Omni and the Image Factory…")
+        nodes = (
+            f"{len(spec.talos.nodes)} node(s)"
+            if spec.talos.nodes
+            else "the nodes Talos discovery lists"
+        )
+        console.err(f"Reading {nodes}, Omni and the Image Factory…")
     computed = asyncio.run(make_plan(spec))
     planfile.write(computed.plan, path, protect=protect, force=force, mode=file_mode)
     data = planfile.to_dict(computed.plan)
