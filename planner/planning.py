@@ -20,7 +20,12 @@ from typing import Any
 
 from omniport.planner import __version__
 from omniport.planner.changes import NodeImport, plan_changes
-from omniport.planner.checks import ResolvedVersions, plan_findings, resolve_versions
+from omniport.planner.checks import (
+    ALREADY_IMPORTED,
+    ResolvedVersions,
+    plan_findings,
+    resolve_versions,
+)
 from omniport.planner.discover import discover
 from omniport.planner.errors import PlanningError
 from omniport.planner.facts import ClusterFacts, FactoryFacts, NodeFacts, OmniFacts
@@ -93,6 +98,11 @@ def compute(
     join = join_options(facts.omni)
     secrets_yaml = bundle.to_yaml() if bundle else ""
     changes = _changes(facts, works, join, cluster_name, versions)
+    done = [f for f in findings if f.code == ALREADY_IMPORTED]
+    if done:
+        # After a successful apply a plan would show the same import again (as "to add") with
+        # errors: it is the import that happened. The plan says so, and only that.
+        findings, changes = done, []
     plan = Plan(
         tool_version=__version__,
         created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -81,8 +81,34 @@ def run_plan(
     force: bool = False,
     file_mode: int = 0o600,
 ) -> int:
-    """Exit code: 1 when apply would be blocked, else 2 for changes with --detailed-exitcode."""
-    # imported here: start-up time
+    """Exit code: 1 when apply would be blocked, else 2 for changes with --detailed-exitcode.
+
+    With ``--json`` a failure before the plan exists (a spec error, an unreachable endpoint) is
+    in the event stream too, as ``apply --json`` has it: the version event, then one
+    ``diagnostic`` per problem; ``cli.run`` still prints it on stderr and sets the exit code."""
+    from omniport.planner.errors import OmniportError  # imported here: start-up time
+    from omniport.providers.errors import ProviderError  # imported here: start-up time
+
+    try:
+        return _plan(console, spec_path, out, detailed_exitcode, force, file_mode)
+    except (OmniportError, ProviderError) as err:
+        if console.as_json:
+            from omniport.planner import render  # imported here: start-up time
+
+            console.echo(render.json_line(render.version_event()))
+            for event in render.error_events(err):
+                console.echo(render.json_line(event))
+        raise
+
+
+def _plan(
+    console: CliContext,
+    spec_path: str,
+    out: str | None,
+    detailed_exitcode: bool,
+    force: bool,
+    file_mode: int,
+) -> int:
     # imported here: start-up time
     import asyncio
 
