@@ -16,12 +16,25 @@ from omniport.planner.cli.context import CliContext, json_option, pass_console
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Check only what the spec itself holds (schema, types, versions, finding codes, "
+    "durations), not the files it names: for a pull-request job without talosconfig or keys.",
+)
 @pass_console
-def validate(console: CliContext, spec: str) -> None:
-    """Check an import spec against its schema and semantics, without network."""
-    from omniport.planner.spec import load_spec  # imported here: start-up time
+def validate(console: CliContext, spec: str, offline: bool) -> None:
+    """Check an import spec against its schema and semantics, without network.
 
-    loaded = load_spec(spec)
+    Errors are printed as FILE:LINE:COL: message, one per line, and exit 1.
+    """
+    from omniport.planner.spec import load_spec, named_files  # imported here: start-up time
+
+    loaded = load_spec(spec, offline=offline)
+    if offline:
+        unread = named_files(loaded)
+        if unread:
+            console.err(f"Offline: not read: {', '.join(unread)}.")
     nodes = (
         f"{len(loaded.talos.nodes)} node(s)"
         if loaded.talos.nodes
