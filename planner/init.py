@@ -132,6 +132,8 @@ async def inspect(
         talosconfig, context=request.context, endpoints=list(request.endpoints) or None, env=env
     )
     omni_url, omni_source, config, variable = _omni(request, env)
+    if omni_url is not None:
+        omniconfig.parse_endpoint(omni_url, where=omni_source)  # a bad URL is said by its source
     client = TalosClient.from_context(context, timeouts=timeouts or Timeouts())
     try:
         async with client:

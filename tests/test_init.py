@@ -170,8 +170,18 @@ def test_init_refuses_to_overwrite(lab, tmp_path):
             "OMNI_SERVICE_ACCOUNT_KEY is set but empty",
         ),
         (["--omniconfig", "missing"], {}, "missing"),
+        (["--omni-url", "ftp://o.example"], {}, "--omni-url: Omni URL 'ftp://o.example' must"),
+        ([], {"OMNI_ENDPOINT": "o.example:443"}, "$OMNI_ENDPOINT: Omni URL 'o.example:443'"),
     ],
-    ids=["no-omni", "dead-endpoint", "no-such-context", "empty-key", "no-omniconfig"],
+    ids=[
+        "no-omni",
+        "dead-endpoint",
+        "no-such-context",
+        "empty-key",
+        "no-omniconfig",
+        "bad-url",
+        "bad-env-url",
+    ],
 )
 def test_init_errors_are_one_sentence_and_write_nothing(lab, tmp_path, args, env, says):
     result = omniport(

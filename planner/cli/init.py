@@ -65,7 +65,7 @@ def init(
     import asyncio
 
     from omniport.planner import init as initspec
-    from omniport.planner.spec import parse_spec
+    from omniport.planner.spec import SpecError, parse_spec
 
     request = initspec.InitRequest(
         path=Path(spec),
@@ -82,7 +82,14 @@ def init(
     found = asyncio.run(initspec.inspect(request))
     text = initspec.render_spec(found, request)
     # what validate checks, before the file exists: a spec init writes always passes it
-    parse_spec(text, file=spec, base=request.path.resolve().parent, path=request.path)
+    try:
+        parse_spec(text, file=spec, base=request.path.resolve().parent, path=request.path)
+    except SpecError as err:
+        problems = "; ".join(p.message for p in err.problems)
+        raise initspec.InitError(
+            f"the spec init would write does not validate, so nothing was written: {problems}",
+            "check the values given on the command line and in the environment",
+        ) from None
     initspec.write_spec(text, request.path)
     for line in initspec.describe(found):
         console.err(f"  {line}")
