@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from omniport.planner.checks import image_version
 from omniport.planner.discover import TLS_CLOSE_GRACE
@@ -134,6 +135,12 @@ async def inspect(
     omni_url, omni_source, config, variable = _omni(request, env)
     if omni_url is not None:
         omniconfig.parse_endpoint(omni_url, where=omni_source)  # a bad URL is said by its source
+        if urlsplit(omni_url).username is not None:
+            raise InitError(
+                f"the Omni URL from {omni_source} carries credentials (user:password@), which "
+                "a spec must never hold",
+                "give the URL without them; Omni authenticates with the service account key",
+            )
     client = TalosClient.from_context(context, timeouts=timeouts or Timeouts())
     try:
         async with client:

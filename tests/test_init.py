@@ -172,6 +172,11 @@ def test_init_refuses_to_overwrite(lab, tmp_path):
         (["--omniconfig", "missing"], {}, "missing"),
         (["--omni-url", "ftp://o.example"], {}, "--omni-url: Omni URL 'ftp://o.example' must"),
         ([], {"OMNI_ENDPOINT": "o.example:443"}, "$OMNI_ENDPOINT: Omni URL 'o.example:443'"),
+        (
+            ["--omni-url", "https://ci:hunter2@o.example"],
+            {},
+            "the Omni URL from --omni-url carries credentials",
+        ),
     ],
     ids=[
         "no-omni",
@@ -181,6 +186,7 @@ def test_init_refuses_to_overwrite(lab, tmp_path):
         "no-omniconfig",
         "bad-url",
         "bad-env-url",
+        "url-with-password",
     ],
 )
 def test_init_errors_are_one_sentence_and_write_nothing(lab, tmp_path, args, env, says):
@@ -191,6 +197,7 @@ def test_init_errors_are_one_sentence_and_write_nothing(lab, tmp_path, args, env
     assert "Traceback" not in result.stderr
     last = result.stderr.splitlines()[-1]
     assert last.startswith("Error: ") and says in last, result.stderr
+    assert "hunter2" not in result.stderr
     assert not (tmp_path / "import.yaml").exists()
 
 
