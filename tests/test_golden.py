@@ -73,6 +73,7 @@ JSON_RUN_SPECIFIC_KEYS: dict[str, str] = {
     "config_sha256": "node configs hold keys the lab generates on every start",
     "secrets_sha256": "the lab's secrets bundle is generated on every start",
     "spec_sha256": "the spec names the lab's ports",
+    "seal": "keyed from the lab's secrets bundle, generated on every start",
     "sha256": "patches name the Image Factory's host:port (the install image)",
     "elapsed_seconds": "durations of steps measured on a shared machine",
 }

@@ -30,7 +30,15 @@ def validate(console: CliContext, spec: str) -> None:
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Plan file to write.")
+@click.option(
+    "-o",
+    "-out",
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    help="Plan file to write (Terraform's -out=FILE works too). It may go anywhere: apply "
+    "finds the spec again from where the plan records it.",
+)
 @json_option("Stream JSON Lines events.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--force", is_flag=True, help="Replace an existing -o file that is not a plan.")
