@@ -217,3 +217,32 @@ def test_a_stale_plan_lists_every_difference(world: World):
     ]
     assert all(f"node {node}'s config changed" in errors[-1]["@message"] for node in workers)
     assert world.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "want"),
+    [
+        (["-out=x.json"], "x.json"),  # Terraform's spelling (was: a file named 'ut=x.json')
+        (["-out", "y.json"], "y.json"),
+        (["-o", "z.json"], "z.json"),
+        (["-ow.json"], "w.json"),
+        (["--out=v.json"], "v.json"),
+    ],
+    ids=["terraform-equals", "terraform-space", "short", "short-glued", "long"],
+)
+def test_every_spelling_of_the_plan_file_option(args: list[str], want: str):
+    from omniport.planner.cli.plan import plan
+
+    assert plan.make_context("plan", [*args, "spec.yaml"]).params["out"] == want
+
+
+def test_stale_message_numbers_every_difference():
+    from omniport.planner.execute.apply import stale_message
+
+    one = stale_message(Path("p.json"), ["node a's config changed since the plan"])
+    assert one == "the plan p.json is stale: node a's config changed since the plan"
+    reasons = [f"node {n}'s config changed since the plan" for n in "abc"]
+    assert stale_message(Path("p.json"), reasons) == (
+        "the plan p.json is stale, 3 differences: (1) node a's config changed since the plan; "
+        "(2) node b's config changed since the plan; (3) node c's config changed since the plan"
+    )
