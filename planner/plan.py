@@ -135,7 +135,7 @@ class Plan:
     not from the plan file's (so a plan travels). None: the plan file's directory."""
     seal: str | None = None
     """HMAC-SHA256 of the whole plan keyed by a key derived from the cluster's secrets bundle
-    (``planfile.seal``): only someone holding those secrets can write a plan apply accepts, so
+    (``planfile.sealed``): only someone holding those secrets can write a plan apply accepts, so
     apply tells a plan edited and re-checksummed by hand (forged) from a stale one."""
 
     @property

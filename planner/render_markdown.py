@@ -15,6 +15,7 @@ inside them.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,19 +60,16 @@ class Item:
     """One entry of a section: a line, and optionally a text shown in a code block."""
 
     line: str
-    """Markdown, already escaped."""
+    """Already escaped (``code``, ``plain``): valid as a list item and as an HTML summary."""
     body: str | None = None
+    """Shown in a code block inside a ``<details>`` whose summary is the line."""
     lang: str = ""
-    collapsed: bool = True
-    """Put the line and its code block in a ``<details>`` whose summary is the line."""
 
     def render(self, body: str | None) -> str:
         if self.body is None:
             return f"- {self.line}"
         block = fenced(body or "", self.lang)
-        if self.collapsed:
-            return f"<details><summary>{self.line}</summary>\n\n{block}\n\n</details>"
-        return f"{self.line}\n\n{block}"
+        return f"<details><summary>{self.line}</summary>\n\n{block}\n\n</details>"
 
 
 @dataclass(frozen=True)
@@ -232,8 +230,6 @@ def _change_text(ch: dict[str, Any]) -> str:
 
 
 def _json(value: Any) -> str:
-    import json  # imported here: one use, and the module is already loaded by render
-
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
