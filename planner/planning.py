@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from omniport.planner import __version__
+from omniport.planner import __version__, planfile, speclocation
 from omniport.planner.changes import NodeImport, plan_changes
 from omniport.planner.checks import (
     ALREADY_IMPORTED,
@@ -288,7 +288,8 @@ def fingerprint(spec: Spec, facts: ClusterFacts) -> str:
 async def make_plan(
     spec: Spec, *, timeouts: Timeouts | None = None, env: Mapping[str, str] | None = None
 ) -> Computed:
-    """Discover, then compute; refuses when no node at all could be read."""
+    """Discover, compute, record where the spec is and seal the plan (``planfile.sealed``);
+    refuses when no node at all could be read."""
     facts = await discover(spec, timeouts=timeouts, env=env)
     errors = [n.error for n in facts.nodes if n.error is not None]
     if facts.nodes and len(errors) == len(facts.nodes):
@@ -298,7 +299,9 @@ async def make_plan(
             f"{errors[0].message}",
             "check talos.endpoints and the talosconfig context, then run `omniport plan` again",
         )
-    return compute(spec, facts)
+    computed = compute(spec, facts)
+    located = replace(computed.plan, spec_location=speclocation.locate(spec.path))
+    return replace(computed, plan=planfile.sealed(located, computed.secrets_yaml))
 
 
 def summary_json(plan: Plan) -> str:  # pragma: no cover - debugging aid

@@ -45,7 +45,15 @@ def validate(console: CliContext, spec: str, offline: bool) -> None:
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Plan file to write.")
+@click.option(
+    "-o",
+    "-out",
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    help="Plan file to write (Terraform's -out=FILE works too). It may go anywhere: apply "
+    "finds the spec again from where the plan records it.",
+)
 @json_option("Stream JSON Lines events.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes.")
 @click.option("--force", is_flag=True, help="Replace an existing -o file that is not a plan.")
@@ -78,11 +86,19 @@ def plan(
 
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@json_option("Print the file as JSON.")
+@json_option("Print the file as JSON (the same as --format json).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "markdown"]),
+    default=None,
+    help="text (default), json, or markdown: a plan as a pull-request comment (collapsible "
+    "redacted patches, at most 65536 characters).",
+)
 @pass_console
-def show(console: CliContext, path: str) -> int:
+def show(console: CliContext, path: str, output_format: str | None) -> int:
     """Render a saved plan or rollback file."""
-    return run_show(console, path)
+    return run_show(console, path, output_format)
 
 
 def run_plan(
@@ -155,21 +171,33 @@ def _plan(
     return 0
 
 
-def run_show(console: CliContext, path: str) -> int:
+def run_show(console: CliContext, path: str, output_format: str | None = None) -> int:
     """A rollback file is told from a plan file by its ``import_id``."""
     # imported here: start-up time
     # imported here: start-up time
     import json
 
     from omniport.planner import files, planfile, render
+    from omniport.planner.errors import UsageProblem
     from omniport.planner.execute import rollbackfile
 
+    if output_format == "json" or (output_format is None and console.as_json):
+        console.as_json = True
+    elif console.as_json:
+        raise UsageProblem(
+            f"--json and --format {output_format} ask for two formats", "pass only one of them"
+        )
     text_path = Path(path)
     try:
         raw = json.loads(files.read_text(text_path, files.PLAN_LIMIT))
     except (OSError, files.Unreadable, ValueError, RecursionError):  # the readers below explain
         raw = None
     if isinstance(raw, dict) and "import_id" in raw:
+        if output_format == "markdown":
+            raise UsageProblem(
+                f"{path} is a rollback plan; --format markdown renders plan files",
+                f"run `omniport show {path}` for its text",
+            )
         data = rollbackfile.to_dict(rollbackfile.read(text_path))
         if console.as_json:
             console.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -179,6 +207,10 @@ def run_show(console: CliContext, path: str) -> int:
     data = planfile.to_dict(planfile.read(text_path))
     if console.as_json:
         console.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif output_format == "markdown":
+        from omniport.planner.render_markdown import render_markdown  # imported here: start-up time
+
+        console.echo(render_markdown(data, path=path).rstrip("\n"))
     else:
         console.echo(render.render_plan(data, color=console.color).rstrip("\n"))
     return 0
