@@ -77,6 +77,11 @@ class Material:
 
 @pytest.fixture(scope="module")
 def material() -> Material:
+    return make_material()
+
+
+def make_material() -> Material:
+    """Valid key material and sealed files, made fresh (no credential of the developer)."""
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca = pki.talos_os_ca(now)
     admin = pki.admin_client_cert(ca, now)

@@ -51,42 +51,54 @@ def omniport(capsys):
     return invoke
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (("validate", "{fifo}"), "is a FIFO, not a regular file"),
-        (("plan", "{fifo}"), "is a FIFO, not a regular file"),
-        (("show", "{fifo}"), "is a FIFO, not a regular file"),
-        (("apply", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
-        (("rollback", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
-        (CONFIG_GEN + ("--secrets", "{fifo}"), "is a FIFO, not a regular file"),
-        (("config", "secrets", "--from-controlplane-config", "{fifo}"), "is a FIFO"),
-        (("config", "patch", "{fifo}", "-p", "{{}}"), "is a FIFO, not a regular file"),
-        (("config", "patch", "{config}", "-p", "@{fifo}"), "is a FIFO, not a regular file"),
-        (("config", "diff", "{fifo}", "{config}"), "is a FIFO, not a regular file"),
-        (("config", "validate", "--talos-version", "v1.11.5", "{fifo}"), "is a FIFO"),
-    ],
-    ids=[
-        "validate",
-        "plan",
-        "show",
-        "apply",
-        "rollback",
-        "config-gen-secrets",
-        "config-secrets",
-        "config-patch",
-        "config-patch-patch-file",
-        "config-diff",
-        "config-validate",
-    ],
-)
+FIFO_CASES = [
+    (("validate", "{fifo}"), "is a FIFO, not a regular file"),
+    (("plan", "{fifo}"), "is a FIFO, not a regular file"),
+    (("show", "{fifo}"), "is a FIFO, not a regular file"),
+    (("apply", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
+    (("rollback", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
+    (CONFIG_GEN + ("--secrets", "{fifo}"), "is a FIFO, not a regular file"),
+    (("config", "secrets", "--from-controlplane-config", "{fifo}"), "is a FIFO"),
+    (("config", "patch", "{fifo}", "-p", "{{}}"), "is a FIFO, not a regular file"),
+    (("config", "patch", "{config}", "-p", "@{fifo}"), "is a FIFO, not a regular file"),
+    (("config", "diff", "{fifo}", "{config}"), "is a FIFO, not a regular file"),
+    (("config", "validate", "--talos-version", "v1.11.5", "{fifo}"), "is a FIFO"),
+]
+FIFO_IDS = [
+    "validate",
+    "plan",
+    "show",
+    "apply",
+    "rollback",
+    "config-gen-secrets",
+    "config-secrets",
+    "config-patch",
+    "config-patch-patch-file",
+    "config-diff",
+    "config-validate",
+]
+"""The bad-input corpus's FIFO cases (tests/reliability/corpus_counts.py counts them)."""
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry under ``root``: mode, size, mtime (reading a FIFO's bytes would block)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        out[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns)
+    return out
+
+
+@pytest.mark.parametrize(("args", "needle"), FIFO_CASES, ids=FIFO_IDS)
 def test_a_fifo_as_input_is_refused_without_waiting(tmp_path, omniport, args, needle):
     fifo = tmp_path / "input.yaml"
     os.mkfifo(fifo)
     config = tmp_path / "c.yaml"
     config.write_text("version: v1alpha1\nmachine:\n  type: worker\n")
+    before = _listing(tmp_path)
     result = omniport(*(a.format(fifo=fifo, config=config) for a in args))
     assert_one_clear_error(result, needle, spec_lines=True)
+    assert _listing(tmp_path) == before, "nothing created, changed or removed"
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
