@@ -264,3 +264,15 @@ def test_the_reserve_is_preallocated_owner_only_and_refused_without_room(tmp_pat
     with pytest.raises(JournalError, match="there is no room for the journal .* nothing was"):
         record.reserve_space(3)
     record.close()
+
+
+def test_a_lock_file_that_cannot_be_made_is_one_clear_error(tmp_path):
+    """The lock is taken before anything else; a folder it cannot be made in (a full disk,
+    or here a file in the way) is a refusal naming the path and the fix, not a traceback."""
+    from omniport.planner.execute.lock import ClusterLock, LockedError
+
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the lock folder should be\n")
+    lock = ClusterLock("omni.example.com/prod", "apply", directory=blocker / "locks")
+    with pytest.raises(LockedError, match="cannot create the lock file .*OMNIPORT_LOCK_DIR"):
+        lock.acquire()
