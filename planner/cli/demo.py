@@ -61,17 +61,24 @@ def _omni_resources(status: dict[str, Any], cluster: str | None = None) -> list[
 def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) -> int:
     """The commands' own code paths, in order, with their output; the lab is stopped by pid."""
     # imported here: start-up time
+    import os
     import shutil
     import tempfile
 
     from omniport.lab import control as lab_control
-    from omniport.planner.execute.apply import rollback_path
+    from omniport.planner import planfile
+    from omniport.planner.execute import statedir
+    from omniport.planner.spec import load_spec
 
     echo = console.echo
 
     started = time.monotonic()
     workdir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="omniport-demo-"))
     lab_dir = workdir / "lab"
+    # the throwaway lab's backups and rollback plan go with it, not to the user's own state
+    # directory; the commands print where (a real apply uses ~/.local/state/omniport/<cluster>)
+    state_before = os.environ.get(statedir.STATE_ENV)
+    os.environ[statedir.STATE_ENV] = str(workdir / "state")
 
     def step(title: str) -> None:
         echo("")
@@ -118,7 +125,8 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
             marks = ", ".join(sorted(k.split("/")[-1] for k in r["annotations"]))
             echo(f"  {r['type']:<42} {r['id']:<40} {marks}")
 
-        rollback = rollback_path(plan_path)
+        plan = planfile.read(plan_path)
+        rollback = statedir.files_for(plan_path, plan.cluster.name, load_spec(spec)).rollback
         step(f"omniport rollback --auto-approve {rollback}")
         run_rollback(console, str(rollback), auto_approve=True, spec_path=None)
 
@@ -150,6 +158,10 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
         ok = True
         step(f"Done in {time.monotonic() - started:.1f}s: planned, applied, rolled back, verified.")
     finally:
+        if state_before is None:
+            os.environ.pop(statedir.STATE_ENV, None)
+        else:
+            os.environ[statedir.STATE_ENV] = state_before
         if keep:
             echo("")
             echo(f"The lab is still running in {lab_dir}. Try:")

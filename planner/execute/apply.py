@@ -36,7 +36,7 @@ from omniport.planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_
 from omniport.planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
 from omniport.planner.discover import discover, factory_client, run_health_check
 from omniport.planner.errors import OmniportError
-from omniport.planner.execute import journal, rollback, rollbackfile
+from omniport.planner.execute import journal, rollback, rollbackfile, statedir
 from omniport.planner.execute.backup import BackupEntry, backup_name, write_backup
 from omniport.planner.execute.errors import ApplyError, StalePlanError
 from omniport.planner.execute.secrets import Scrubber, config_secrets, k8s_ca_sha256, os_ca_sha256
@@ -85,18 +85,12 @@ def _connected(resource: o.Resource) -> bool:
 # ---- paths ----------------------------------------------------------------------------------
 
 
-def _stem(plan_path: Path) -> str:
-    return plan_path.name[: -len(".json")] if plan_path.name.endswith(".json") else plan_path.name
-
-
-def rollback_path(plan_path: Path) -> Path:
-    """``<plan stem>.rollback.json`` beside the plan."""
-    return plan_path.parent / f"{_stem(plan_path)}.rollback.json"
-
-
-def journal_path(plan_path: Path) -> Path:
-    """``<plan stem>.journal.jsonl`` beside the plan."""
-    return plan_path.parent / f"{_stem(plan_path)}.journal.jsonl"
+def state_files(
+    plan_path: Path, plan: Plan, spec: Spec, environ: Mapping[str, str] | None = None
+) -> statedir.StateFiles:
+    """Where an apply of ``plan_path`` keeps its rollback plan, journal and backup: the
+    cluster's state directory (``statedir.py``), never beside a spec committed to git."""
+    return statedir.files_for(plan_path, plan.cluster.name, spec, environ)
 
 
 # ---- reading and checking the plan ----------------------------------------------------------
@@ -671,12 +665,13 @@ def write_ahead(
     spec: Spec,
     computed: Computed,
     import_id: str,
+    files: statedir.StateFiles,
     *,
     now: datetime | None = None,
 ) -> WriteAhead:
     """The backup zip and the rollback plan, both fsynced and mode 0600, before any change."""
     now = now or datetime.now()
-    directory = spec.backup_directory or plan_path.resolve().parent
+    directory = files.backups
     name = backup_name(plan.cluster.name, now)
     backup = directory / name
     suffix = 1
@@ -700,7 +695,7 @@ def write_ahead(
         k8s_ca_sha256=k8s_ca_sha256(configs[cp.address]),
         backup_path=str(backup.resolve()),
         backup_sha256=hashlib.sha256(zipped).hexdigest(),
-        journal=str(journal_path(plan_path).resolve()),
+        journal=str(files.journal),
         nodes=tuple(
             rollbackfile.RollbackNode(
                 address=e.node,
@@ -719,9 +714,8 @@ def write_ahead(
         links=tuple(n.machine_uuid for n in plan.nodes if n.machine_uuid not in known),
         spec_base=str(plan_path.resolve().parent),
     )
-    rpath = rollback_path(plan_path)
-    rollbackfile.write(rb, rpath)
-    return WriteAhead(backup=backup, rollback=rpath, journal=journal_path(plan_path), plan=rb)
+    rollbackfile.write(rb, files.rollback)
+    return WriteAhead(backup=backup, rollback=files.rollback, journal=files.journal, plan=rb)
 
 
 # ---- the apply run --------------------------------------------------------------------------
@@ -789,10 +783,12 @@ async def apply_plan(
     plan, spec = load_plan(plan_path)
     access = Access.of(spec, options.environ)
     cluster = plan.cluster.name
-    lock = cluster_lock(plan.cluster.omni_url, cluster, "apply")
+    files = state_files(plan_path, plan, spec, access.env)
+    statedir.prepare(files.directory, statedir.setting_for(spec, access.env))
+    lock = cluster_lock(plan.cluster.omni_url, cluster, "apply", access.env)
     lock.acquire()
     try:
-        retire_previous(journal_path(plan_path), rollback_path(plan_path))
+        retire_previous(files.journal, files.rollback)
         ui.say(f"Reading {len(plan.nodes)} node(s) and Omni to check that the plan is current…")
         facts = await discover(spec, timeouts=access.timeouts, env=access.env, health_check=False)
         computed = compute(spec, facts, compare_results=False)
@@ -820,7 +816,7 @@ async def apply_plan(
         if computed.facts.factory.credentials is not None:
             scrub.add(computed.facts.factory.credentials[1:])
         import_id = str(uuid.uuid4())
-        ahead = write_ahead(plan_path, plan, spec, computed, import_id)
+        ahead = write_ahead(plan_path, plan, spec, computed, import_id, files)
         record = Recorder(ahead.journal, access.env)
         ui.say(f"Backup:   {ahead.backup} (mode 0600)")
         ui.say(f"Rollback: {ahead.rollback}")

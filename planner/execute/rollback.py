@@ -598,7 +598,7 @@ async def rollback_file(
     backup = read_backup_for(rb, path)
     access = Access.of(spec, options.environ)
     records = journal.read(locate(rb.journal, path))
-    lock = cluster_lock(rb.omni_url, rb.cluster_name, "rollback")
+    lock = cluster_lock(rb.omni_url, rb.cluster_name, "rollback", access.env)
     lock.acquire()
     try:
         talos = access.talos()
