@@ -112,3 +112,45 @@ def test_the_lock_lives_in_the_clusters_state_directory(tmp_path):
     with lock:
         assert stat.S_IMODE(os.stat(lock.path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(tmp_path / "prod").st_mode) == 0o700
+
+
+def test_apply_help_says_where_state_goes():
+    from click.testing import CliRunner
+
+    from omniport.planner.cli.root import cli
+
+    out = CliRunner().invoke(cli, ["apply", "--help"]).output
+    assert "$OMNIPORT_STATE_DIR" in out and "~/.local/state/omniport" in out
+
+
+def test_apply_writes_state_where_the_spec_says_and_refuses_an_unusable_one(world, tmp_path):
+    world.make_plan()
+    before = world.snapshot()
+    # an unusable state directory: one sentence naming it and the setting, nothing changed
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    refused = world.apply(env={"OMNIPORT_STATE_DIR": str(blocker)})
+    assert refused.code == 1, refused.text
+    lines = [line for line in refused.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(blocker) in lines[0] and "$OMNIPORT_STATE_DIR" in lines[0]
+    assert "Traceback" not in refused.text
+    assert world.snapshot() == before
+
+    # state.directory, relative to the spec, wins over the environment for backups, the
+    # rollback plan and the journal; apply prints those real paths
+    world.tune(state={"directory": "../spec-state"})
+    world.make_plan()
+    applied = world.apply()
+    assert applied.code == 0, applied.text
+    state = (world.dir.parent / "spec-state" / world.info["cluster"]).resolve()
+    rollback = state / "import.plan.rollback.json"
+    assert f"Rollback: {rollback}" in applied.out
+    assert f"Journal:  {state / 'import.plan.journal.jsonl'}" in applied.out
+    assert len(list(state.glob("lab-backup-*.zip"))) == 1
+    assert not world.rollback.exists()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    rolled = world.cli("rollback", "--auto-approve", str(rollback))
+    assert rolled.code == 0, rolled.text
+    from tests.reliability.labkit import assert_restored
+
+    assert_restored(world, before)

@@ -43,7 +43,13 @@ def apply(
     parallelism: int | None,
     no_rollback: bool,
 ) -> int:
-    """Execute exactly a saved plan, as a transaction that rolls back on failure."""
+    """Execute exactly a saved plan, as a transaction that rolls back on failure.
+
+    The backup, the rollback plan and the journal go to the cluster's state directory,
+    never beside the spec: state.directory of the spec, else $OMNIPORT_STATE_DIR, else
+    $XDG_STATE_HOME/omniport, else ~/.local/state/omniport (one folder per cluster, 0700).
+    Apply prints where.
+    """
     return run_apply(
         console,
         plan_file,
