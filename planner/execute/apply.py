@@ -63,7 +63,7 @@ from omniport.planner.planning import Computed, NodeWork, compute, sha256
 from omniport.planner.sealed import checksum
 from omniport.planner.spec import Spec
 from omniport.providers import omni as o
-from omniport.providers.errors import Conflict
+from omniport.providers.errors import Conflict, NotFound, ProviderError
 from omniport.providers.omni import OmniClient
 from omniport.providers.talos import ApplyMode, TalosClient, map_nodes
 from omniport.providers.timeouts import Timeouts
@@ -189,6 +189,20 @@ def wait_step(cluster: str) -> StepRef:
 
 def verify_step(cluster: str) -> StepRef:
     return StepRef(f"omniport_verify.{cluster}", "read", "Verification", cluster)
+
+
+ORPHAN_GRACE_SECONDS = 5.0
+"""How long a run that finds the cluster's ImportedClusterSecrets in Omni waits for the Cluster
+of the run that made them before taking them for the orphan of a crashed run (between its
+secrets and its Cluster, a live run spends one journal write and one call)."""
+
+
+class ImportedElsewhere(ApplyError):
+    """This run lost the race for the cluster to another run's import (see
+    :meth:`Transaction.imported_elsewhere`); journaled with Omni's ALREADY_EXISTS code, so that
+    rollback leaves the resource alone."""
+
+    code = ALREADY_EXISTS
 
 
 class StepFailed(Exception):
@@ -415,19 +429,73 @@ class Transaction:
             created = await self.omni.create(
                 kind, rid, spec, labels=labels, annotations=annotations
             )
-        except Conflict as exc:
-            if kind != o.IMPORTED_CLUSTER_SECRETS or exc.code != ALREADY_EXISTS:
+        except ProviderError as exc:
+            if kind == o.CLUSTERS and isinstance(exc, Conflict) and exc.code == ALREADY_EXISTS:
+                lost = await self.imported_elsewhere()
+                if lost is not None:
+                    raise lost from None
+            if kind != o.IMPORTED_CLUSTER_SECRETS:
                 raise
-            # An orphan of an import that crashed before its Cluster existed (re-discovery just
-            # found no Cluster of this name): replace it, as Omni's importer does. Omni lets no
-            # client read these, so the plan could only announce it as "create or replace".
+            return await self.replace_orphan_secrets(exc, spec, labels, annotations)
+        return {"version": created.version}
+
+    # -- another run importing the same cluster (another host: another lock) --
+
+    async def imported_elsewhere(self, wait: float = 0.0) -> ImportedElsewhere | None:
+        """The error of a run that lost the race for this cluster to another run's import, or
+        None when Omni has no Cluster of this name (within ``wait`` seconds).
+
+        Omni's creates are atomic, so exactly one run creates the Cluster; the loser's step
+        fails with this (code ALREADY_EXISTS), and its rollback leaves what exists alone."""
+        deadline = time.monotonic() + wait
+        while True:
+            cluster = await self.omni.find(o.CLUSTERS, self.cluster)
+            if cluster is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        if cluster is None:
+            return None
+        other = cluster.annotations.get(OWNER_ANNOTATION)
+        by = f"import {other}" if other else "a run that is not this one"
+        return ImportedElsewhere(
+            f"cluster {self.cluster} is being imported by another run: Omni already has its "
+            f"Cluster, made by {by}; this run changed nothing of it",
+            "let the other run finish (its output names its rollback plan), then run "
+            "`omniport plan` to see the cluster as Omni holds it",
+        )
+
+    async def replace_orphan_secrets(
+        self, failure: ProviderError, spec: Any, labels: dict[str, str], annotations: dict[str, str]
+    ) -> dict[str, Any]:
+        """After Omni refused this run's ImportedClusterSecrets: replace an orphan, or lose.
+
+        Omni refuses them when the cluster exists (another run won the race) or when they exist
+        already: from a run in flight between its secrets and its Cluster (wait
+        ``ORPHAN_GRACE_SECONDS`` for that Cluster, then lose), or an orphan of an import that
+        crashed before its Cluster existed, which is replaced, as Omni's importer does. Omni lets
+        no client read these, so the plan could only announce "create or replace"."""
+        kind, rid = o.IMPORTED_CLUSTER_SECRETS, self.cluster
+        exists = isinstance(failure, Conflict) and failure.code == ALREADY_EXISTS
+        lost = await self.imported_elsewhere(ORPHAN_GRACE_SECONDS if exists else 0.0)
+        if lost is not None:
+            raise lost from None
+        if not exists:
+            raise failure
+        try:
             await self.omni.teardown(kind, rid)
             await self.omni.destroy(kind, rid)
+        except NotFound:
+            pass  # its own run removed it meanwhile
+        try:
             created = await self.omni.create(
                 kind, rid, spec, labels=labels, annotations=annotations
             )
-            return {"version": created.version, "replaced_orphan": True}
-        return {"version": created.version}
+        except ProviderError:
+            lost = await self.imported_elsewhere()
+            if lost is not None:
+                raise lost from None
+            raise
+        return {"version": created.version, "replaced_orphan": True}
 
     def patch_text(self, patch_id: str) -> str:
         if self._patch_texts is None:
