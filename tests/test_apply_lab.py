@@ -49,7 +49,7 @@ def test_plan_apply_rollback_round_trip(world: World):
     assert len(backups) == 1
     assert not list(world.dir.glob("*.zip")) and not (world.dir / "backups").exists()
     assert not list(world.dir.glob("*.rollback.json")) and not list(world.dir.glob("*.jsonl"))
-    for folder in (world.state, world.state.parent):
+    for folder in (world.state, world.state.parent, world.state.parent.parent):
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder
     assert [p.name for p in world.state.glob("*.lock")], "the lock is in the state directory"
     backup = backups[0]

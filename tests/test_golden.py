@@ -48,6 +48,11 @@ TEXT_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "the lab's Omni, Image Factory and apid listen on ports the OS picks",
     ),
     (
+        re.compile(r"/127\.0\.0\.1_\d+/"),
+        "/127.0.0.1_<port>/",
+        "the state directory is per Omni instance, named by its host and port",
+    ),
+    (
         re.compile(r"-backup-\d{8}-\d{6}\.zip"),
         "-backup-<YYYYMMDD-HHMMSS>.zip",
         "the backup's name carries the wall-clock time of the apply",

@@ -45,10 +45,13 @@ def test_relative_omniport_state_dir_is_taken_from_the_working_directory(tmp_pat
     assert statedir.base_directory({"OMNIPORT_STATE_DIR": "st"}) == tmp_path / "st"
 
 
+OMNI = "https://omni.example:8443"
+
+
 def test_files_go_to_the_clusters_state_directory_not_beside_the_plan():
     env = {"HOME": "/home/u"}
-    files = statedir.files_for(Path("/repo/clusters/import.plan.json"), "prod", spec(), env)
-    home = Path("/home/u/.local/state/omniport/prod")
+    files = statedir.files_for(Path("/repo/clusters/import.plan.json"), "prod", OMNI, spec(), env)
+    home = Path("/home/u/.local/state/omniport/prod/omni.example_8443")
     assert files == statedir.StateFiles(
         directory=home,
         rollback=home / "import.plan.rollback.json",
@@ -60,18 +63,40 @@ def test_files_go_to_the_clusters_state_directory_not_beside_the_plan():
 def test_spec_state_directory_is_relative_to_the_spec_and_wins_over_the_environment():
     text = SPEC + "state: {directory: ../.omniport-state}\n"
     env = {"HOME": "/home/u", "OMNIPORT_STATE_DIR": "/ci/st"}
-    files = statedir.files_for(Path("/tmp/p.json"), "prod", spec(text), env)
-    assert files.directory == Path("/repo/.omniport-state/prod")
-    assert files.rollback == Path("/repo/.omniport-state/prod/p.rollback.json")
+    files = statedir.files_for(Path("/tmp/p.json"), "prod", OMNI, spec(text), env)
+    assert files.directory == Path("/repo/.omniport-state/prod/omni.example_8443")
+    assert files.rollback == files.directory / "p.rollback.json"
     # the lock stays where every command of this host meets it (abort takes no spec)
-    assert statedir.lock_directory("prod", env) == Path("/ci/st/prod")
+    assert statedir.lock_directory("prod", OMNI, env) == Path("/ci/st/prod/omni.example_8443")
 
 
 def test_backup_directory_moves_the_backups_alone():
     text = SPEC + "backup: {directory: ./backups}\n"
-    files = statedir.files_for(Path("/x/p.json"), "prod", spec(text), {"HOME": "/h"})
+    files = statedir.files_for(Path("/x/p.json"), "prod", OMNI, spec(text), {"HOME": "/h"})
     assert files.backups == Path("/repo/clusters/backups")
-    assert files.rollback == Path("/h/.local/state/omniport/prod/p.rollback.json")
+    assert files.rollback == Path("/h/.local/state/omniport/prod/omni.example_8443/p.rollback.json")
+
+
+@pytest.mark.parametrize(
+    ("url", "want"),
+    [
+        ("https://acme.omni.siderolabs.io", "acme.omni.siderolabs.io"),
+        ("https://127.0.0.1:33967", "127.0.0.1_33967"),
+        ("https://[fdae:41e4::1]:8443/", "fdae_41e4__1_8443"),
+        ("omni.internal:8443", "omni.internal_8443"),
+    ],
+)
+def test_the_omni_instance_is_one_path_component(url, want):
+    assert statedir.omni_name(url) == want
+
+
+def test_two_omnis_with_a_cluster_of_one_name_do_not_share_state():
+    """A staging and a production Omni may both have a cluster "lab": one's unfinished import
+    must neither block nor be taken for the other's."""
+    env = {"HOME": "/h"}
+    a = statedir.files_for(Path("/x/p.json"), "lab", "https://omni-a.example", spec(), env)
+    b = statedir.files_for(Path("/x/p.json"), "lab", "https://omni-b.example", spec(), env)
+    assert a.rollback != b.rollback and a.directory.parent == b.directory.parent
 
 
 def test_a_state_directory_that_is_not_a_path_is_a_spec_error():
@@ -108,10 +133,10 @@ def test_prepare_refuses_an_unusable_directory_in_one_sentence(tmp_path):
 def test_the_lock_lives_in_the_clusters_state_directory(tmp_path):
     env = {"OMNIPORT_STATE_DIR": str(tmp_path)}
     lock = cluster_lock("https://omni.example:8443", "prod", "apply", env)
-    assert lock.path.parent == tmp_path / "prod"
+    assert lock.path.parent == tmp_path / "prod" / "omni.example_8443"
     with lock:
         assert stat.S_IMODE(os.stat(lock.path).st_mode) == 0o600
-        assert stat.S_IMODE(os.stat(tmp_path / "prod").st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(lock.path.parent).st_mode) == 0o700
 
 
 def test_apply_help_says_where_state_goes():
@@ -142,7 +167,7 @@ def test_apply_writes_state_where_the_spec_says_and_refuses_an_unusable_one(worl
     world.make_plan()
     applied = world.apply()
     assert applied.code == 0, applied.text
-    state = (world.dir.parent / "spec-state" / world.info["cluster"]).resolve()
+    state = world.state_in((world.dir.parent / "spec-state").resolve())
     rollback = state / "import.plan.rollback.json"
     assert f"Rollback: {rollback}" in applied.out
     assert f"Journal:  {state / 'import.plan.journal.jsonl'}" in applied.out

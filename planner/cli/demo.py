@@ -76,7 +76,7 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
     workdir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="omniport-demo-"))
     lab_dir = workdir / "lab"
     # the throwaway lab's backups and rollback plan go with it, not to the user's own state
-    # directory; the commands print where (a real apply uses ~/.local/state/omniport/<cluster>)
+    # directory; the commands print where (a real apply uses ~/.local/state/omniport/...)
     state_before = os.environ.get(statedir.STATE_ENV)
     os.environ[statedir.STATE_ENV] = str(workdir / "state")
 
@@ -126,7 +126,9 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
             echo(f"  {r['type']:<42} {r['id']:<40} {marks}")
 
         plan = planfile.read(plan_path)
-        rollback = statedir.files_for(plan_path, plan.cluster.name, load_spec(spec)).rollback
+        rollback = statedir.files_for(
+            plan_path, plan.cluster.name, plan.cluster.omni_url, load_spec(spec)
+        ).rollback
         step(f"omniport rollback --auto-approve {rollback}")
         run_rollback(console, str(rollback), auto_approve=True, spec_path=None)
 

@@ -47,7 +47,8 @@ def apply(
 
     The backup, the rollback plan and the journal go to the cluster's state directory,
     never beside the spec: state.directory of the spec, else $OMNIPORT_STATE_DIR, else
-    $XDG_STATE_HOME/omniport, else ~/.local/state/omniport (one folder per cluster, 0700).
+    $XDG_STATE_HOME/omniport, else ~/.local/state/omniport (one folder per cluster and Omni
+    instance, 0700).
     Apply prints where.
     """
     return run_apply(

@@ -90,7 +90,7 @@ def state_files(
 ) -> statedir.StateFiles:
     """Where an apply of ``plan_path`` keeps its rollback plan, journal and backup: the
     cluster's state directory (``statedir.py``), never beside a spec committed to git."""
-    return statedir.files_for(plan_path, plan.cluster.name, spec, environ)
+    return statedir.files_for(plan_path, plan.cluster.name, plan.cluster.omni_url, spec, environ)
 
 
 # ---- reading and checking the plan ----------------------------------------------------------

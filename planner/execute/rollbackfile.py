@@ -152,7 +152,7 @@ def parse(text: str, source: str = "rollback file") -> RollbackPlan:
         raise RollbackFileError(
             f"{source} is a plan file, not a rollback plan",
             "pass the .rollback.json that apply wrote (it printed the path: the cluster's state "
-            "directory, by default ~/.local/state/omniport/<cluster>/)",
+            "directory, by default ~/.local/state/omniport/<cluster>/<omni host>/)",
         )
     if not isinstance(data, dict) or "checksum" not in data or "import_id" not in data:
         raise RollbackFileError(

@@ -156,7 +156,7 @@ def cluster_lock(
     """The lock (not yet taken) every command that changes ``cluster`` in that Omni holds, in
     the cluster's state directory (``statedir.lock_directory``). It holds on this host only:
     across hosts, Omni's atomic create of the cluster's resources decides (README)."""
-    directory = statedir.lock_directory(cluster, environ)
+    directory = statedir.lock_directory(cluster, omni_url, environ)
     return ClusterLock(lock_scope(omni_url, cluster), operation, directory)
 
 

@@ -2,7 +2,9 @@
 
 Backups hold every node's full config (keys included); the rollback plan, the journal and the
 lock say what a run did. None of them belongs beside a spec that is committed to git, so they
-live in one directory per cluster, ``<base>/<cluster>/``, where ``<base>`` is the first of:
+live in one directory per cluster, ``<base>/<cluster>/<omni>/``, where ``<omni>`` is the Omni
+instance's host (and port): two Omnis may each have a cluster of the same name, and one's
+unfinished import must not block, or be mistaken for, the other's. ``<base>`` is the first of:
 
 1. the spec's ``state.directory`` (relative to the spec's directory),
 2. ``$OMNIPORT_STATE_DIR``,
@@ -23,6 +25,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from omniport.planner.errors import OmniportError
 from omniport.planner.files import make_private_dirs
@@ -56,21 +59,36 @@ def base_directory(environ: Mapping[str, str] | None = None) -> Path:
     return Path(home) / ".local" / "state" / "omniport"
 
 
+def omni_name(omni_url: str) -> str:
+    """The Omni instance as one path component: its host, and its port when it names one."""
+    parts = urlsplit(omni_url if "//" in omni_url else f"//{omni_url}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or omni_url
+    return safe_name(f"{host}_{port}" if port else host)
+
+
 def cluster_directory(
-    cluster: str, spec: Spec | None = None, environ: Mapping[str, str] | None = None
+    cluster: str,
+    omni_url: str,
+    spec: Spec | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Path:
-    """``<base>/<cluster>/``: the spec's ``state.directory`` first, else the environment's."""
+    """``<base>/<cluster>/<omni>/``: the spec's ``state.directory`` first, else the
+    environment's."""
     base = spec.state_directory if spec is not None and spec.state_directory else None
-    return (base or base_directory(environ)) / safe_name(cluster)
+    return (base or base_directory(environ)) / safe_name(cluster) / omni_name(omni_url)
 
 
-def lock_directory(cluster: str, environ: Mapping[str, str] | None = None) -> Path:
+def lock_directory(cluster: str, omni_url: str, environ: Mapping[str, str] | None = None) -> Path:
     """Where the cluster's lock lives: the same for every command on this host."""
     env = os.environ if environ is None else environ
     override = env.get(LOCK_ENV, "")
     if override:
         return Path(override).expanduser().absolute()
-    return base_directory(env) / safe_name(cluster)
+    return base_directory(env) / safe_name(cluster) / omni_name(omni_url)
 
 
 @dataclass(frozen=True)
@@ -90,11 +108,15 @@ def plan_stem(plan_path: Path) -> str:
 
 
 def files_for(
-    plan_path: Path, cluster: str, spec: Spec | None, environ: Mapping[str, str] | None = None
+    plan_path: Path,
+    cluster: str,
+    omni_url: str,
+    spec: Spec | None,
+    environ: Mapping[str, str] | None = None,
 ) -> StateFiles:
     """``<plan stem>.rollback.json`` and ``<plan stem>.journal.jsonl`` in the cluster's state
     directory, and where the backup goes."""
-    directory = cluster_directory(cluster, spec, environ)
+    directory = cluster_directory(cluster, omni_url, spec, environ)
     stem = plan_stem(plan_path)
     backups = spec.backup_directory if spec is not None and spec.backup_directory else directory
     return StateFiles(

@@ -2,7 +2,7 @@
 
 Every command runs as its own process (``python -m planner.cli``), as a user would run it, so a
 test can SIGKILL it or send it Ctrl-C. Apply's state (backups, rollback plan, journal, lock)
-goes to ``<lab dir>/state/<cluster>/`` (OMNIPORT_STATE_DIR), never the developer's own.
+goes to ``<lab dir>/state/<cluster>/<omni>/`` (OMNIPORT_STATE_DIR), never the developer's own.
 """
 
 from __future__ import annotations
@@ -75,7 +75,15 @@ class World:
     @property
     def state(self) -> Path:
         """The cluster's state directory apply writes to (``execute/statedir.py``)."""
-        return Path(self.env["OMNIPORT_STATE_DIR"]) / self.info["cluster"]
+        return self.state_in(Path(self.env["OMNIPORT_STATE_DIR"]))
+
+    def state_in(self, base: Path) -> Path:
+        """The cluster's state directory under the state base ``base`` (OMNIPORT_STATE_DIR)."""
+        from omniport.planner.execute import statedir
+
+        omni_url = yaml.safe_load(self.spec.read_text())["omni"]["url"]
+        env = {"OMNIPORT_STATE_DIR": str(base)}
+        return statedir.cluster_directory(self.info["cluster"], omni_url, None, env)
 
     @property
     def rollback(self) -> Path:

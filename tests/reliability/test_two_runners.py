@@ -110,8 +110,8 @@ def test_two_runners_race_and_the_loser_touches_nothing_of_the_winner(tmp_path: 
             lines = [line for line in err.splitlines() if line.strip()]
             assert len(lines) == 1 and lines[0].startswith("Error: "), context
 
-            win_state = race["dirs"][winner] / cluster
-            lose_state = race["dirs"][loser] / cluster
+            win_state = world.state_in(race["dirs"][winner])
+            lose_state = world.state_in(race["dirs"][loser])
             rollback_file = win_state / "import.plan.rollback.json"
             import_id = json.loads(rollback_file.read_text())["import_id"]
 
