@@ -470,8 +470,12 @@ def one(
 
         fsync = fsync_ms(lab_dir)
         result["fsync_ms"] = round(fsync, 3)
-        journal = lab_dir / "import.plan.journal.jsonl"
-        rollback_file = lab_dir / "import.plan.rollback.json"
+        # apply's state (journal, rollback plan, backup) goes to this run's own directory,
+        # which the children inherit, not to the user's ~/.local/state/omniport
+        os.environ["OMNIPORT_STATE_DIR"] = str(work / "state")
+        state = work / "state" / str(info["cluster"])
+        journal = state / "import.plan.journal.jsonl"
+        rollback_file = state / "import.plan.rollback.json"
         applied = run_child(
             ["apply", "--auto-approve", "--json", "--parallelism", str(p), str(plan_path)],
             work / "apply.jsonl",

@@ -207,7 +207,6 @@ def import_spec(
         "initialKubernetes": o.initial_kubernetes_version,
     }
     spec["healthCheck"] = {"enabled": True, "timeout": "1m"}
-    spec["backup"] = {"directory": "./backups"}
     header = (
         f"# Import spec for the omniport lab in this directory ({len(nodes)} nodes, "
         f"cluster {o.cluster_name!r}).\n"

@@ -105,6 +105,8 @@ class Spec:
     wait_timeout: float
     normalized: dict[str, Any]
     """The spec as plain data with every default filled in: what the plan file records."""
+    state_directory: Path | None = None
+    """``state.directory``: the base of the per-cluster state directories (execute/statedir)."""
 
     @property
     def sha256(self) -> str:
@@ -480,15 +482,16 @@ def _semantic_problems(
                     f"{_dotted(path)} names {_shown(section[path[1]])}, which is not a readable "
                     "file",
                 )
-    directory = data.get("backup", {}).get("directory")
-    if isinstance(directory, str):
-        try:
-            _local_path(base, directory)
-        except (OSError, ValueError, RuntimeError):
-            at(
-                ("backup", "directory"),
-                f"backup.directory names {_shown(directory)}, which is not a usable path",
-            )
+    for section in ("backup", "state"):
+        directory = data.get(section, {}).get("directory")
+        if isinstance(directory, str):
+            try:
+                _local_path(base, directory)
+            except (OSError, ValueError, RuntimeError):
+                at(
+                    (section, "directory"),
+                    f"{section}.directory names {_shown(directory)}, which is not a usable path",
+                )
     for path in (("healthCheck", "timeout"), ("apply", "waitTimeout")):
         value = data.get(path[0], {}).get(path[1])
         if isinstance(value, str) and _DURATION.match(value) and parse_duration(value) == 0:
@@ -604,4 +607,5 @@ def _build(data: dict[str, Any], base: Path, path: Path) -> Spec:
         parallelism=int(data["apply"]["parallelism"]),
         wait_timeout=parse_duration(data["apply"]["waitTimeout"]),
         normalized=data,
+        state_directory=_opt_path(base, data.get("state", {}).get("directory")),
     )

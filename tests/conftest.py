@@ -150,6 +150,27 @@ def aio() -> Iterator[LoopRunner]:
     runner.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_state_in_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test writes backups, rollback plans, journals or locks to the developer's
+    ``~/.local/state``: the session's default state directory is a temporary one."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+    patch.delenv("OMNIPORT_STATE_DIR", raising=False)
+    patch.delenv("OMNIPORT_LOCK_DIR", raising=False)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own state directory (``$OMNIPORT_STATE_DIR``), so that no two tests meet in
+    one cluster's state (``World`` sets its own for the commands it runs)."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("OMNIPORT_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def lab_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LabHandle]]:
     """``lab_factory(*lab_up_args) -> LabHandle``; every lab is stopped at session end."""

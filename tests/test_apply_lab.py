@@ -43,11 +43,15 @@ def test_plan_apply_rollback_round_trip(world: World):
     applied = world.apply()
     assert applied.code == 0, applied.text
     assert "Apply complete! Resources:" in applied.out
-    backups = list((world.dir / "backups").glob("*.zip"))
+    # backup, rollback plan, journal and lock: in the cluster's state directory, not beside
+    # the spec (issue 15, item 6); folders 0700 (issue 16, item 2)
+    backups = list(world.state.glob("*.zip"))
     assert len(backups) == 1
-    # the folder apply created for them lists nothing to others (issue 16, item 2)
-    assert stat.S_IMODE(os.stat(world.dir / "backups").st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(world.dir / "locks").st_mode) == 0o700
+    assert not list(world.dir.glob("*.zip")) and not (world.dir / "backups").exists()
+    assert not list(world.dir.glob("*.rollback.json")) and not list(world.dir.glob("*.jsonl"))
+    for folder in (world.state, world.state.parent, world.state.parent.parent):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder
+    assert [p.name for p in world.state.glob("*.lock")], "the lock is in the state directory"
     backup = backups[0]
     assert re.fullmatch(rf"{plan.cluster.name}-backup-\d{{8}}-\d{{6}}\.zip", backup.name)
     for path in (backup, world.rollback, world.journal):
@@ -148,7 +152,7 @@ def test_stale_plan_is_refused_naming_the_node(world: World):
     assert f"node {node}'s config changed since the plan" in line
     assert "run `omniport plan` again" in line
     assert world.snapshot() == before
-    assert not world.rollback.exists() and not (world.dir / "backups").exists()
+    assert not world.rollback.exists() and not list(world.state.glob("*.zip"))
 
 
 def test_tampered_plan_is_refused(world: World):
@@ -169,9 +173,8 @@ def test_concurrent_apply_fails_fast_naming_the_holder(world: World):
     before = world.snapshot()
     world.fault(kind="latency", ms=150)
     first = world.popen("apply", "--auto-approve", str(world.plan))
-    locks = world.dir / "locks"
     deadline = time.monotonic() + 30
-    while not any(p.stat().st_size for p in locks.glob("*.lock")) if locks.exists() else True:
+    while not any(p.stat().st_size for p in world.state.glob("*.lock")):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     second = world.apply()

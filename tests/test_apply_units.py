@@ -17,10 +17,8 @@ from omniport.planner import planfile, render
 from omniport.planner.cli.console import ConsoleUi, require_approval_channel
 from omniport.planner.execute import journal
 from omniport.planner.execute.apply import (
-    journal_path,
     load_plan,
     retire_previous,
-    rollback_path,
     stale_reasons,
 )
 from omniport.planner.execute.errors import ApplyError
@@ -115,10 +113,7 @@ def test_patches_secrets_findings_and_omni_are_named():
     assert "Omni's state changed" in stale_reasons(plan, sample_plan(fingerprint=SHA_B))[0]
 
 
-def test_paths_beside_the_plan():
-    plan = Path("/x/import.plan.json")
-    assert rollback_path(plan) == Path("/x/import.plan.rollback.json")
-    assert journal_path(plan) == Path("/x/import.plan.journal.jsonl")
+def test_lock_scope_is_omni_host_and_cluster():
     assert lock_scope("https://omni.example:8443", "prod") == "omni.example:8443/prod"
 
 

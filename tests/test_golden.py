@@ -37,6 +37,7 @@ from tests.reliability.labkit import World, start_world
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("OMNIPORT_UPDATE_GOLDEN") == "1"
 LAB_DIR = "<lab>"
+STATE_DIR = "<state>"
 
 # (pattern, replacement, why it differs between runs). Applied in order, to text outputs and
 # to every string inside parsed JSON. The lab's directory is replaced first (by the fixture).
@@ -45,6 +46,11 @@ TEXT_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
         re.compile(r"127\.0\.0\.1:\d+"),
         "127.0.0.1:<port>",
         "the lab's Omni, Image Factory and apid listen on ports the OS picks",
+    ),
+    (
+        re.compile(r"/127\.0\.0\.1_\d+/"),
+        "/127.0.0.1_<port>/",
+        "the state directory is per Omni instance, named by its host and port",
     ),
     (
         re.compile(r"-backup-\d{8}-\d{6}\.zip"),
@@ -85,7 +91,9 @@ JSON_RUN_SPECIFIC_KEYS: dict[str, str] = {
 
 
 def normalize_text(text: str, lab_dir: Path) -> str:
-    text = text.replace(str(lab_dir), LAB_DIR)
+    # apply's state directory (labkit: OMNIPORT_STATE_DIR=<lab>/state) stands for the user's
+    # ~/.local/state/omniport
+    text = text.replace(str(lab_dir / "state"), STATE_DIR).replace(str(lab_dir), LAB_DIR)
     for pattern, replacement, _why in TEXT_SUBSTITUTIONS:
         text = pattern.sub(replacement, text)
     return text
@@ -160,6 +168,11 @@ def omniport(world: World, *argv: str) -> Output:
 APPLY = ("apply", "--auto-approve", "--parallelism", "1")
 
 
+def rollback_file(world: World, stem: str) -> Path:
+    """Where apply wrote the rollback plan of ``<stem>.json``: the cluster's state directory."""
+    return world.state / f"{stem}.rollback.json"
+
+
 def walk_scenarios(world: World) -> dict[str, Output]:
     """Every scenario, in an order that leaves the lab as it found it between them."""
     out: dict[str, Output] = {}
@@ -193,13 +206,13 @@ def walk_scenarios(world: World) -> dict[str, Output]:
     out["apply-basic.txt"] = omniport(world, *APPLY, "import.plan.json")
     # (rollback has no --parallelism: its Links are destroyed concurrently, in an order the
     # scheduler picks, so its output is not golden; test_rollback_lab checks what it does)
-    rolled = omniport(world, "rollback", "--auto-approve", "import.plan.rollback.json")
+    rolled = omniport(world, "rollback", "--auto-approve", str(rollback_file(world, "import.plan")))
     assert rolled.code == 0, rolled.stdout + rolled.stderr
 
     # the same as JSON Lines, from a fresh plan of the restored lab
     omniport(world, "plan", "-o", "again.plan", "import.yaml")
     out["apply-basic.json"] = omniport(world, *APPLY, "--json", "again.plan")
-    rolled = omniport(world, "rollback", "--auto-approve", "again.plan.rollback.json")
+    rolled = omniport(world, "rollback", "--auto-approve", str(rollback_file(world, "again.plan")))
     assert rolled.code == 0, rolled.stdout + rolled.stderr
 
     # an apply whose last node refuses its new config: it fails and rolls back by itself

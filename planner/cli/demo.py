@@ -68,13 +68,19 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
     import tempfile
 
     from omniport.lab import control as lab_control
-    from omniport.planner.execute.apply import rollback_path
+    from omniport.planner import planfile
+    from omniport.planner.execute import statedir
+    from omniport.planner.spec import load_spec
 
     echo = console.echo
 
     started = time.monotonic()
     workdir = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="omniport-demo-"))
     lab_dir = workdir / "lab"
+    # the throwaway lab's backups and rollback plan go with it, not to the user's own state
+    # directory; the commands print where (a real apply uses ~/.local/state/omniport/...)
+    state_before = os.environ.get(statedir.STATE_ENV)
+    os.environ[statedir.STATE_ENV] = str(workdir / "state")
 
     def step(title: str) -> None:
         echo("")
@@ -142,7 +148,10 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
             marks = ", ".join(sorted(k.split("/")[-1] for k in r["annotations"]))
             echo(f"  {r['type']:<42} {r['id']:<40} {marks}")
 
-        rollback = rollback_path(plan_path)
+        plan = planfile.read(plan_path)
+        rollback = statedir.files_for(
+            plan_path, plan.cluster.name, plan.cluster.omni_url, load_spec(spec)
+        ).rollback
         step(f"omniport rollback --auto-approve {rollback}")
         run_rollback(console, str(rollback), auto_approve=True, spec_path=None, exit_now=exit_now)
 
@@ -174,6 +183,10 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
         ok = True
         step(f"Done in {time.monotonic() - started:.1f}s: planned, applied, rolled back, verified.")
     finally:
+        if state_before is None:
+            os.environ.pop(statedir.STATE_ENV, None)
+        else:
+            os.environ[statedir.STATE_ENV] = state_before
         if keep:
             echo("")
             me = invocation.program()

@@ -48,7 +48,14 @@ def apply(
 
     Ctrl-C before the first change exits 130 with nothing changed; during the transaction it
     rolls back (twice: exits at once, naming the rollback command); after "Apply complete!"
-    it is ignored and apply exits 0."""
+    it is ignored and apply exits 0.
+
+    The backup, the rollback plan and the journal go to the cluster's state directory,
+    never beside the spec: state.directory of the spec, else $OMNIPORT_STATE_DIR, else
+    $XDG_STATE_HOME/omniport, else ~/.local/state/omniport (one folder per cluster and Omni
+    instance, 0700).
+    Apply prints where.
+    """
     return run_apply(
         console,
         plan_file,

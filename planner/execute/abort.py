@@ -98,7 +98,7 @@ async def abort_import(
     access = Access.of(spec, environ)
     talos = access.talos()
     omni = access.omni()
-    lock = cluster_lock(omni.endpoint.url, cluster, "abort")
+    lock = cluster_lock(omni.endpoint.url, cluster, "abort", access.env)
     lock.acquire()
     try:
         async with talos, omni:

@@ -37,7 +37,7 @@ from omniport.planner.changes import OWNER_ANNOTATION, PATCH_DESCRIPTION, PATCH_
 from omniport.planner.discover import DEFAULT_PARALLELISM as READ_PARALLELISM
 from omniport.planner.discover import discover, factory_client, run_health_check
 from omniport.planner.errors import OmniportError
-from omniport.planner.execute import journal, rollback, rollbackfile
+from omniport.planner.execute import journal, rollback, rollbackfile, statedir
 from omniport.planner.execute.backup import BackupEntry, backup_name, write_backup
 from omniport.planner.execute.errors import (
     ApplyError,
@@ -71,7 +71,7 @@ from omniport.planner.sealed import checksum
 from omniport.planner.spec import Spec
 from omniport.planner.speclocation import spec_directory
 from omniport.providers import omni as o
-from omniport.providers.errors import Conflict
+from omniport.providers.errors import Conflict, NotFound, ProviderError
 from omniport.providers.omni import OmniClient
 from omniport.providers.talos import ApplyMode, TalosClient, map_nodes
 from omniport.providers.timeouts import Timeouts
@@ -93,18 +93,12 @@ def _connected(resource: o.Resource) -> bool:
 # ---- paths ----------------------------------------------------------------------------------
 
 
-def _stem(plan_path: Path) -> str:
-    return plan_path.name[: -len(".json")] if plan_path.name.endswith(".json") else plan_path.name
-
-
-def rollback_path(plan_path: Path) -> Path:
-    """``<plan stem>.rollback.json`` beside the plan."""
-    return plan_path.parent / f"{_stem(plan_path)}.rollback.json"
-
-
-def journal_path(plan_path: Path) -> Path:
-    """``<plan stem>.journal.jsonl`` beside the plan."""
-    return plan_path.parent / f"{_stem(plan_path)}.journal.jsonl"
+def state_files(
+    plan_path: Path, plan: Plan, spec: Spec, environ: Mapping[str, str] | None = None
+) -> statedir.StateFiles:
+    """Where an apply of ``plan_path`` keeps its rollback plan, journal and backup: the
+    cluster's state directory (``statedir.py``), never beside a spec committed to git."""
+    return statedir.files_for(plan_path, plan.cluster.name, plan.cluster.omni_url, spec, environ)
 
 
 # ---- reading and checking the plan ----------------------------------------------------------
@@ -232,6 +226,20 @@ def wait_step(cluster: str) -> StepRef:
 
 def verify_step(cluster: str) -> StepRef:
     return StepRef(f"omniport_verify.{cluster}", "read", "Verification", cluster)
+
+
+ORPHAN_GRACE_SECONDS = 5.0
+"""How long a run that finds the cluster's ImportedClusterSecrets in Omni waits for the Cluster
+of the run that made them before taking them for the orphan of a crashed run (between its
+secrets and its Cluster, a live run spends one journal write and one call)."""
+
+
+class ImportedElsewhere(ApplyError):
+    """This run lost the race for the cluster to another run's import (see
+    :meth:`Transaction.imported_elsewhere`); journaled with Omni's ALREADY_EXISTS code, so that
+    rollback leaves the resource alone."""
+
+    code = ALREADY_EXISTS
 
 
 class StepFailed(Exception):
@@ -466,19 +474,73 @@ class Transaction:
             created = await self.omni.create(
                 kind, rid, spec, labels=labels, annotations=annotations
             )
-        except Conflict as exc:
-            if kind != o.IMPORTED_CLUSTER_SECRETS or exc.code != ALREADY_EXISTS:
+        except ProviderError as exc:
+            if kind == o.CLUSTERS and isinstance(exc, Conflict) and exc.code == ALREADY_EXISTS:
+                lost = await self.imported_elsewhere()
+                if lost is not None:
+                    raise lost from None
+            if kind != o.IMPORTED_CLUSTER_SECRETS:
                 raise
-            # An orphan of an import that crashed before its Cluster existed (re-discovery just
-            # found no Cluster of this name): replace it, as Omni's importer does. Omni lets no
-            # client read these, so the plan could only announce it as "create or replace".
+            return await self.replace_orphan_secrets(exc, spec, labels, annotations)
+        return {"version": created.version}
+
+    # -- another run importing the same cluster (another host: another lock) --
+
+    async def imported_elsewhere(self, wait: float = 0.0) -> ImportedElsewhere | None:
+        """The error of a run that lost the race for this cluster to another run's import, or
+        None when Omni has no Cluster of this name (within ``wait`` seconds).
+
+        Omni's creates are atomic, so exactly one run creates the Cluster; the loser's step
+        fails with this (code ALREADY_EXISTS), and its rollback leaves what exists alone."""
+        deadline = time.monotonic() + wait
+        while True:
+            cluster = await self.omni.find(o.CLUSTERS, self.cluster)
+            if cluster is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        if cluster is None:
+            return None
+        other = cluster.annotations.get(OWNER_ANNOTATION)
+        by = f"import {other}" if other else "a run that is not this one"
+        return ImportedElsewhere(
+            f"cluster {self.cluster} is being imported by another run: Omni already has its "
+            f"Cluster, made by {by}; this run changed nothing of it",
+            "let the other run finish (its output names its rollback plan), then run "
+            "`omniport plan` to see the cluster as Omni holds it",
+        )
+
+    async def replace_orphan_secrets(
+        self, failure: ProviderError, spec: Any, labels: dict[str, str], annotations: dict[str, str]
+    ) -> dict[str, Any]:
+        """After Omni refused this run's ImportedClusterSecrets: replace an orphan, or lose.
+
+        Omni refuses them when the cluster exists (another run won the race) or when they exist
+        already: from a run in flight between its secrets and its Cluster (wait
+        ``ORPHAN_GRACE_SECONDS`` for that Cluster, then lose), or an orphan of an import that
+        crashed before its Cluster existed, which is replaced, as Omni's importer does. Omni lets
+        no client read these, so the plan could only announce "create or replace"."""
+        kind, rid = o.IMPORTED_CLUSTER_SECRETS, self.cluster
+        exists = isinstance(failure, Conflict) and failure.code == ALREADY_EXISTS
+        lost = await self.imported_elsewhere(ORPHAN_GRACE_SECONDS if exists else 0.0)
+        if lost is not None:
+            raise lost from None
+        if not exists:
+            raise failure
+        try:
             await self.omni.teardown(kind, rid)
             await self.omni.destroy(kind, rid)
+        except NotFound:
+            pass  # its own run removed it meanwhile
+        try:
             created = await self.omni.create(
                 kind, rid, spec, labels=labels, annotations=annotations
             )
-            return {"version": created.version, "replaced_orphan": True}
-        return {"version": created.version}
+        except ProviderError:
+            lost = await self.imported_elsewhere()
+            if lost is not None:
+                raise lost from None
+            raise
+        return {"version": created.version, "replaced_orphan": True}
 
     def patch_text(self, patch_id: str) -> str:
         if self._patch_texts is None:
@@ -716,12 +778,13 @@ def write_ahead(
     spec: Spec,
     computed: Computed,
     import_id: str,
+    files: statedir.StateFiles,
     *,
     now: datetime | None = None,
 ) -> WriteAhead:
     """The backup zip and the rollback plan, both fsynced and mode 0600, before any change."""
     now = now or datetime.now()
-    directory = spec.backup_directory or plan_path.resolve().parent
+    directory = files.backups
     name = backup_name(plan.cluster.name, now)
     backup = directory / name
     suffix = 1
@@ -745,7 +808,7 @@ def write_ahead(
         k8s_ca_sha256=k8s_ca_sha256(configs[cp.address]),
         backup_path=str(backup.resolve()),
         backup_sha256=hashlib.sha256(zipped).hexdigest(),
-        journal=str(journal_path(plan_path).resolve()),
+        journal=str(files.journal),
         nodes=tuple(
             rollbackfile.RollbackNode(
                 address=e.node,
@@ -764,9 +827,8 @@ def write_ahead(
         links=tuple(n.machine_uuid for n in plan.nodes if n.machine_uuid not in known),
         spec_base=str(spec.path.parent),
     )
-    rpath = rollback_path(plan_path)
-    rollbackfile.write(rb, rpath)
-    return WriteAhead(backup=backup, rollback=rpath, journal=journal_path(plan_path), plan=rb)
+    rollbackfile.write(rb, files.rollback)
+    return WriteAhead(backup=backup, rollback=files.rollback, journal=files.journal, plan=rb)
 
 
 # ---- the apply run --------------------------------------------------------------------------
@@ -834,10 +896,12 @@ async def apply_plan(
     plan, spec = load_plan(plan_path)
     access = Access.of(spec, options.environ)
     cluster = plan.cluster.name
-    lock = cluster_lock(plan.cluster.omni_url, cluster, "apply")
+    files = state_files(plan_path, plan, spec, access.env)
+    statedir.prepare(files.directory, statedir.setting_for(spec, access.env))
+    lock = cluster_lock(plan.cluster.omni_url, cluster, "apply", access.env)
     lock.acquire()
     try:
-        retire_previous(journal_path(plan_path), rollback_path(plan_path))
+        retire_previous(files.journal, files.rollback)
         ui.say(f"Reading {len(plan.nodes)} node(s) and Omni to check that the plan is current…")
         facts = await discover(spec, timeouts=access.timeouts, env=access.env, health_check=False)
         computed = compute(spec, facts, compare_results=False)
@@ -865,7 +929,7 @@ async def apply_plan(
         if computed.facts.factory.credentials is not None:
             scrub.add(computed.facts.factory.credentials[1:])
         import_id = str(uuid.uuid4())
-        ahead = write_ahead(plan_path, plan, spec, computed, import_id)
+        ahead = write_ahead(plan_path, plan, spec, computed, import_id, files)
         record = Recorder(ahead.journal, access.env, warn=ui.say)
         try:
             # room for every record of the run and of its rollback, before the first change

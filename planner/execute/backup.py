@@ -57,7 +57,8 @@ def write_backup(path: Path, entries: Iterable[BackupEntry]) -> Path:
     except OSError as err:
         raise BackupError(
             f"cannot write the backup {path}: {err.strerror}",
-            "set backup.directory in the spec to a writable directory",
+            "point $OMNIPORT_STATE_DIR (or state.directory or backup.directory in the spec) at "
+            "a directory you can write",
         ) from None
     return path
 

@@ -37,25 +37,18 @@ class LockInfo:
     pid: int
 
 
-def lock_dir() -> Path:
-    base = os.environ.get("OMNIPORT_LOCK_DIR")
-    if base:
-        return Path(base)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "omniport" / "locks"
-
-
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 class ClusterLock:
-    """Context manager holding the lock for ``scope`` (e.g. ``<omni host>/<cluster>``)."""
+    """Context manager holding the lock for ``scope`` (e.g. ``<omni host>/<cluster>``), as the
+    file ``<directory>/<scope>.lock`` (the cluster's state directory: ``statedir.py``)."""
 
-    def __init__(self, scope: str, operation: str, directory: Path | None = None) -> None:
+    def __init__(self, scope: str, operation: str, directory: Path) -> None:
         self.scope = scope
         self.operation = operation
-        self.path = (directory or lock_dir()) / f"{_safe(scope)}.lock"
+        self.path = Path(directory) / f"{_safe(scope)}.lock"
         self._fd = -1
         self.info: LockInfo | None = None
 
@@ -66,7 +59,8 @@ class ClusterLock:
         except OSError as err:
             raise LockedError(
                 f"cannot create the lock file {self.path}: {err.strerror or err}",
-                "free some disk space there (or set OMNIPORT_LOCK_DIR to a writable folder)",
+                "free some disk space there, or point $OMNIPORT_STATE_DIR (or OMNIPORT_LOCK_DIR) "
+                "at a directory you can write (nothing was changed)",
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

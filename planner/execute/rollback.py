@@ -433,6 +433,12 @@ class Undo:
         return "destroyed"
 
     async def destroy_imported_secrets(self) -> str:
+        """Destroy the ImportedClusterSecrets this import created, unless they now belong to
+        another run's import: Omni cannot show whose they are (no client may read them), but a
+        Cluster of this name that is not this import's is that run's, and uses them."""
+        cluster = await self.omni.find(o.CLUSTERS, self.cluster)
+        if cluster is not None and not self.ours(cluster):
+            return "the cluster's import by another run holds them; left alone"
         try:
             await self.omni.destroy(o.IMPORTED_CLUSTER_SECRETS, self.cluster)
         except NotFound:
@@ -603,7 +609,7 @@ async def rollback_file(
     backup = read_backup_for(rb, path)
     access = Access.of(spec, options.environ)
     records = journal.read(locate(rb.journal, path))
-    lock = cluster_lock(rb.omni_url, rb.cluster_name, "rollback")
+    lock = cluster_lock(rb.omni_url, rb.cluster_name, "rollback", access.env)
     lock.acquire()
     try:
         talos = access.talos()

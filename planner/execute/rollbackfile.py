@@ -135,7 +135,8 @@ def write(plan: RollbackPlan, path: Path) -> None:
     except OSError as err:
         raise RollbackFileError(
             f"cannot write the rollback plan {path}: {err.strerror}",
-            "make the plan's directory writable",
+            "make that directory writable, or point $OMNIPORT_STATE_DIR (or state.directory in "
+            "the spec) at one you can write",
         ) from None
 
 
@@ -150,7 +151,8 @@ def parse(text: str, source: str = "rollback file") -> RollbackPlan:
     if isinstance(data, dict) and "fingerprint" in data and "import_id" not in data:
         raise RollbackFileError(
             f"{source} is a plan file, not a rollback plan",
-            "pass the .rollback.json that apply wrote next to the plan",
+            "pass the .rollback.json that apply wrote (it printed the path: the cluster's state "
+            "directory, by default ~/.local/state/omniport/<cluster>/<omni host>/)",
         )
     if not isinstance(data, dict) or "checksum" not in data or "import_id" not in data:
         raise RollbackFileError(

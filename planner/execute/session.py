@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from omniport.planner import planfile
 from omniport.planner.discover import omni_client, talos_client
 from omniport.planner.errors import OmniportError
-from omniport.planner.execute import journal
+from omniport.planner.execute import journal, statedir
 from omniport.planner.execute.errors import AbortError, ApplyError, JournalError
 from omniport.planner.execute.lock import ClusterLock
 from omniport.planner.plan import Plan
@@ -151,9 +151,14 @@ def lock_scope(omni_url: str, cluster: str) -> str:
     return f"{host}/{cluster}"
 
 
-def cluster_lock(omni_url: str, cluster: str, operation: str) -> ClusterLock:
-    """The lock (not yet taken) every command that changes ``cluster`` in that Omni holds."""
-    return ClusterLock(lock_scope(omni_url, cluster), operation)
+def cluster_lock(
+    omni_url: str, cluster: str, operation: str, environ: Mapping[str, str] | None = None
+) -> ClusterLock:
+    """The lock (not yet taken) every command that changes ``cluster`` in that Omni holds, in
+    the cluster's state directory (``statedir.lock_directory``). It holds on this host only:
+    across hosts, Omni's atomic create of the cluster's resources decides (README)."""
+    directory = statedir.lock_directory(cluster, omni_url, environ)
+    return ClusterLock(lock_scope(omni_url, cluster), operation, directory)
 
 
 # ---- the recorder ---------------------------------------------------------------------------

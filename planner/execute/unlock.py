@@ -42,8 +42,9 @@ async def unlock_cluster(
             f"the plan is for cluster {plan.cluster.name}, not {cluster}",
             "pass the plan of the cluster you unlock",
         )
-    omni = Access.of(spec, environ).omni()
-    lock = cluster_lock(omni.endpoint.url, cluster, "unlock")
+    access = Access.of(spec, environ)
+    omni = access.omni()
+    lock = cluster_lock(omni.endpoint.url, cluster, "unlock", access.env)
     lock.acquire()
     try:
         async with omni:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -578,7 +579,12 @@ def test_real_abort_after_omniport_apply(
     before = configs(lab)
     spec = current_versions_spec(lab)
     omniport("plan", str(spec), "-o", "plan.json", cwd=lab.dir)
-    omniport("apply", "plan.json", "--auto-approve", cwd=lab.dir)
+    applied = omniport("apply", "plan.json", "--auto-approve", cwd=lab.dir).stdout
+    # the rollback plan is in the cluster's state directory, and apply says where
+    undo = re.search(r"^To undo the import: omniport rollback (\S+)$", applied, re.M)
+    assert undo, applied
+    rollback_file = Path(undo.group(1))
+    assert rollback_file.is_file() and lab.dir not in rollback_file.parents
 
     result = driver.ok(lab, "abort", CLUSTER)
     assert result["ok"] and result["log"].count("removing link for machine") == 4
@@ -595,7 +601,7 @@ def test_real_abort_after_omniport_apply(
             "KmsgLogConfig/omni-kmsg",
         }
     # omniport's rollback plan still runs: nodes back to their backup bytes, Omni parts gone
-    out = omniport("rollback", "plan.rollback.json", "--auto-approve", cwd=lab.dir).stdout
+    out = omniport("rollback", str(rollback_file), "--auto-approve", cwd=lab.dir).stdout
     assert "already gone" in out
     assert configs(lab) == before
     # and the real importer finds a world it can import again

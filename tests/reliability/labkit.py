@@ -1,7 +1,8 @@
 """A lab seen from outside, for apply/rollback tests: start it, plan, run the CLI, snapshot.
 
 Every command runs as its own process (``python -m planner.cli``), as a user would run it, so a
-test can SIGKILL it or send it Ctrl-C. Locks go to the test's directory (OMNIPORT_LOCK_DIR).
+test can SIGKILL it or send it Ctrl-C. Apply's state (backups, rollback plan, journal, lock)
+goes to ``<lab dir>/state/<cluster>/<omni>/`` (OMNIPORT_STATE_DIR), never the developer's own.
 """
 
 from __future__ import annotations
@@ -72,12 +73,25 @@ class World:
         return self.dir / "import.plan.json"
 
     @property
+    def state(self) -> Path:
+        """The cluster's state directory apply writes to (``execute/statedir.py``)."""
+        return self.state_in(Path(self.env["OMNIPORT_STATE_DIR"]))
+
+    def state_in(self, base: Path) -> Path:
+        """The cluster's state directory under the state base ``base`` (OMNIPORT_STATE_DIR)."""
+        from omniport.planner.execute import statedir
+
+        omni_url = yaml.safe_load(self.spec.read_text())["omni"]["url"]
+        env = {"OMNIPORT_STATE_DIR": str(base)}
+        return statedir.cluster_directory(self.info["cluster"], omni_url, None, env)
+
+    @property
     def rollback(self) -> Path:
-        return self.dir / "import.plan.rollback.json"
+        return self.state / "import.plan.rollback.json"
 
     @property
     def journal(self) -> Path:
-        return self.dir / "import.plan.journal.jsonl"
+        return self.state / "import.plan.journal.jsonl"
 
     @property
     def nodes(self) -> list[str]:
@@ -185,10 +199,11 @@ def start_world(directory: Path, *args: str) -> World:
     handle = start_lab(directory, *args)
     env = {
         **os.environ,
-        "OMNIPORT_LOCK_DIR": str(directory / "locks"),
+        "OMNIPORT_STATE_DIR": str(directory / "state"),
         "NO_COLOR": "1",
     }
     env.pop("OMNIPORT_TEST_KILL_AFTER_RECORD", None)
+    env.pop("OMNIPORT_LOCK_DIR", None)
     return World(directory, handle.info, env, handle)
 
 
