@@ -98,8 +98,11 @@ def render_findings(findings: list[dict[str, Any]], style: Style) -> Iterator[st
     yield ""
 
 
-def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None = None) -> str:
-    """The human plan: header, findings by severity, changes, node patch summary, summary."""
+def render_plan(
+    data: dict[str, Any], *, color: bool = False, path: str | None = None, hints: bool = True
+) -> str:
+    """The human plan: header, findings by severity, changes, node patch summary, summary;
+    ``hints=False`` (OMNIPORT_IN_AUTOMATION) leaves out the command to run next."""
     data = printable_data(data)
     style = Style(color)
     c = data["cluster"]
@@ -155,8 +158,9 @@ def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None =
             )
         )
     if path:
-        lines += ["", f"Saved the plan to: {path}", "To perform exactly these actions, run:"]
-        lines.append(f"    omniport apply {path}")
+        lines += ["", f"Saved the plan to: {path}"]
+        if hints:
+            lines += ["To perform exactly these actions, run:", f"    omniport apply {path}"]
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -497,8 +497,13 @@ def _semantic_problems(located: _Located, file: str, base: Path) -> list[SpecPro
     return problems
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read, check and normalize an import spec; raises SpecError listing every problem."""
+Adjust = Callable[[dict[str, Any]], None]
+"""Changes a spec's parsed data in place before it is checked (see ``planner/overrides.py``)."""
+
+
+def load_spec(path: str | Path, adjust: Adjust | None = None) -> Spec:
+    """Read, check and normalize an import spec; raises SpecError listing every problem.
+    ``adjust`` changes the parsed data before it is checked (the command line's overrides)."""
     path = Path(path)
     file = str(path)
     try:
@@ -507,13 +512,20 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError([SpecProblem(file, 1, 1, "no such file; check the path")]) from None
     except files.Unreadable as err:
         raise SpecError([SpecProblem(file, 1, 1, err.reason)]) from None
-    return parse_spec(text, file=file, base=path.resolve().parent, path=path)
+    return parse_spec(text, file=file, base=path.resolve().parent, path=path, adjust=adjust)
 
 
 def parse_spec(
-    text: str, *, file: str = "import.yaml", base: Path | None = None, path: Path | None = None
+    text: str,
+    *,
+    file: str = "import.yaml",
+    base: Path | None = None,
+    path: Path | None = None,
+    adjust: Adjust | None = None,
 ) -> Spec:
     located = _compose(text, file)
+    if adjust is not None and isinstance(located.data, dict):
+        adjust(located.data)
     if not isinstance(located.data, dict):
         raise SpecError(
             [SpecProblem(file, 1, 1, f"the spec must be a mapping, not {_describe(located.data)}")]

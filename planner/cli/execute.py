@@ -164,7 +164,10 @@ def run_apply(
         lambda name: f"omniport will import cluster {name!r} into Omni as shown above.",
     )
     options = ApplyOptions(
-        auto_approve=auto_approve, parallelism=parallelism, no_rollback=no_rollback
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        no_rollback=no_rollback,
+        overrides=console.overrides,
     )
     ahead = _run(apply_plan(path, options, ui, confirm, Interrupts(ui), show), ui)
     ui.say("")
@@ -207,7 +210,9 @@ def run_rollback(
         execute(
             Path(rollback_file),
             RollbackOptions(
-                auto_approve=auto_approve, spec_path=Path(spec_path) if spec_path else None
+                auto_approve=auto_approve,
+                spec_path=Path(spec_path) if spec_path else None,
+                overrides=console.overrides,
             ),
             ui,
             confirm,
@@ -232,9 +237,11 @@ def run_abort(console: CliContext, cluster: str, *, spec_path: str, auto_approve
     from omniport.planner.cli.console import approval_console, make_confirm
     from omniport.planner.execute.abort import AbortPlan, abort_import
     from omniport.planner.execute.session import spec_for
+    from omniport.planner.overrides import for_access
 
     ui = approval_console(console, "abort", auto_approve=auto_approve)
     spec, _ = spec_for(spec_path, None)
+    spec = for_access(spec, console.overrides, "abort")
 
     def show(plan: AbortPlan) -> None:
         data = plan.to_dict()
@@ -271,9 +278,11 @@ def run_unlock(
     from omniport.planner.cli.console import approval_console, make_confirm
     from omniport.planner.execute.session import spec_for
     from omniport.planner.execute.unlock import unlock_cluster
+    from omniport.planner.overrides import for_access
 
     ui = approval_console(console, "unlock", auto_approve=auto_approve)
     spec, plan = spec_for(spec_path, plan_path)
+    spec = for_access(spec, console.overrides, "unlock")
 
     def show(data: dict[str, Any]) -> None:
         if console.as_json:

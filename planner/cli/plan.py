@@ -19,9 +19,10 @@ from omniport.planner.cli.context import CliContext, json_option, pass_console
 @pass_console
 def validate(console: CliContext, spec: str) -> None:
     """Check an import spec against its schema and semantics, without network."""
+    from omniport.planner.overrides import adjuster  # imported here: start-up time
     from omniport.planner.spec import load_spec  # imported here: start-up time
 
-    loaded = load_spec(spec)
+    loaded = load_spec(spec, adjust=adjuster(console.overrides))
     console.echo(
         f"{spec}: valid import spec for {len(loaded.talos.nodes)} node(s) "
         f"(sha256 {loaded.sha256[:12]})."
@@ -85,10 +86,11 @@ def run_plan(
     import asyncio
 
     from omniport.planner import planfile, render
+    from omniport.planner.overrides import adjuster
     from omniport.planner.planning import make_plan
     from omniport.planner.spec import load_spec
 
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, adjust=adjuster(console.overrides))
     path = Path(out) if out else planfile.default_path(Path(spec_path))
     protect = (Path(spec_path),)
     planfile.check_target(path, protect=protect, force=force)  # before reading anything
@@ -101,7 +103,11 @@ def run_plan(
         for event in render.plan_events(data):
             console.echo(render.json_line(event))
     else:
-        console.echo(render.render_plan(data, color=console.color, path=str(path)).rstrip("\n"))
+        console.echo(
+            render.render_plan(
+                data, color=console.color, path=str(path), hints=console.hints
+            ).rstrip("\n")
+        )
     if computed.plan.blocking_findings:
         return 1
     if detailed_exitcode and computed.plan.has_changes:

@@ -17,7 +17,7 @@ import click
 
 from omniport.planner import __version__
 from omniport.planner.cli.config import config
-from omniport.planner.cli.context import CliContext
+from omniport.planner.cli.context import CliContext, add_global_options
 from omniport.planner.cli.demo import demo
 from omniport.planner.cli.execute import abort, apply, rollback, unlock
 from omniport.planner.cli.lab import lab
@@ -25,18 +25,61 @@ from omniport.planner.cli.plan import plan, show, validate
 from omniport.planner.errors import OmniportError
 from omniport.providers.errors import ProviderError
 
+ACCESS_COMMANDS = frozenset({"validate", "plan", "apply", "rollback", "abort", "unlock", "init"})
+"""Commands that read a spec and reach Talos or Omni: they take the access flags after their
+name too (``omniport plan S --talosconfig F``), as talosctl's persistent flags go anywhere."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class OmniportGroup(click.Group):
+    """The root group: every command added gets the global flags (``--no-color`` everywhere,
+    the access flags on :data:`ACCESS_COMMANDS`), so a one-line registration is enough."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        add_global_options(cmd, access=(name or cmd.name) in ACCESS_COMMANDS)
+        super().add_command(cmd, name)
+
+
+@click.group(
+    cls=OmniportGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Environment: NO_COLOR, FORCE_COLOR, OMNIPORT_IN_AUTOMATION (non-empty: leave out "
+    "interactive hints, for CI), TALOSCONFIG, OMNICONFIG, OMNI_ENDPOINT, "
+    "OMNI_SERVICE_ACCOUNT_KEY.",
+)
 @click.version_option(__version__, "--version", prog_name="omniport")
-@click.option("--no-color", is_flag=True, help="Disable colored output (also: NO_COLOR=1).")
 @click.pass_context
-def cli(ctx: click.Context, no_color: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Import running Talos Linux clusters into Sidero Omni with plan, apply and rollback."""
-    ctx.obj = CliContext.detect(no_color)
+    console = ctx.ensure_object(CliContext)
+    console.settle()
+    if console.color:  # FORCE_COLOR: click.echo would strip the colors on a pipe
+        ctx.color = True
 
 
+add_global_options(cli, access=True)
 for _command in (validate, plan, show, apply, rollback, abort, unlock, config, lab, demo):
     cli.add_command(_command)
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash:  eval "$(omniport completion bash)"   (in ~/.bashrc)
+    zsh:   eval "$(omniport completion zsh)"    (in ~/.zshrc)
+    fish:  omniport completion fish > ~/.config/fish/completions/omniport.fish
+    """
+    from click.shell_completion import get_completion_class  # imported here: start-up time
+
+    shell_class = get_completion_class(shell)
+    assert shell_class is not None  # click ships all three
+    click.echo(shell_class(cli, {}, "omniport", COMPLETE_VAR).source())
+
+
+COMPLETE_VAR = "_OMNIPORT_COMPLETE"
+"""click's completion variable for the program name ``omniport`` (what the scripts set)."""
 
 
 def _usage_line(err: click.UsageError) -> str:

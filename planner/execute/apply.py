@@ -58,6 +58,7 @@ from omniport.planner.facts import ClusterFacts
 from omniport.planner.join import join_documents
 from omniport.planner.machineconfig import document as mcdoc
 from omniport.planner.machineconfig.merge import strategic_merge
+from omniport.planner.overrides import Overrides, for_access
 from omniport.planner.plan import Action, Change, Plan
 from omniport.planner.planning import Computed, NodeWork, compute, sha256
 from omniport.planner.sealed import checksum
@@ -733,6 +734,8 @@ class ApplyOptions:
     parallelism: int | None = None
     no_rollback: bool = False
     environ: Mapping[str, str] | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    """The global access flags (--talosconfig, ...): how to reach Talos and Omni this time."""
 
 
 async def fresh_health_check(access: Access, facts: ClusterFacts, ui: Ui) -> None:
@@ -787,6 +790,7 @@ async def apply_plan(
     """Run ``omniport apply``; raises ApplyError when refused or failed (after rolling back)."""
     plan_path = Path(plan_path)
     plan, spec = load_plan(plan_path)
+    spec = for_access(spec, options.overrides, "apply")
     access = Access.of(spec, options.environ)
     cluster = plan.cluster.name
     lock = cluster_lock(plan.cluster.omni_url, cluster, "apply")

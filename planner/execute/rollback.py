@@ -51,6 +51,7 @@ from omniport.planner.execute.session import (
     error_text,
     spec_from_data,
 )
+from omniport.planner.overrides import Overrides, for_access
 from omniport.planner.planning import sha256
 from omniport.planner.spec import load_spec
 from omniport.providers import omni as o
@@ -578,6 +579,8 @@ class RollbackOptions:
     spec_path: Path | None = None
     """Reach Talos and Omni with this spec's settings instead of the ones apply recorded."""
     environ: dict[str, str] | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    """The global access flags (--talosconfig, ...): how to reach Talos and Omni this time."""
 
 
 async def rollback_file(
@@ -595,6 +598,7 @@ async def rollback_file(
         spec = load_spec(options.spec_path)
     else:
         spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path))
+    spec = for_access(spec, options.overrides, "rollback")
     backup = read_backup_for(rb, path)
     access = Access.of(spec, options.environ)
     records = journal.read(locate(rb.journal, path))

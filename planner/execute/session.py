@@ -32,6 +32,7 @@ from omniport.planner.errors import OmniportError
 from omniport.planner.execute import journal
 from omniport.planner.execute.errors import AbortError, ApplyError
 from omniport.planner.execute.lock import ClusterLock
+from omniport.planner.overrides import in_automation
 from omniport.planner.plan import Plan
 from omniport.planner.spec import Spec, SpecError, load_spec, parse_spec
 from omniport.providers.errors import ProviderError
@@ -224,13 +225,19 @@ class Interrupts:
 
     def fire(self) -> None:
         self.count += 1
+        hints = not in_automation(os.environ)  # no one at a keyboard to press Ctrl-C again
         if self.count == 1 and self.task is not None and not self.task.done():
             self.ui.say("Interrupt received: stopping and rolling back what was done…")
-            self.ui.say("Press Ctrl-C again to exit at once (the journal stays intact).")
+            if hints:
+                self.ui.say("Press Ctrl-C again to exit at once (the journal stays intact).")
             self.task.cancel()
             return
         if self.count == 1:
-            self.ui.say("Interrupt received; press Ctrl-C again to exit at once.")
+            self.ui.say(
+                "Interrupt received; press Ctrl-C again to exit at once."
+                if hints
+                else "Interrupt received."
+            )
             return
         self.ui.say("Exiting immediately; the journal is intact." + self.hint)
         self._exit_now()
