@@ -226,6 +226,13 @@ def plan_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     )
 
 
+def progress_event(data: dict[str, Any], text: str) -> dict[str, Any]:
+    """A ``progress`` event: what a long step waits for (``planner/progress.py``), ``text``
+    as the terminal shows it."""
+    fields = {k: v for k, v in data.items() if v is not None}
+    return event("progress", text, progress=fields)
+
+
 def json_line(ev: dict[str, Any]) -> str:
     return json.dumps(ev, sort_keys=False, ensure_ascii=False)
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
 from omniport.planner.overrides import Overrides, in_automation, split_list
+from omniport.planner.progress import Progress
 
 Echo = Callable[[str], None]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,6 +77,17 @@ class CliContext:
             hints=not in_automation(env),
             no_color=no_color,
         )
+
+    def show_progress(self, progress: Progress) -> None:
+        """The sink of the run's progress board: a line on stderr, or with ``--json`` a
+        ``progress`` event on stdout (the stream's only channel)."""
+        from omniport.planner import render  # imported here: start-up time
+
+        text = render.printable(progress.text())
+        if self.as_json:
+            self.echo(render.json_line(render.progress_event(asdict(progress), text)))
+        else:
+            self.err(text)
 
     def settle(self, environ: Mapping[str, str] | None = None) -> None:
         """Colors and hints once the root group's flags are parsed (see :func:`global_options`)."""

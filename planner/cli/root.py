@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import click
 
-from omniport.planner import __version__
+from omniport.planner import __version__, progress
 from omniport.planner.cli.config import config
 from omniport.planner.cli.context import CliContext, add_global_options
 from omniport.planner.cli.demo import demo
@@ -52,6 +52,8 @@ def cli(ctx: click.Context) -> None:
     """Import running Talos Linux clusters into Sidero Omni with plan, apply and rollback."""
     console = ctx.ensure_object(CliContext)
     console.settle()
+    # what long steps wait for, re-announced every few seconds (planner/progress.py)
+    ctx.with_resource(progress.reporting(progress.Board(console.show_progress)))
     if console.color:  # FORCE_COLOR: click.echo would strip the colors on a pipe
         ctx.color = True
 

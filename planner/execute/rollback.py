@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omniport.planner import progress
 from omniport.planner.changes import OWNER_ANNOTATION
 from omniport.planner.execute import journal, rollbackfile
 from omniport.planner.execute.backup import read_backup
@@ -608,8 +609,9 @@ async def rollback_file(
         talos = access.talos()
         omni = access.omni()
         async with talos, omni:
-            await omni.server_version()  # omnictl's API version check, before anything else
-            await check_target(rb, talos, omni, records)
+            with progress.waiting("rollback", "reading the nodes and Omni to check the target"):
+                await omni.server_version()  # omnictl's API version check, before anything else
+                await check_target(rb, talos, omni, records)
             show(rb)
             if not options.auto_approve and not confirm(rb.cluster_name):
                 raise RollbackError("Rollback cancelled.", None)
