@@ -18,7 +18,6 @@ from typing import Any
 from omniport.planner import progress as waits
 from omniport.planner import render
 from omniport.planner.cli.context import CliContext, Echo
-from omniport.planner.errors import OmniportError
 from omniport.planner.execute.errors import ApplyError
 from omniport.planner.execute.session import StepRef
 
@@ -130,25 +129,13 @@ class ConsoleUi:
             self.echo("")
             self.echo(self.style.bold(render.printable(message)))
 
-    def error(self, err: OmniportError) -> None:
-        """In JSON mode the failure is also an event; ``cli.run`` prints the line on stderr."""
-        if self.as_json:
-            self.emit(
-                render.event(
-                    "diagnostic",
-                    str(err),
-                    level="error",
-                    diagnostic={"severity": "error", "summary": err.message, "fix": err.fix},
-                )
-            )
-
 
 def approval_console(console: CliContext, command: str, *, auto_approve: bool) -> ConsoleUi:
     """The console of a command that changes things: JSON starts with the version event, and
     without a terminal the command needs --auto-approve."""
     ui = ConsoleUi(console.echo, as_json=console.as_json, color=console.color)
-    if console.as_json:
-        ui.emit(render.version_event())
+    if console.as_json and not console.streamed:
+        console.event(render.version_event())
     require_approval_channel(auto_approve, console.as_json, command)
     return ui
 

@@ -67,6 +67,8 @@ class CliContext:
     # Interactive hints ("Next: ...", "Press Ctrl-C ..."); off under OMNIPORT_IN_AUTOMATION.
     hints: bool = True
     no_color: bool = False  # --no-color was given (before or after the command)
+    # The --json event stream has begun (its version event is out): see :meth:`event`.
+    streamed: bool = False
 
     @classmethod
     def detect(cls, no_color: bool, environ: Mapping[str, str] | None = None) -> CliContext:
@@ -78,6 +80,13 @@ class CliContext:
             no_color=no_color,
         )
 
+    def event(self, ev: dict[str, Any]) -> None:
+        """One event of the ``--json`` stream on stdout (the first must be the version)."""
+        from omniport.planner import render  # imported here: start-up time
+
+        self.echo(render.json_line(ev))
+        self.streamed = True
+
     def show_progress(self, progress: Progress) -> None:
         """The sink of the run's progress board: a line on stderr, or with ``--json`` a
         ``progress`` event on stdout (the stream's only channel)."""
@@ -85,7 +94,9 @@ class CliContext:
 
         text = render.printable(progress.text())
         if self.as_json:
-            self.echo(render.json_line(render.progress_event(asdict(progress), text)))
+            if not self.streamed:  # a stream starts with its version event
+                self.event(render.version_event())
+            self.event(render.progress_event(asdict(progress), text))
         else:
             self.err(text)
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from omniport.planner.cli.context import CliContext, json_option, pass_console
-from omniport.planner.errors import OmniportError
 
 if TYPE_CHECKING:
     from omniport.planner.cli.console import ConsoleUi
@@ -119,14 +118,10 @@ def unlock(
 
 
 def _run(coro: Coroutine[Any, Any, Any], ui: ConsoleUi) -> Any:
-    """Run an engine; in JSON mode its failure is also an event before ``run`` prints it."""
+    """Run an engine (``cli.run`` turns its failure into the stream's last event)."""
     import asyncio  # imported here: start-up time
 
-    try:
-        return asyncio.run(coro)
-    except OmniportError as err:
-        ui.error(err)
-        raise
+    return asyncio.run(coro)
 
 
 def run_apply(

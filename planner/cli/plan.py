@@ -90,6 +90,8 @@ def run_plan(
     from omniport.planner.planning import make_plan
     from omniport.planner.spec import load_spec
 
+    if console.as_json and not console.streamed:
+        console.event(render.version_event())  # first, so that even a bad spec is in the stream
     spec = load_spec(spec_path, adjust=adjuster(console.overrides))
     path = Path(out) if out else planfile.default_path(Path(spec_path))
     protect = (Path(spec_path),)
@@ -101,7 +103,8 @@ def run_plan(
     data = planfile.to_dict(computed.plan)
     if console.as_json:
         for event in render.plan_events(data):
-            console.echo(render.json_line(event))
+            if event["type"] != "version":  # already out
+                console.event(event)
     else:
         console.echo(
             render.render_plan(

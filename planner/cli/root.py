@@ -102,37 +102,83 @@ def _printable(text: str) -> str:
     return printable(text)
 
 
+STREAM_COMMANDS = frozenset({"plan", "apply", "rollback", "abort", "unlock"})
+"""Commands whose ``--json`` is a JSON Lines event stream (schemas/events.schema.json); show
+and ``lab status`` print one JSON document instead."""
+
+
+def _streaming(console: CliContext, args: Sequence[str]) -> bool:
+    """Whether this run's failure belongs in a ``--json`` event stream. A usage error can stop
+    the run before ``--json`` is parsed, so the words of the command line decide too."""
+    words = list(args[: args.index("--")] if "--" in args else args)
+    command = next((w for w in words if w in cli.commands), None)
+    return command in STREAM_COMMANDS and (console.as_json or "--json" in words)
+
+
+def _stream_error(console: CliContext, args: Sequence[str], text: str, fix: str | None) -> None:
+    """With ``--json`` on a streaming command: the failure as the stream's last event (after
+    the version event, when nothing was streamed yet). The line on stderr is printed anyway."""
+    if not _streaming(console, args):
+        return
+    from omniport.planner import render  # imported here: start-up time
+
+    if not console.streamed:
+        console.event(render.version_event())
+    summary = text[: -len(fix) - 2] if fix and text.endswith(f"; {fix}") else text
+    console.event(
+        render.event(
+            "diagnostic",
+            text,
+            level="error",
+            diagnostic={"severity": "error", "summary": summary, "fix": fix},
+        )
+    )
+
+
 def run(args: Sequence[str] | None = None) -> int:
-    """Run the CLI and return the process exit code (0 ok, 1 error, 2 changes/not built)."""
+    """Run the CLI and return the process exit code (0 ok, 1 error, 2 changes/not built).
+
+    With ``--json`` on a streaming command every failure, however early (a bad flag, a missing
+    file, a refused approval), is also the last event of the stream on stdout."""
+    argv = list(sys.argv[1:] if args is None else args)
+    console = CliContext()
     try:
-        result = cli.main(args=args, prog_name="omniport", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="omniport", standalone_mode=False, obj=console)
     except OmniportError as err:
-        click.echo(f"Error: {_printable(str(err))}", err=True)
+        text = _printable(str(err))
+        _stream_error(console, argv, text, err.fix and _printable(err.fix))
+        click.echo(f"Error: {text}", err=True)
         return err.exit_code
     except ProviderError as err:
         text = str(err)
         fix = getattr(err, "fix", None)
         if fix and not text.endswith(fix):  # some provider errors already end with their fix
             text += f"; {fix}"
+        _stream_error(console, argv, _printable(text), fix and _printable(fix))
         click.echo(f"Error: {_printable(text)}", err=True)
         return 1
     except click.exceptions.Abort:
+        _stream_error(console, argv, "Aborted.", None)
         click.echo("Aborted.", err=True)
         return 1
     except click.exceptions.NoArgsIsHelpError as err:
         err.show()
         return 1
     except click.UsageError as err:
-        click.echo(f"Error: {_usage_line(err)}", err=True)
-        return 1
-    except click.ClickException as err:
         # Usage errors are user mistakes: exit 1, like Terraform's flag errors, so that 2 keeps
         # meaning "changes present" for plan --detailed-exitcode.
+        line = _usage_line(err)
+        _stream_error(console, argv, line, None)
+        click.echo(f"Error: {line}", err=True)
+        return 1
+    except click.ClickException as err:
+        _stream_error(console, argv, err.format_message(), None)
         err.show()
         return 1
     except click.exceptions.Exit as err:
         return err.exit_code
     except KeyboardInterrupt:
+        _stream_error(console, argv, "Interrupted.", None)
         click.echo("Interrupted.", err=True)
         return 130
     return result if isinstance(result, int) else 0
