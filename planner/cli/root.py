@@ -20,14 +20,16 @@ from omniport.planner.cli.config import config
 from omniport.planner.cli.context import CliContext, add_global_options
 from omniport.planner.cli.demo import demo
 from omniport.planner.cli.execute import abort, apply, rollback, unlock
+from omniport.planner.cli.init import init
 from omniport.planner.cli.lab import lab
 from omniport.planner.cli.plan import plan, show, validate
-from omniport.planner.errors import OmniportError
+from omniport.planner.errors import OmniportError, UsageProblem
 from omniport.providers.errors import ProviderError
 
-ACCESS_COMMANDS = frozenset({"validate", "plan", "apply", "rollback", "abort", "unlock", "init"})
+ACCESS_COMMANDS = frozenset({"validate", "plan", "apply", "rollback", "abort", "unlock"})
 """Commands that read a spec and reach Talos or Omni: they take the access flags after their
-name too (``omniport plan S --talosconfig F``), as talosctl's persistent flags go anywhere."""
+name too (``omniport plan S --talosconfig F``), as talosctl's persistent flags go anywhere.
+(``init`` has its own, and takes the root group's as defaults.)"""
 
 
 class OmniportGroup(click.Group):
@@ -59,7 +61,7 @@ def cli(ctx: click.Context) -> None:
 
 
 add_global_options(cli, access=True)
-for _command in (validate, plan, show, apply, rollback, abort, unlock, config, lab, demo):
+for _command in (init, validate, plan, show, apply, rollback, abort, unlock, config, lab, demo):
     cli.add_command(_command)
 
 
@@ -115,24 +117,18 @@ def _streaming(console: CliContext, args: Sequence[str]) -> bool:
     return command in STREAM_COMMANDS and (console.as_json or "--json" in words)
 
 
-def _stream_error(console: CliContext, args: Sequence[str], text: str, fix: str | None) -> None:
-    """With ``--json`` on a streaming command: the failure as the stream's last event (after
-    the version event, when nothing was streamed yet). The line on stderr is printed anyway."""
+def _stream_error(console: CliContext, args: Sequence[str], err: Exception) -> None:
+    """With ``--json`` on a streaming command: the failure as the stream's last event(s), one
+    diagnostic per problem (after the version event, when nothing was streamed yet). The line
+    on stderr is printed anyway."""
     if not _streaming(console, args):
         return
     from omniport.planner import render  # imported here: start-up time
 
     if not console.streamed:
         console.event(render.version_event())
-    summary = text[: -len(fix) - 2] if fix and text.endswith(f"; {fix}") else text
-    console.event(
-        render.event(
-            "diagnostic",
-            text,
-            level="error",
-            diagnostic={"severity": "error", "summary": summary, "fix": fix},
-        )
-    )
+    for event in render.error_events(err):
+        console.event(event)
 
 
 def run(args: Sequence[str] | None = None) -> int:
@@ -145,20 +141,19 @@ def run(args: Sequence[str] | None = None) -> int:
     try:
         result = cli.main(args=argv, prog_name="omniport", standalone_mode=False, obj=console)
     except OmniportError as err:
-        text = _printable(str(err))
-        _stream_error(console, argv, text, err.fix and _printable(err.fix))
-        click.echo(f"Error: {text}", err=True)
+        _stream_error(console, argv, err)
+        click.echo(f"Error: {_printable(str(err))}", err=True)
         return err.exit_code
     except ProviderError as err:
         text = str(err)
         fix = getattr(err, "fix", None)
         if fix and not text.endswith(fix):  # some provider errors already end with their fix
             text += f"; {fix}"
-        _stream_error(console, argv, _printable(text), fix and _printable(fix))
+        _stream_error(console, argv, err)
         click.echo(f"Error: {_printable(text)}", err=True)
         return 1
     except click.exceptions.Abort:
-        _stream_error(console, argv, "Aborted.", None)
+        _stream_error(console, argv, UsageProblem("Aborted."))
         click.echo("Aborted.", err=True)
         return 1
     except click.exceptions.NoArgsIsHelpError as err:
@@ -168,17 +163,17 @@ def run(args: Sequence[str] | None = None) -> int:
         # Usage errors are user mistakes: exit 1, like Terraform's flag errors, so that 2 keeps
         # meaning "changes present" for plan --detailed-exitcode.
         line = _usage_line(err)
-        _stream_error(console, argv, line, None)
+        _stream_error(console, argv, UsageProblem(line))
         click.echo(f"Error: {line}", err=True)
         return 1
     except click.ClickException as err:
-        _stream_error(console, argv, err.format_message(), None)
+        _stream_error(console, argv, UsageProblem(err.format_message()))
         err.show()
         return 1
     except click.exceptions.Exit as err:
         return err.exit_code
     except KeyboardInterrupt:
-        _stream_error(console, argv, "Interrupted.", None)
+        _stream_error(console, argv, UsageProblem("Interrupted."))
         click.echo("Interrupted.", err=True)
         return 130
     return result if isinstance(result, int) else 0
