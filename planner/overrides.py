@@ -94,6 +94,29 @@ def adjuster(ov: Overrides) -> Callable[[dict[str, Any]], None] | None:
     return adjust
 
 
+_KEYS: tuple[tuple[str, str], ...] = (
+    ("talos", "talosconfig"),
+    ("talos", "context"),
+    ("talos", "endpoints"),
+    ("talos", "nodes"),
+    ("omni", "omniconfig"),
+)
+
+
+def unrecorded(normalized: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+    """``normalized`` with the access keys as ``recorded`` has them: a spec recorded in a plan
+    keeps hashing to the plan's spec_sha256 when the flags change how it reaches things."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in normalized.items()}
+    for section, key in _KEYS:
+        was = recorded.get(section) or {}
+        target = out.setdefault(section, {})
+        if key in was:
+            target[key] = was[key]
+        else:
+            target.pop(key, None)
+    return out
+
+
 def _fields(spec: Spec, ov: Overrides) -> Spec:
     talos = replace(
         spec.talos,
@@ -113,7 +136,8 @@ def for_access(spec: Spec, ov: Overrides, command: str) -> Spec:
     """``spec`` reaching Talos and Omni as the flags say; what it imports stays as recorded."""
     if not ov:
         return spec
-    if ov.nodes and tuple(ov.nodes) != tuple(spec.talos.nodes):
+    recorded = tuple((spec.normalized.get("talos") or {}).get("nodes") or ())
+    if ov.nodes and tuple(ov.nodes) != recorded:
         raise UsageProblem(
             f"--nodes cannot change the nodes of `omniport {command}`: they are the planned ones",
             "leave out --nodes here (pass it to `omniport plan`, then apply the new plan)",

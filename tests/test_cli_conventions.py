@@ -301,3 +301,28 @@ def test_completion_refuses_an_unknown_shell():
     done = omniport("completion", "powershell")
     assert done.returncode == 1
     assert "'powershell' is not one of 'bash', 'zsh', 'fish'" in done.stderr
+
+
+def test_apply_and_rollback_reach_the_cluster_as_the_flags_say(world):
+    """A CI runner keeps the talosconfig elsewhere than the laptop that planned: the recorded
+    path is gone, --talosconfig names the new one, and the plan still hashes as planned."""
+    from tests.reliability.labkit import assert_restored
+
+    before = world.snapshot()
+    assert world.cli("plan", "-o", str(world.plan), str(world.spec)).code == 0
+    moved = world.dir / "ci" / "talosconfig"
+    moved.parent.mkdir()
+    (world.dir / "talosconfig").rename(moved)
+
+    refused = world.apply()
+    assert refused.code == 1 and "talosconfig" in refused.err
+    assert "Traceback" not in refused.err
+    assert world.snapshot() == before
+
+    applied = world.apply("--talosconfig", str(moved))
+    assert applied.code == 0, applied.text
+    rolled = world.cli(
+        "--talosconfig", str(moved), "rollback", "--auto-approve", str(world.rollback)
+    )
+    assert rolled.code == 0, rolled.text
+    assert_restored(world, before)

@@ -104,8 +104,9 @@ def journal_path(plan_path: Path) -> Path:
 # ---- reading and checking the plan ----------------------------------------------------------
 
 
-def load_plan(path: Path) -> tuple[Plan, Spec]:
-    """The plan (checksum, versions and schema checked) and the spec it was made from."""
+def load_plan(path: Path, overrides: Overrides | None = None) -> tuple[Plan, Spec]:
+    """The plan (checksum, versions and schema checked) and the spec it was made from
+    (reaching Talos and Omni as ``overrides`` say, when given)."""
     plan = planfile.read(path)
     blocking = plan.blocking_findings
     if blocking:
@@ -117,7 +118,8 @@ def load_plan(path: Path) -> tuple[Plan, Spec]:
         )
     if not plan.has_changes:
         raise ApplyError(f"{path} has no changes to apply", "nothing to do")
-    spec = spec_from_data(plan.spec, spec_directory(plan.spec_location, path), str(path))
+    base = spec_directory(plan.spec_location, path)
+    spec = spec_from_data(plan.spec, base, str(path), overrides)
     if spec.sha256 != plan.spec_sha256:
         raise ApplyError(
             f"the spec recorded in {path} does not hash to its spec_sha256",
@@ -819,7 +821,7 @@ async def apply_plan(
 ) -> WriteAhead:
     """Run ``omniport apply``; raises ApplyError when refused or failed (after rolling back)."""
     plan_path = Path(plan_path)
-    plan, spec = load_plan(plan_path)
+    plan, spec = load_plan(plan_path, options.overrides)
     spec = for_access(spec, options.overrides, "apply")
     access = Access.of(spec, options.environ)
     cluster = plan.cluster.name

@@ -598,7 +598,7 @@ async def rollback_file(
     if options.spec_path is not None:
         spec = load_spec(options.spec_path)
     else:
-        spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path))
+        spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path), options.overrides)
     spec = for_access(spec, options.overrides, "rollback")
     backup = read_backup_for(rb, path)
     access = Access.of(spec, options.environ)

@@ -21,7 +21,7 @@ import json
 import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -32,7 +32,7 @@ from omniport.planner.errors import OmniportError
 from omniport.planner.execute import journal
 from omniport.planner.execute.errors import AbortError, ApplyError
 from omniport.planner.execute.lock import ClusterLock
-from omniport.planner.overrides import in_automation
+from omniport.planner.overrides import Overrides, adjuster, in_automation, unrecorded
 from omniport.planner.plan import Plan
 from omniport.planner.spec import Spec, SpecError, load_spec, parse_spec
 from omniport.planner.speclocation import spec_directory
@@ -118,10 +118,20 @@ class Access:
         return omni_client(self.spec, self.timeouts, self.env)
 
 
-def spec_from_data(data: dict[str, Any], base: Path, source: str) -> Spec:
-    """The Spec a plan or rollback file recorded, with relative paths resolved from ``base``."""
+def spec_from_data(
+    data: dict[str, Any], base: Path, source: str, overrides: Overrides | None = None
+) -> Spec:
+    """The Spec a plan or rollback file recorded, with relative paths resolved from ``base``;
+    ``overrides`` (the global --talosconfig, ... flags) change how it reaches Talos and Omni,
+    not its recorded data (so it still hashes to the plan's spec_sha256)."""
+    adjust = adjuster(overrides) if overrides else None
     try:
-        return parse_spec(json.dumps(data), file=source, base=base, path=base / "import.yaml")
+        spec = parse_spec(
+            json.dumps(data), file=source, base=base, path=base / "import.yaml", adjust=adjust
+        )
+        if adjust is None:
+            return spec
+        return replace(spec, normalized=unrecorded(spec.normalized, data))
     except SpecError as err:
         first = err.problems[0].message if err.problems else str(err)
         raise ApplyError(
