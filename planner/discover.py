@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from omniport.planner import progress
 from omniport.planner.configfacts import NOTHING, StatedFacts, stated_facts
 from omniport.planner.errors import PlanningError
 from omniport.planner.facts import (
@@ -326,8 +327,14 @@ async def read_nodes(
         raise ValueError("parallelism must be at least 1")
     order = list(dict.fromkeys(addresses))
     facts: dict[str, NodeFacts] = {}
-    for start in range(0, len(order), parallelism):
-        facts.update(await read_batch(client, order[start : start + parallelism], role_hints))
+    batches = range(0, len(order), parallelism)
+    with progress.waiting("discovery", f"reading {len(order)} node(s)", total=len(order)) as wait:
+        for number, start in enumerate(batches, 1):
+            batch = order[start : start + parallelism]
+            if len(batches) > 1:
+                wait.update(detail=f"(batch {number} of {len(batches)})")
+            facts.update(await read_batch(client, batch, role_hints))
+            wait.update(done=len(facts))
     return tuple(facts[a] for a in order)
 
 
@@ -371,11 +378,19 @@ async def run_health_check(
     if node is None:
         return HealthFacts(ran=False)
     messages: list[str] = []
+    # the check streams what it waits for ("waiting for etcd to be healthy: ..."): said again
+    # while it waits, so a check that waits minutes is never silent
+    what = f"running the cluster health check (timeout {timeout:g}s)"
     try:
-        async for line in client.health_check(
-            node, control_plane_nodes=control_planes, worker_nodes=workers, wait_timeout=timeout
-        ):
-            messages.append(line)
+        with progress.waiting("health-check", what) as wait:
+            async for line in client.health_check(
+                node,
+                control_plane_nodes=control_planes,
+                worker_nodes=workers,
+                wait_timeout=timeout,
+            ):
+                messages.append(line)
+                wait.update(detail=f"({line})")
     except ProviderError as exc:
         return HealthFacts(ran=True, ok=False, messages=tuple(messages), error=exc.message)
     return HealthFacts(ran=True, ok=True, messages=tuple(messages))
@@ -680,11 +695,12 @@ async def _discover(
 ) -> ClusterFacts:
     run_health = spec.health_check if health_check is None else health_check
     async with talos, omni:
-        members_or_error, settings_or_error = await asyncio.gather(
-            read_members(talos, spec.talos.nodes[0] if spec.talos.nodes else None),
-            read_omni_settings(omni),
-            return_exceptions=True,
-        )
+        with progress.waiting("discovery", "reading the cluster's members and Omni's settings"):
+            members_or_error, settings_or_error = await asyncio.gather(
+                read_members(talos, spec.talos.nodes[0] if spec.talos.nodes else None),
+                read_omni_settings(omni),
+                return_exceptions=True,
+            )
         if isinstance(members_or_error, ProviderError):
             raise _talos_unreachable(members_or_error, spec)
         if isinstance(settings_or_error, UnsupportedAPIVersion):
@@ -723,12 +739,13 @@ async def _discover(
         target = choose_factory(
             spec.image_factory.url, settings, cluster_talos, ca_file=spec.image_factory.ca_file
         )
-        health_facts, omni_facts, factory_facts = await asyncio.gather(
-            health(),
-            read_omni(omni, omni.endpoint.url, cluster_name, settings),
-            read_factory(target, nodes, timeouts=timeouts),
-            return_exceptions=True,
-        )
+        with progress.waiting("discovery", "reading Omni's cluster and the Image Factory"):
+            health_facts, omni_facts, factory_facts = await asyncio.gather(
+                health(),
+                read_omni(omni, omni.endpoint.url, cluster_name, settings),
+                read_factory(target, nodes, timeouts=timeouts),
+                return_exceptions=True,
+            )
         for value in (health_facts, omni_facts, factory_facts):
             if isinstance(value, ProviderError):  # Omni went away after its settings were read
                 raise _omni_unreachable(value, omni.endpoint.url, spec)

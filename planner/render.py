@@ -105,8 +105,11 @@ NODES_SOURCES = {
 """How a plan found its nodes (``Plan.nodes_source``), as the plan's header says it."""
 
 
-def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None = None) -> str:
-    """The human plan: header, findings by severity, changes, node patch summary, summary."""
+def render_plan(
+    data: dict[str, Any], *, color: bool = False, path: str | None = None, hints: bool = True
+) -> str:
+    """The human plan: header, findings by severity, changes, node patch summary, summary;
+    ``hints=False`` (OMNIPORT_IN_AUTOMATION) leaves out the command to run next."""
     data = printable_data(data)
     style = Style(color)
     c = data["cluster"]
@@ -168,8 +171,9 @@ def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None =
             )
         )
     if path:
-        lines += ["", f"Saved the plan to: {path}", "To perform exactly these actions, run:"]
-        lines.append(f"    omniport apply {path}")
+        lines += ["", f"Saved the plan to: {path}"]
+        if hints:
+            lines += ["To perform exactly these actions, run:", f"    omniport apply {path}"]
     return "\n".join(lines) + "\n"
 
 
@@ -233,6 +237,13 @@ def plan_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         f"Plan: {add} to add, {change} to change, {destroy} to destroy.",
         changes={"add": add, "change": change, "remove": destroy, "operation": "plan"},
     )
+
+
+def progress_event(data: dict[str, Any], text: str) -> dict[str, Any]:
+    """A ``progress`` event: what a long step waits for (``planner/progress.py``), ``text``
+    as the terminal shows it."""
+    fields = {k: v for k, v in data.items() if v is not None}
+    return event("progress", text, progress=fields)
 
 
 def error_events(err: Exception) -> Iterator[dict[str, Any]]:

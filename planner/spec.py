@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -502,6 +502,10 @@ def _semantic_problems(
     return problems
 
 
+Adjust = Callable[[dict[str, Any]], None]
+"""Changes a spec's parsed data in place before it is checked (see ``planner/overrides.py``)."""
+
+
 _NAMED_FILES = (
     ("talos", "talosconfig"),
     ("omni", "omniconfig"),
@@ -521,11 +525,12 @@ def named_files(spec: Spec) -> list[str]:
     ]
 
 
-def load_spec(path: str | Path, *, offline: bool = False) -> Spec:
+def load_spec(path: str | Path, *, offline: bool = False, adjust: Adjust | None = None) -> Spec:
     """Read, check and normalize an import spec; raises SpecError listing every problem.
 
     ``offline`` leaves out what needs more than the spec itself (the files it names exist and
-    can be read), for a check in a pull-request job without the keys."""
+    can be read), for a check in a pull-request job without the keys. ``adjust`` changes the
+    parsed data before it is checked (the command line's overrides, ``planner/overrides.py``)."""
     path = Path(path)
     file = str(path)
     try:
@@ -534,7 +539,9 @@ def load_spec(path: str | Path, *, offline: bool = False) -> Spec:
         raise SpecError([SpecProblem(file, 1, 1, "no such file; check the path")]) from None
     except files.Unreadable as err:
         raise SpecError([SpecProblem(file, 1, 1, err.reason)]) from None
-    return parse_spec(text, file=file, base=path.resolve().parent, path=path, offline=offline)
+    return parse_spec(
+        text, file=file, base=path.resolve().parent, path=path, offline=offline, adjust=adjust
+    )
 
 
 def parse_spec(
@@ -544,8 +551,11 @@ def parse_spec(
     base: Path | None = None,
     path: Path | None = None,
     offline: bool = False,
+    adjust: Adjust | None = None,
 ) -> Spec:
     located = _compose(text, file)
+    if adjust is not None and isinstance(located.data, dict):
+        adjust(located.data)
     if not isinstance(located.data, dict):
         raise SpecError(
             [SpecProblem(file, 1, 1, f"the spec must be a mapping, not {_describe(located.data)}")]

@@ -1,4 +1,4 @@
-"""JSON Schemas shipped with omniport (import spec, plan file, rollback plan)."""
+"""JSON Schemas shipped with omniport (import spec, plan file, rollback plan, --json events)."""
 
 from __future__ import annotations
 

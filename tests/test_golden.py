@@ -63,6 +63,11 @@ TEXT_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "durations of steps measured on a shared machine",
     ),
     (
+        re.compile(r"^.*\.\.\. \[\d+s elapsed\].*\n", re.MULTILINE),
+        "",
+        "progress lines (planner/progress.py) appear only when a step is slow on this machine",
+    ),
+    (
         re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b"),
         "<time>",
         "the wall-clock time a plan was written (show --format markdown prints it)",
@@ -133,7 +138,8 @@ class Output:
         if self.argv[0] == "show":
             body: Any = json.loads(self.stdout)
         else:
-            body = [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+            events = [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+            body = [e for e in events if e.get("type") != "progress"]  # timing: see above
         document = {
             "command": f"omniport {' '.join(self.argv)}",
             "exit_code": self.code,

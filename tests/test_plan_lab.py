@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -213,7 +214,8 @@ def one_line_error(result: PlanRun) -> str:
     """The run failed with exit 1 and said why in one line (besides the progress line)."""
     assert result.code == 1, (result.out, result.err)
     assert result.out == ""
-    lines = [line for line in result.err.splitlines() if not line.startswith("Reading ")]
+    progress = re.compile(r"^(Reading |.*\.\.\. \[\d+s elapsed\])")  # planner/progress.py
+    lines = [line for line in result.err.splitlines() if not progress.match(line)]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
     assert not result.path.exists()
     return lines[0]

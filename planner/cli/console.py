@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from omniport.planner import progress as waits
 from omniport.planner import render
 from omniport.planner.cli.context import CliContext, Echo
-from omniport.planner.errors import OmniportError
 from omniport.planner.execute.errors import ApplyError
 from omniport.planner.execute.session import StepRef
 
@@ -26,10 +26,17 @@ class ConsoleUi:
     """Human lines (Terraform-like) or JSON Lines events, from the same calls."""
 
     def __init__(self, echo: Echo, *, as_json: bool, color: bool) -> None:
-        self.echo = echo
+        def said(text: str) -> None:
+            echo(text)
+            waits.touch()  # the progress board counts silence from the last line
+
+        self.echo = said
         self.as_json = as_json
         self.style = render.Style(color)
         self._last_progress: dict[str, float] = {}
+        # each running step is an open wait on the run's progress board: a step that runs
+        # long is re-announced ("addr: Still creating... [4s elapsed]") until it is done
+        self._waits: dict[str, int | None] = {}
 
     def emit(self, ev: dict[str, Any]) -> None:
         self.echo(render.json_line(ev))
@@ -47,11 +54,17 @@ class ConsoleUi:
             self.emit(render.hook_event("apply_start", line, data))
         else:
             self.echo(render.printable(line))
+        verb = render.STEP_VERBS.get(step.action, render.STEP_VERBS["read"])[0]
+        self._waits[step.address] = waits.begin(
+            "step", verb.rstrip(".").lower(), subject=step.address, said=True
+        )
 
     def progress(self, step: StepRef, message: str, **fields: Any) -> None:
         data = asdict(step)
         elapsed = fields.get("elapsed_seconds", 0.0)
         text = f"{message} [{elapsed:.1f}s elapsed]"
+        # a step that is still running (the wait for the machines) says it when re-announced
+        waits.update(self._waits.get(step.address), detail=f"({message})")
         if self.as_json:
             self.emit(render.hook_event("apply_progress", text, data, **fields))
             return
@@ -70,6 +83,7 @@ class ConsoleUi:
             self.echo(f"  {render.printable(text)}")
 
     def done(self, step: StepRef, elapsed: float, note: str = "") -> None:
+        waits.end(self._waits.pop(step.address, None))
         data = asdict(step)
         line = render.step_line(data, "done", elapsed, note)
         if self.as_json:
@@ -80,6 +94,7 @@ class ConsoleUi:
             self.echo(render.printable(line))
 
     def failed(self, step: StepRef, message: str, elapsed: float) -> None:
+        waits.end(self._waits.pop(step.address, None))
         data = asdict(step)
         line = f"{step.address}: failed after {elapsed:.1f}s: {message}"
         if self.as_json:
@@ -114,25 +129,13 @@ class ConsoleUi:
             self.echo("")
             self.echo(self.style.bold(render.printable(message)))
 
-    def error(self, err: OmniportError) -> None:
-        """In JSON mode the failure is also an event; ``cli.run`` prints the line on stderr."""
-        if self.as_json:
-            self.emit(
-                render.event(
-                    "diagnostic",
-                    str(err),
-                    level="error",
-                    diagnostic={"severity": "error", "summary": err.message, "fix": err.fix},
-                )
-            )
-
 
 def approval_console(console: CliContext, command: str, *, auto_approve: bool) -> ConsoleUi:
     """The console of a command that changes things: JSON starts with the version event, and
     without a terminal the command needs --auto-approve."""
     ui = ConsoleUi(console.echo, as_json=console.as_json, color=console.color)
-    if console.as_json:
-        ui.emit(render.version_event())
+    if console.as_json and not console.streamed:
+        console.event(render.version_event())
     require_approval_channel(auto_approve, console.as_json, command)
     return ui
 

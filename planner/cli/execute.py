@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from omniport.planner.cli.context import CliContext, json_option, pass_console
-from omniport.planner.errors import OmniportError
 
 if TYPE_CHECKING:
     from omniport.planner.cli.console import ConsoleUi
@@ -134,7 +133,7 @@ def unlock(
 def _run(
     coro: Coroutine[Any, Any, Any], ui: ConsoleUi, interrupts: Interrupts | None = None
 ) -> Any:
-    """Run an engine; in JSON mode its failure is also an event before ``run`` prints it.
+    """Run an engine (``cli.run`` turns its failure into the stream's last event).
 
     A Ctrl-C the engine did not take over itself (before it armed its handler: while reading,
     at the prompt) ends the run with exit 130; before the journal's ``begin`` nothing changed.
@@ -144,20 +143,16 @@ def _run(
     from omniport.planner.execute.errors import Cancelled  # imported here: start-up time
 
     try:
-        try:
-            return asyncio.run(coro)
-        except KeyboardInterrupt:
-            if interrupts is not None and interrupts.begun:
-                raise Cancelled(
-                    "interrupted (Ctrl-C) after the first change",
-                    interrupts.hint.strip() or None,
-                ) from None
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        if interrupts is not None and interrupts.begun:
             raise Cancelled(
-                "interrupted (Ctrl-C) before the first change; nothing was changed"
+                "interrupted (Ctrl-C) after the first change",
+                interrupts.hint.strip() or None,
             ) from None
-    except OmniportError as err:
-        ui.error(err)
-        raise
+        raise Cancelled(
+            "interrupted (Ctrl-C) before the first change; nothing was changed"
+        ) from None
 
 
 def run_apply(
@@ -200,7 +195,10 @@ def run_apply(
         lambda name: f"omniport will import cluster {name!r} into Omni as shown above.",
     )
     options = ApplyOptions(
-        auto_approve=auto_approve, parallelism=parallelism, no_rollback=no_rollback
+        auto_approve=auto_approve,
+        parallelism=parallelism,
+        no_rollback=no_rollback,
+        overrides=console.overrides,
     )
     interrupts = Interrupts(ui, exit_now)
     try:
@@ -257,7 +255,9 @@ def run_rollback(
         execute(
             Path(rollback_file),
             RollbackOptions(
-                auto_approve=auto_approve, spec_path=Path(spec_path) if spec_path else None
+                auto_approve=auto_approve,
+                spec_path=Path(spec_path) if spec_path else None,
+                overrides=console.overrides,
             ),
             ui,
             confirm,
@@ -283,9 +283,11 @@ def run_abort(console: CliContext, cluster: str, *, spec_path: str, auto_approve
     from omniport.planner.cli.console import approval_console, make_confirm
     from omniport.planner.execute.abort import AbortPlan, abort_import
     from omniport.planner.execute.session import spec_for
+    from omniport.planner.overrides import for_access
 
     ui = approval_console(console, "abort", auto_approve=auto_approve)
     spec, _ = spec_for(spec_path, None)
+    spec = for_access(spec, console.overrides, "abort")
 
     def show(plan: AbortPlan) -> None:
         data = plan.to_dict()
@@ -322,9 +324,11 @@ def run_unlock(
     from omniport.planner.cli.console import approval_console, make_confirm
     from omniport.planner.execute.session import spec_for
     from omniport.planner.execute.unlock import unlock_cluster
+    from omniport.planner.overrides import for_access
 
     ui = approval_console(console, "unlock", auto_approve=auto_approve)
     spec, plan = spec_for(spec_path, plan_path)
+    spec = for_access(spec, console.overrides, "unlock")
 
     def show(data: dict[str, Any]) -> None:
         if console.as_json:

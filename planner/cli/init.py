@@ -67,12 +67,17 @@ def init(
     from omniport.planner import init as initspec
     from omniport.planner.spec import SpecError, parse_spec
 
+    given = console.overrides  # the root group's flags: omniport --talosconfig F init
+    if given.nodes:
+        raise initspec.InitError(
+            "--nodes does not apply to `omniport init`", "init finds the nodes itself"
+        )
     request = initspec.InitRequest(
         path=Path(spec),
-        talosconfig=Path(talosconfig) if talosconfig else None,
-        context=context,
-        endpoints=endpoints,
-        omniconfig=Path(omniconfig) if omniconfig else None,
+        talosconfig=Path(talosconfig) if talosconfig else given.talosconfig,
+        context=context or given.context,
+        endpoints=endpoints or given.endpoints,
+        omniconfig=Path(omniconfig) if omniconfig else given.omniconfig,
         omni_context=omni_context,
         omni_url=omni_url,
         omni_ca_file=Path(omni_ca_file) if omni_ca_file else None,

@@ -189,7 +189,8 @@ def lab_up(
         f"Talos {info['versions']['talos']}, pid {info['pid']}, apid {info['endpoint']}, "
         f"ready in {info['startup_seconds']} s."
     )
-    console.echo(f"Next: {invocation.program()} plan {directory / 'import.yaml'}")
+    if console.hints:
+        console.echo(f"Next: {invocation.program()} plan {directory / 'import.yaml'}")
 
 
 @lab.command("down")

@@ -28,9 +28,10 @@ def validate(console: CliContext, spec: str, offline: bool) -> None:
 
     Errors are printed as FILE:LINE:COL: message, one per line, and exit 1.
     """
+    from omniport.planner.overrides import adjuster  # imported here: start-up time
     from omniport.planner.spec import load_spec, named_files  # imported here: start-up time
 
-    loaded = load_spec(spec, offline=offline)
+    loaded = load_spec(spec, offline=offline, adjust=adjuster(console.overrides))
     if offline:
         unread = named_files(loaded)
         if unread:
@@ -113,39 +114,19 @@ def run_plan(
     """Exit code: 1 when apply would be blocked, else 2 for changes with --detailed-exitcode.
 
     With ``--json`` a failure before the plan exists (a spec error, an unreachable endpoint) is
-    in the event stream too, as ``apply --json`` has it: the version event, then one
-    ``diagnostic`` per problem; ``cli.run`` still prints it on stderr and sets the exit code."""
-    from omniport.planner.errors import OmniportError  # imported here: start-up time
-    from omniport.providers.errors import ProviderError  # imported here: start-up time
-
-    try:
-        return _plan(console, spec_path, out, detailed_exitcode, force, file_mode)
-    except (OmniportError, ProviderError) as err:
-        if console.as_json:
-            from omniport.planner import render  # imported here: start-up time
-
-            console.echo(render.json_line(render.version_event()))
-            for event in render.error_events(err):
-                console.echo(render.json_line(event))
-        raise
-
-
-def _plan(
-    console: CliContext,
-    spec_path: str,
-    out: str | None,
-    detailed_exitcode: bool,
-    force: bool,
-    file_mode: int,
-) -> int:
+    in the event stream too: the version event goes out first, and ``cli.run`` ends the stream
+    with one ``diagnostic`` per problem (and prints them on stderr, and sets the exit code)."""
     # imported here: start-up time
     import asyncio
 
     from omniport.planner import planfile, render
+    from omniport.planner.overrides import adjuster
     from omniport.planner.planning import make_plan
     from omniport.planner.spec import load_spec
 
-    spec = load_spec(spec_path)
+    if console.as_json and not console.streamed:
+        console.event(render.version_event())  # first, so that even a bad spec is in the stream
+    spec = load_spec(spec_path, adjust=adjuster(console.overrides))
     path = Path(out) if out else planfile.default_path(Path(spec_path))
     protect = (Path(spec_path),)
     planfile.check_target(path, protect=protect, force=force)  # before reading anything
@@ -161,9 +142,14 @@ def _plan(
     data = planfile.to_dict(computed.plan)
     if console.as_json:
         for event in render.plan_events(data):
-            console.echo(render.json_line(event))
+            if event["type"] != "version":  # already out
+                console.event(event)
     else:
-        console.echo(render.render_plan(data, color=console.color, path=str(path)).rstrip("\n"))
+        console.echo(
+            render.render_plan(
+                data, color=console.color, path=str(path), hints=console.hints
+            ).rstrip("\n")
+        )
     if computed.plan.blocking_findings:
         return 1
     if detailed_exitcode and computed.plan.has_changes:

@@ -65,6 +65,7 @@ from omniport.planner.facts import ClusterFacts
 from omniport.planner.join import join_documents
 from omniport.planner.machineconfig import document as mcdoc
 from omniport.planner.machineconfig.merge import strategic_merge
+from omniport.planner.overrides import Overrides, for_access
 from omniport.planner.plan import Action, Change, Plan
 from omniport.planner.planning import Computed, NodeWork, compute, sha256
 from omniport.planner.sealed import checksum
@@ -104,8 +105,9 @@ def state_files(
 # ---- reading and checking the plan ----------------------------------------------------------
 
 
-def load_plan(path: Path) -> tuple[Plan, Spec]:
-    """The plan (checksum, versions and schema checked) and the spec it was made from."""
+def load_plan(path: Path, overrides: Overrides | None = None) -> tuple[Plan, Spec]:
+    """The plan (checksum, versions and schema checked) and the spec it was made from
+    (reaching Talos and Omni as ``overrides`` say, when given)."""
     plan = planfile.read(path)
     blocking = plan.blocking_findings
     if blocking:
@@ -117,7 +119,8 @@ def load_plan(path: Path) -> tuple[Plan, Spec]:
         )
     if not plan.has_changes:
         raise ApplyError(f"{path} has no changes to apply", "nothing to do")
-    spec = spec_from_data(plan.spec, spec_directory(plan.spec_location, path), str(path))
+    base = spec_directory(plan.spec_location, path)
+    spec = spec_from_data(plan.spec, base, str(path), overrides)
     if spec.sha256 != plan.spec_sha256:
         raise ApplyError(
             f"the spec recorded in {path} does not hash to its spec_sha256",
@@ -840,6 +843,8 @@ class ApplyOptions:
     parallelism: int | None = None
     no_rollback: bool = False
     environ: Mapping[str, str] | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    """The global access flags (--talosconfig, ...): how to reach Talos and Omni this time."""
 
 
 async def fresh_health_check(access: Access, facts: ClusterFacts, ui: Ui) -> None:
@@ -893,7 +898,8 @@ async def apply_plan(
 ) -> WriteAhead:
     """Run ``omniport apply``; raises ApplyError when refused or failed (after rolling back)."""
     plan_path = Path(plan_path)
-    plan, spec = load_plan(plan_path)
+    plan, spec = load_plan(plan_path, options.overrides)
+    spec = for_access(spec, options.overrides, "apply")
     access = Access.of(spec, options.environ)
     cluster = plan.cluster.name
     files = state_files(plan_path, plan, spec, access.env)

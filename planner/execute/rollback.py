@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omniport.planner import progress
 from omniport.planner.changes import OWNER_ANNOTATION
 from omniport.planner.execute import journal, rollbackfile
 from omniport.planner.execute.backup import read_backup
@@ -51,6 +52,7 @@ from omniport.planner.execute.session import (
     error_text,
     spec_from_data,
 )
+from omniport.planner.overrides import Overrides, for_access
 from omniport.planner.planning import sha256
 from omniport.planner.spec import load_spec
 from omniport.providers import omni as o
@@ -589,6 +591,8 @@ class RollbackOptions:
     spec_path: Path | None = None
     """Reach Talos and Omni with this spec's settings instead of the ones apply recorded."""
     environ: dict[str, str] | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    """The global access flags (--talosconfig, ...): how to reach Talos and Omni this time."""
 
 
 async def rollback_file(
@@ -605,7 +609,8 @@ async def rollback_file(
     if options.spec_path is not None:
         spec = load_spec(options.spec_path)
     else:
-        spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path))
+        spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path), options.overrides)
+    spec = for_access(spec, options.overrides, "rollback")
     backup = read_backup_for(rb, path)
     access = Access.of(spec, options.environ)
     records = journal.read(locate(rb.journal, path))
@@ -615,8 +620,9 @@ async def rollback_file(
         talos = access.talos()
         omni = access.omni()
         async with talos, omni:
-            await omni.server_version()  # omnictl's API version check, before anything else
-            await check_target(rb, talos, omni, records)
+            with progress.waiting("rollback", "reading the nodes and Omni to check the target"):
+                await omni.server_version()  # omnictl's API version check, before anything else
+                await check_target(rb, talos, omni, records)
             show(rb)
             if not options.auto_approve and not confirm(rb.cluster_name):
                 raise RollbackError("Rollback cancelled.", None)

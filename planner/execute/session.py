@@ -21,7 +21,7 @@ import json
 import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -32,6 +32,7 @@ from omniport.planner.errors import OmniportError
 from omniport.planner.execute import journal, statedir
 from omniport.planner.execute.errors import AbortError, ApplyError, JournalError
 from omniport.planner.execute.lock import ClusterLock
+from omniport.planner.overrides import Overrides, adjuster, in_automation, unrecorded
 from omniport.planner.plan import Plan
 from omniport.planner.spec import Spec, SpecError, load_spec, parse_spec
 from omniport.planner.speclocation import spec_directory
@@ -117,10 +118,20 @@ class Access:
         return omni_client(self.spec, self.timeouts, self.env)
 
 
-def spec_from_data(data: dict[str, Any], base: Path, source: str) -> Spec:
-    """The Spec a plan or rollback file recorded, with relative paths resolved from ``base``."""
+def spec_from_data(
+    data: dict[str, Any], base: Path, source: str, overrides: Overrides | None = None
+) -> Spec:
+    """The Spec a plan or rollback file recorded, with relative paths resolved from ``base``;
+    ``overrides`` (the global --talosconfig, ... flags) change how it reaches Talos and Omni,
+    not its recorded data (so it still hashes to the plan's spec_sha256)."""
+    adjust = adjuster(overrides) if overrides else None
     try:
-        return parse_spec(json.dumps(data), file=source, base=base, path=base / "import.yaml")
+        spec = parse_spec(
+            json.dumps(data), file=source, base=base, path=base / "import.yaml", adjust=adjust
+        )
+        if adjust is None:
+            return spec
+        return replace(spec, normalized=unrecorded(spec.normalized, data))
     except SpecError as err:
         first = err.problems[0].message if err.problems else str(err)
         raise ApplyError(
@@ -317,19 +328,28 @@ class Interrupts:
 
     def fire(self) -> None:
         self.count += 1
+        hints = not in_automation(os.environ)  # no one at a keyboard to press Ctrl-C again
         if self.finished:
             self.ui.say("Interrupt received after the work was complete; nothing to stop.")
             return
         if self.count == 1 and self.task is not None and not self.task.done():
             self.ui.say("Interrupt received: stopping and rolling back what was done…")
-            self.ui.say("Press Ctrl-C again to exit at once (the journal stays intact).")
+            if hints:
+                self.ui.say("Press Ctrl-C again to exit at once (the journal stays intact).")
             self.task.cancel()
             return
         if self.count == 1 and not self.begun:
             self.ui.say("Interrupt received: stopping before the first change…")
             return
         if self.count == 1:
-            self.ui.say("Interrupt received; press Ctrl-C again to exit at once." + self.hint)
+            self.ui.say(
+                (
+                    "Interrupt received; press Ctrl-C again to exit at once."
+                    if hints
+                    else "Interrupt received."
+                )
+                + self.hint
+            )
             return
         if not self.begun:
             self.ui.say("Exiting immediately; nothing was changed.")

@@ -49,9 +49,12 @@ CREDENTIAL_VARIABLES = (
     "all_proxy",
 )
 
-# `omniport plan` tells a person what it is doing before the (slow) reads; that line is
-# progress, not part of an error, so the one-line check ignores it.
-PROGRESS = re.compile(r"^Reading \d+ node\(s\), Omni and the Image Factory…$")
+# `omniport plan` tells a person what it is doing before the (slow) reads, and what a slow
+# step waits for ("... [4s elapsed]", planner/progress.py); those lines are progress, not part
+# of an error, so the one-line check ignores them.
+PROGRESS = re.compile(
+    r"^(Reading \d+ node\(s\), Omni and the Image Factory…|.*\.\.\. \[\d+s elapsed\].*)$"
+)
 SPEC_PROBLEM = re.compile(r"^\S.*:\d+:\d+: \S.*$")
 
 
