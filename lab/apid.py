@@ -33,6 +33,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
 from omniport.lab import talos_resources as tr
+from omniport.lab.faults import BLIP_MESSAGE
 from omniport.lab.world import Code, Lab, Mode, NodeError, SimNode, dump_yaml
 from omniport.planner.machineconfig import pki
 from omniport.providers.tls import server_context
@@ -279,8 +280,9 @@ class Apid:
             raise _dial_error(target, "connect: no route to host")
         return node
 
-    async def _reach(self, target: str) -> SimNode:
-        """The node behind ``target`` after the faults had their say (latency, unreachable)."""
+    async def _reach(self, target: str, method: str = "") -> SimNode:
+        """The node behind ``target`` after the faults had their say (latency, unreachable,
+        blips of ``method``)."""
         node = self._resolve(target)
         faults = self.lab.faults
         delay = faults.delay(node.address)
@@ -288,6 +290,8 @@ class Apid:
             await asyncio.sleep(delay)
         if node.address in faults.unreachable:
             raise _dial_error(node.address, "i/o timeout")
+        if faults.talos_blip(node.address, method):
+            raise NodeError(Code.UNAVAILABLE, BLIP_MESSAGE.format(address=node.address))
         if node.rebooting:
             raise _dial_error(node.address, "connect: connection refused")
         if node.maintenance:
@@ -311,7 +315,7 @@ class Apid:
                     Code.INVALID_ARGUMENT, "one-2-many proxying is not supported for streaming"
                 )
         try:
-            return await self._reach(targets[0]), roles
+            return await self._reach(targets[0], method), roles
         except NodeError as err:
             raise _fail(err.code, err.message) from None
 
@@ -329,7 +333,7 @@ class Apid:
         many, targets = self._targets(stream)
         if not many:
             try:
-                node = await self._reach(targets[0])
+                node = await self._reach(targets[0], method)
                 items = await answer(node, request)
             except NodeError as err:
                 raise _fail(err.code, err.message) from None
@@ -339,7 +343,7 @@ class Apid:
 
         async def one(target: str) -> tuple[str, list[Any] | NodeError]:
             try:
-                node = await self._reach(target)
+                node = await self._reach(target, method)
                 return target, await answer(node, request)
             except NodeError as err:
                 return target, err

@@ -337,6 +337,7 @@ class LabProcess:
             endpoint=world.endpoint,
         )
         lab.factory = factory
+        factory.blip = faults.factory_blip
         self.lab = lab
         certs = world.bundle.certs
         assert certs is not None and certs.os is not None  # build_world's new_bundle makes both

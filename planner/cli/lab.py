@@ -328,9 +328,16 @@ def _faults_text(active: dict[str, Any]) -> str:
         where = f["node"] or "every node"
         lines.append(f"ApplyConfiguration fails on {where} after {f['after_calls']} call(s)")
     for f in active.get("omni_failures") or []:
+        times = f" for the next {f['times']} call(s)" if f.get("times") else ""
         lines.append(
-            f"Omni {f['method']} fails for {f['resource_type'] or 'every type'} (code {f['code']})"
+            f"Omni {f['method']} fails for {f['resource_type'] or 'every type'} "
+            f"(code {f['code']}){times}"
         )
+    for b in active.get("talos_blips") or []:
+        calls = f"{b['method']} call(s)" if b.get("method") else "call(s)"
+        lines.append(f"Talos blip: the next {b['remaining']} {calls} to {b['node'] or 'any node'}")
+    if active.get("factory_blips"):
+        lines.append(f"Image Factory blip: the next {active['factory_blips']} request(s)")
     for node, services in (active.get("unhealthy_services") or {}).items():
         lines.append(f"unhealthy on {node}: {', '.join(services)}")
     for node in active.get("etcd_learners") or []:
@@ -386,9 +393,36 @@ def fault_apply_fail() -> None:
 @click.argument("method")
 @click.option("--type", "type", help="Only this resource type (default: every type).")
 @click.option("--code", type=click.IntRange(1, 16), default=14, show_default=True)
+@click.option(
+    "--times",
+    type=click.IntRange(1),
+    help="Fail only the next N calls, then heal (a blip; default: every call).",
+)
 @click.option("--clear", is_flag=True, help="Remove the matching Omni failures.")
 def fault_omni_fail() -> None:
     """Make Omni's METHOD (Create, Update, Get, ...) fail with a gRPC status."""
+
+
+@_fault_command("talos-blip", "talos-blip")
+@click.option(
+    "--times", type=click.IntRange(1), default=1, show_default=True, help="Calls that fail."
+)
+@click.option("--node", help="Only calls to this node (default: any node).")
+@click.option("--method", help="Only this gRPC method, e.g. ApplyConfiguration, Get, Version.")
+@click.option("--clear", is_flag=True, help="Drop the pending blips.")
+def fault_talos_blip() -> None:
+    """The next N Talos calls fail as a brief network blip does (UNAVAILABLE, connection
+    reset), then the network heals."""
+
+
+@_fault_command("factory-blip", "factory-blip")
+@click.option(
+    "--times", type=click.IntRange(1), default=1, show_default=True, help="Requests dropped."
+)
+@click.option("--clear", is_flag=True, help="Drop the pending blips.")
+def fault_factory_blip() -> None:
+    """The next N Image Factory requests get their connection closed unanswered, then the
+    network heals."""
 
 
 @_fault_command("factory-down", "factory-down")
