@@ -359,6 +359,16 @@ def _etcd_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
 def _omni_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     omni = facts.omni
     out: list[Finding] = []
+    if spec.omni.insecure_skip_tls_verify:
+        out.append(
+            finding(
+                "OMNI_TLS_UNVERIFIED",
+                f"TLS certificate verification for Omni at {omni.url or 'its URL'} is off "
+                "(omni.insecureSkipTLSVerify): anyone on the network path can impersonate Omni "
+                "and receive the cluster's secrets",
+                spec,
+            )
+        )
     if omni.error is not None:
         out.append(finding("OMNI_UNREACHABLE", omni.error.message, spec))
         return out

@@ -623,8 +623,17 @@ def talos_client(
     )
 
 
-def omni_client(spec: Spec, timeouts: Timeouts, env: Mapping[str, str] | None = None) -> OmniClient:
-    """The Omni client the spec names (omniconfig, context, URL, key, TLS); apply uses it too."""
+def omni_client(
+    spec: Spec,
+    timeouts: Timeouts,
+    env: Mapping[str, str] | None = None,
+    *,
+    warn_insecure: bool = True,
+) -> OmniClient:
+    """The Omni client the spec names (omniconfig, context, URL, key, TLS); apply uses it too.
+
+    ``warn_insecure=False`` when the caller reports ``omni.insecureSkipTLSVerify`` itself
+    (discovery: the finding OMNI_TLS_UNVERIFIED)."""
     settings = omniconfig.resolve(
         omniconfig=spec.omni.omniconfig,
         context=spec.omni.context,
@@ -635,7 +644,9 @@ def omni_client(spec: Spec, timeouts: Timeouts, env: Mapping[str, str] | None = 
     tls = TLSOptions(
         ca_file=spec.omni.ca_file, insecure_skip_verify=spec.omni.insecure_skip_tls_verify
     )
-    return OmniClient.from_settings(settings, tls=tls, timeouts=timeouts)
+    return OmniClient.from_settings(
+        settings, tls=tls, timeouts=timeouts, warn_insecure=warn_insecure
+    )
 
 
 async def discover(
@@ -658,7 +669,7 @@ async def discover(
     timeouts = timeouts or Timeouts()
     env = dict(os.environ if env is None else env)
     talos = talos_client(spec, timeouts, env)
-    omni = omni_client(spec, timeouts, env)
+    omni = omni_client(spec, timeouts, env, warn_insecure=False)  # checks: OMNI_TLS_UNVERIFIED
     try:
         return await _discover(spec, talos, omni, timeouts, health_check, env)
     finally:

@@ -408,9 +408,12 @@ def _trusting(path: Path, what: str) -> ssl.SSLContext:
         ) from None
 
 
-def make_ssl_context(options: TLSOptions, *, target: str) -> ssl.SSLContext:
-    """A client context for Omni: TLS 1.2+, ALPN h2, verification as ``options`` say."""
-    if options.insecure_skip_verify:
+def make_ssl_context(options: TLSOptions, *, target: str, warn: bool = True) -> ssl.SSLContext:
+    """A client context for Omni: TLS 1.2+, ALPN h2, verification as ``options`` say.
+
+    ``warn=False`` skips the :class:`InsecureTLSWarning` for a caller that reports the
+    unverified connection itself (``plan`` makes it the finding OMNI_TLS_UNVERIFIED)."""
+    if options.insecure_skip_verify and warn:
         warnings.warn(
             InsecureTLSWarning(
                 f"TLS certificate verification for Omni at {target} is OFF "
@@ -418,6 +421,7 @@ def make_ssl_context(options: TLSOptions, *, target: str) -> ssl.SSLContext:
             ),
             stacklevel=3,
         )
+    if options.insecure_skip_verify:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -458,6 +462,7 @@ class OmniClient:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         clock: Callable[[], float] = time.time,
         retry: RetryPolicy = DEFAULT_RETRY,
+        warn_insecure: bool = True,
     ) -> None:
         tls = tls or TLSOptions()
         if not endpoint.tls and tls.customized:
@@ -469,6 +474,7 @@ class OmniClient:
         self.endpoint = endpoint
         self.timeouts = timeouts
         self.retry = retry
+        self._warn_insecure = warn_insecure
         self._key = key
         self._tls = tls
         self._clock = clock
@@ -485,9 +491,16 @@ class OmniClient:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         clock: Callable[[], float] = time.time,
         retry: RetryPolicy = DEFAULT_RETRY,
+        warn_insecure: bool = True,
     ) -> OmniClient:
         return cls(
-            settings.endpoint, settings.key, tls=tls, timeouts=timeouts, clock=clock, retry=retry
+            settings.endpoint,
+            settings.key,
+            tls=tls,
+            timeouts=timeouts,
+            clock=clock,
+            retry=retry,
+            warn_insecure=warn_insecure,
         )
 
     async def __aenter__(self) -> OmniClient:
@@ -512,7 +525,7 @@ class OmniClient:
     def _stub_or_new(self) -> StateStub:
         if self._stub is None:
             context = (
-                make_ssl_context(self._tls, target=self.endpoint.target)
+                make_ssl_context(self._tls, target=self.endpoint.target, warn=self._warn_insecure)
                 if self.endpoint.tls
                 else None
             )
