@@ -137,6 +137,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # ---- files ----
 
 
+def build_options(args: argparse.Namespace) -> build.BuildOptions:
+    """The world's build options from the command line, resolved and checked (StartupError
+    names the option at fault)."""
+    try:
+        options = build.BuildOptions(
+            nodes=args.nodes,
+            controlplanes=args.controlplanes,
+            talos_version=args.talos_version,
+            initial_talos_version=args.initial_talos_version,
+            kubernetes_version=args.kubernetes_version,
+            initial_kubernetes_version=args.initial_kubernetes_version,
+            seed=args.seed,
+            factory_schematic=not args.no_factory_schematic,
+            schematic_kernel_args=tuple(args.schematic_kernel_arg),
+            schematic_yaml_v3=args.schematic_yaml_v3,
+            node_talos_versions=tuple(
+                (address, version)
+                for address, _, version in (v.partition("=") for v in args.node_talos_version)
+            ),
+        ).resolved()
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        release_of(args.omni_version)
+    except ValueError as exc:
+        raise StartupError(f"--omni-version: {exc}") from None
+    return options
+
+
+def check_options(argv: list[str]) -> str | None:
+    """What is wrong with the lab options ``argv`` (those after ``--dir DIR``), in one
+    sentence, or None: every check the lab process makes of its options before it builds
+    anything, so that ``omniport lab up`` can refuse bad options before it starts a process."""
+    try:
+        args = parse_args(["--dir", ".", *argv])
+    except SystemExit:
+        return "the lab options cannot be parsed: " + " ".join(argv)
+    try:
+        build_options(args)
+        _read_dictionary(args.omni_zstd_dict)
+    except StartupError as err:
+        return str(err)
+    return None
+
+
 def _read_dictionary(path: str | None) -> bytes | None:
     """Omni's zstd dictionary from ``--omni-zstd-dict`` (checked: a zstd dictionary, ID 1)."""
     if path is None:
@@ -271,26 +316,7 @@ class LabProcess:
     async def start(self) -> dict[str, Any]:
         args = self.args
         now = dt.datetime.now(dt.UTC)
-        try:
-            options = build.BuildOptions(
-                nodes=args.nodes,
-                controlplanes=args.controlplanes,
-                talos_version=args.talos_version,
-                initial_talos_version=args.initial_talos_version,
-                kubernetes_version=args.kubernetes_version,
-                initial_kubernetes_version=args.initial_kubernetes_version,
-                seed=args.seed,
-                factory_schematic=not args.no_factory_schematic,
-                schematic_kernel_args=tuple(args.schematic_kernel_arg),
-                schematic_yaml_v3=args.schematic_yaml_v3,
-                node_talos_versions=tuple(
-                    (address, version)
-                    for address, _, version in (v.partition("=") for v in args.node_talos_version)
-                ),
-            ).resolved()
-            release_of(args.omni_version)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
+        options = build_options(args)
         # One CA for the lab's HTTPS services (Image Factory, Omni); clients get lab-ca.pem.
         self.web_ca = pki.new_ca(
             now, organizations=["omniport lab"], algorithm=pki.KeyAlgorithm.ECDSA_P256
@@ -613,6 +639,10 @@ def _lock(directory: Path) -> TextIO:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = check_options(list(argv if argv is not None else sys.argv[1:]))
+    if problem is not None:  # before the directory or a daemon exists: nothing is left behind
+        print(f"lab: {problem}", file=sys.stderr, flush=True)
+        return 1
     directory = Path(args.dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if args.daemon:

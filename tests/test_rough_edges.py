@@ -6,8 +6,10 @@ for the test and stopped by its pid).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.reliability.labkit import World
@@ -34,3 +36,30 @@ def test_insecure_tls_is_a_formatted_warning_for_every_command(world: World):
     assert len(warnings) == 1, aborted.err
     assert "TLS certificate verification for Omni at" in warnings[0]
     assert "is OFF" in warnings[0]
+
+
+def lab_processes_for(directory: Path) -> list[int]:
+    """Pids of lab servers whose command line names ``directory`` (read from /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"omniport.lab.server" in argv and str(directory).encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def test_the_lab_process_itself_refuses_bad_options_before_it_daemonises(tmp_path):
+    """Any caller of ``lab.control.up`` (the demo, tests) gets the same sentence."""
+    from omniport.lab import control
+
+    directory = tmp_path / "lab"
+    with pytest.raises(control.LabError) as err:
+        control.up(directory, control.UpOptions(nodes=2, controlplanes=3))
+    assert err.value.message == "--controlplanes must be at least 1 and at most --nodes"
+    assert not (directory / control.LAB_JSON).exists()
+    assert lab_processes_for(directory) == []

@@ -180,6 +180,14 @@ def lab_up(
         omni_join_ms=omni_join_ms,
         omni_api_version=omni_api_version,
     )
+    from omniport.lab.server import check_options  # imported here: start-up time
+
+    problem = check_options(options.argv())
+    if problem is not None:  # refused before DIR or a process exists: nothing to clean up
+        raise OmniportError(
+            f"lab up: {problem}",
+            "fix the option (see `omniport lab up --help`); nothing was started",
+        )
     with _lab_errors():
         info = up(directory, options)
     cps = sum(1 for n in info["nodes"] if n["role"] == "controlplane")
