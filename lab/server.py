@@ -51,7 +51,7 @@ from omniport.lab.faults import Faults
 from omniport.lab.omni import DEFAULT_OMNI_VERSION, OmniSeed, OmniSim, default_talos_versions
 from omniport.lab.omni_access import Role
 from omniport.lab.omni_render import release_of
-from omniport.lab.world import Lab, Mode, NodeError
+from omniport.lab.world import REBOOT_SECONDS, Lab, Mode, NodeError
 from omniport.planner.machineconfig import pki
 from omniport.providers.codec import siderov1
 from omniport.providers.codec.schematic import ExtensionInfo
@@ -558,12 +558,18 @@ class LabProcess:
                 result = await lab.apply_configuration(node, patched, Mode.AUTO)
             except NodeError as err:
                 raise AdminError(400, f"{node.address}: {err.message}") from None
+            wanted = hashlib.sha256(patched).hexdigest()
             return {
                 "node": node.address,
                 "mode": result.mode.name,
                 "details": result.details,
                 "config_sha256": node.config_sha256,
                 "persistent_sha256": hashlib.sha256(node.persistent).hexdigest(),
+                "new_config_sha256": wanted,
+                # when the new config is the active one: now, after the reboot under way (in
+                # about this many seconds), or at the next reboot (staged)
+                "active": node.config_sha256 == wanted,
+                "lands_in_seconds": REBOOT_SECONDS if result.mode is Mode.REBOOT else None,
             }
 
         return {

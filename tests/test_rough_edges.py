@@ -63,3 +63,35 @@ def test_the_lab_process_itself_refuses_bad_options_before_it_daemonises(tmp_pat
     assert err.value.message == "--controlplanes must be at least 1 and at most --nodes"
     assert not (directory / control.LAB_JSON).exists()
     assert lab_processes_for(directory) == []
+
+
+def test_lab_patch_says_when_the_new_config_lands(world: World, tmp_path):
+    """Live change: active now. A change Talos applies with a reboot: it lands when the node
+    is back, which the message says and ``--wait`` waits for."""
+    worker = world.nodes[1]
+    lab = ["lab", "patch", "--dir", str(world.dir), worker]
+    live = tmp_path / "labels.yaml"
+    live.write_text("machine:\n  nodeLabels:\n    team: storage\n")
+    now = world.cli(*lab, str(live))
+    assert now.code == 0, now.text
+    running = {n["address"]: n["config_sha256"] for n in world.status()["nodes"]}
+    assert f"Patched {worker} (NO_REBOOT)" in now.out
+    assert f"The new config is active now (config sha256 {running[worker]})." in now.out
+
+    rebooting = tmp_path / "env.yaml"
+    rebooting.write_text("machine:\n  env:\n    HTTP_PROXY: http://proxy.lab:3128\n")
+    later = world.cli(*lab, str(rebooting))
+    assert later.code == 0, later.text
+    assert f"Patched {worker} (REBOOT)" in later.out
+    assert "The node is rebooting: the new config (sha256 " in later.out
+    assert f"until then it runs config sha256 {running[worker]}" in later.out
+    new = later.out.split("the new config (sha256 ", 1)[1].split(")", 1)[0]
+
+    waited = tmp_path / "env2.yaml"
+    waited.write_text("machine:\n  env:\n    HTTP_PROXY: http://proxy2.lab:3128\n")
+    done = world.cli(*lab, str(waited), "--wait")
+    assert done.code == 0, done.text
+    assert "The node rebooted: the new config is active now (sha256 " in done.out
+    final = done.out.split("active now (sha256 ", 1)[1].split(")", 1)[0]
+    assert final != new
+    assert {n["address"]: n["config_sha256"] for n in world.status()["nodes"]}[worker] == final

@@ -542,15 +542,52 @@ def fault_show(console: CliContext) -> None:
 @_lab_dir
 @click.argument("node")
 @click.argument("patch_file", metavar="FILE", type=click.File("r"))
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When the change needs a reboot, return only once the node runs the new config.",
+)
 @pass_console
-def lab_patch(console: CliContext, directory: Path, node: str, patch_file: Any) -> None:
-    """Patch NODE's config with FILE as `talosctl patch machineconfig` would (mode auto)."""
-    from omniport.lab.control import patch  # imported here: start-up time
+def lab_patch(console: CliContext, directory: Path, node: str, patch_file: Any, wait: bool) -> None:
+    """Patch NODE's config with FILE as `talosctl patch machineconfig` would (mode auto), and
+    say when the new config lands: now, after the reboot it needs, or at the next reboot."""
+    import time  # imported here: start-up time
+
+    from omniport.lab.control import patch, status  # imported here: start-up time
 
     text = patch_file.read()
     with _lab_errors():
         result = patch(directory, node, text)
-    console.echo(
-        f"Patched {result['node']} ({result['mode']}): {result['details'].splitlines()[0]}; "
-        f"config sha256 {result['config_sha256']}."
-    )
+    address, new = result["node"], result["new_config_sha256"]
+    head = f"Patched {address} ({result['mode']}): {result['details'].splitlines()[0]}."
+    if result["active"]:
+        console.echo(f"{head} The new config is active now (config sha256 {new}).")
+        return
+    seconds = result.get("lands_in_seconds")
+    if seconds is None:
+        console.echo(
+            f"{head} The new config (sha256 {new}) is staged: it lands at the node's next "
+            f"reboot; until then it runs config sha256 {result['config_sha256']}."
+        )
+        return
+    if not wait:
+        console.echo(
+            f"{head} The node is rebooting: the new config (sha256 {new}) lands when it is "
+            f"back, in about {seconds:g} s; until then it runs config sha256 "
+            f"{result['config_sha256']} (`--wait` waits for it)."
+        )
+        return
+    deadline = time.monotonic() + 30 + seconds
+    with _lab_errors():
+        while True:
+            running = next(n for n in status(directory)["nodes"] if n["address"] == address)
+            if running["config_sha256"] == new:
+                break
+            if time.monotonic() > deadline:
+                raise OmniportError(
+                    f"{address} still runs config sha256 {running['config_sha256']} after its "
+                    "reboot",
+                    f"see `omniport lab status --dir {directory}`",
+                )
+            time.sleep(0.05)
+    console.echo(f"{head} The node rebooted: the new config is active now (sha256 {new}).")
