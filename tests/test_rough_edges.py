@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.reliability.labkit import World
+from tests.reliability.labkit import World, assert_restored
+from tests.test_apply_lab import one_line
 
 
 def insecure_spec(world: World) -> None:
@@ -95,3 +96,40 @@ def test_lab_patch_says_when_the_new_config_lands(world: World, tmp_path):
     final = done.out.split("active now (sha256 ", 1)[1].split(")", 1)[0]
     assert final != new
     assert {n["address"]: n["config_sha256"] for n in world.status()["nodes"]}[worker] == final
+
+
+def test_rollback_backup_accepts_a_moved_zip_only_when_its_hash_matches(world: World, tmp_path):
+    world.make_plan()
+    before = world.snapshot()
+    applied = world.apply()
+    assert applied.code == 0, applied.text
+    imported = world.snapshot()
+    (zip_path,) = (world.dir / "backups").glob("*.zip")
+    moved = tmp_path / "elsewhere" / "my-backup.zip"
+    moved.parent.mkdir()
+    zip_path.rename(moved)
+
+    missing = world.roll_back()
+    assert missing.code == 1
+    line = one_line(missing.err)
+    assert f"the backup {zip_path} named by {world.rollback} is missing" in line
+    assert f"`omniport rollback --backup PATH {world.rollback}`" in line
+    assert zip_path.name in line
+
+    forged = tmp_path / "forged.zip"
+    forged.write_bytes(moved.read_bytes() + b"\0")  # still a zip, not the one apply wrote
+    for wrong, says in (
+        (forged, "is not the one apply wrote (its sha256 is"),
+        (tmp_path / "nowhere.zip", "is missing"),
+    ):
+        refused = world.roll_back("--backup", str(wrong))
+        assert refused.code == 1
+        line = one_line(refused.err)
+        assert f"the backup {wrong} given with --backup {says}" in line, line
+        assert "Traceback" not in refused.text
+        assert world.snapshot() == imported  # nothing changed
+
+    rolled = world.roll_back("--backup", str(moved))
+    assert rolled.code == 0, rolled.text
+    assert "Rollback complete!" in rolled.out
+    assert_restored(world, before)

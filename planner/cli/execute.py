@@ -62,13 +62,30 @@ def apply(
     type=click.Path(dir_okay=False),
     help="Reach Talos and Omni with this spec's settings instead of the recorded ones.",
 )
+@click.option(
+    "--backup",
+    "backup_path",
+    type=click.Path(dir_okay=False),
+    help="The backup zip, if it was moved from where apply wrote it; accepted only when its "
+    "sha256 equals the one the rollback file pins.",
+)
 @_json_events
 @pass_console
 def rollback(
-    console: CliContext, rollback_file: str, auto_approve: bool, spec_path: str | None
+    console: CliContext,
+    rollback_file: str,
+    auto_approve: bool,
+    spec_path: str | None,
+    backup_path: str | None,
 ) -> int:
     """Put nodes and Omni back as they were before an apply (idempotent)."""
-    return run_rollback(console, rollback_file, auto_approve=auto_approve, spec_path=spec_path)
+    return run_rollback(
+        console,
+        rollback_file,
+        auto_approve=auto_approve,
+        spec_path=spec_path,
+        backup_path=backup_path,
+    )
 
 
 @click.command()
@@ -177,7 +194,12 @@ def run_apply(
 
 
 def run_rollback(
-    console: CliContext, rollback_file: str, *, auto_approve: bool, spec_path: str | None
+    console: CliContext,
+    rollback_file: str,
+    *,
+    auto_approve: bool,
+    spec_path: str | None,
+    backup_path: str | None = None,
 ) -> int:
     # imported here: start-up time
     from omniport.planner import render
@@ -207,7 +229,9 @@ def run_rollback(
         execute(
             Path(rollback_file),
             RollbackOptions(
-                auto_approve=auto_approve, spec_path=Path(spec_path) if spec_path else None
+                auto_approve=auto_approve,
+                spec_path=Path(spec_path) if spec_path else None,
+                backup_path=Path(backup_path) if backup_path else None,
             ),
             ui,
             confirm,

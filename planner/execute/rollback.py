@@ -84,20 +84,39 @@ def locate(recorded: str, rollback_file: Path) -> Path:
     return beside if beside.exists() else path
 
 
-def read_backup_for(rb: RollbackPlan, rollback_file: Path) -> dict[str, bytes]:
-    """Node address -> backup bytes, after checking the zip and every entry against the plan."""
-    path = locate(rb.backup_path, rollback_file)
+def read_backup_for(
+    rb: RollbackPlan, rollback_file: Path, moved: Path | None = None
+) -> dict[str, bytes]:
+    """Node address -> backup bytes, after checking the zip and every entry against the plan.
+
+    ``moved`` is where the user says the zip is now (``rollback --backup``): it is accepted
+    only when its sha256 is the one apply pinned in the rollback file, so no other zip (an
+    older backup, another cluster's) can be restored by mistake."""
+    path = moved if moved is not None else locate(rb.backup_path, rollback_file)
+    given = " given with --backup" if moved is not None else f" named by {rollback_file}"
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise RollbackError(
-            f"the backup {path} named by {rollback_file} is missing",
-            "restore the backup zip to that path; it holds every node's config",
+            f"the backup {path}{given} is missing",
+            "pass the backup zip's new place with `omniport rollback --backup PATH "
+            f"{rollback_file}` (apply wrote it as {Path(rb.backup_path).name}); it holds "
+            "every node's config"
+            if moved is None
+            else f"give the path of the zip apply wrote as {Path(rb.backup_path).name}",
         ) from None
-    if hashlib.sha256(raw).hexdigest() != rb.backup_sha256:
+    except OSError as exc:
         raise RollbackError(
-            f"the backup {path} is not the one apply wrote (sha256 differs)",
-            "restore the original backup zip; rollback restores exactly its bytes",
+            f"the backup {path}{given} cannot be read: {exc.strerror or exc}",
+            f"give the path of the zip apply wrote as {Path(rb.backup_path).name}",
+        ) from None
+    found = hashlib.sha256(raw).hexdigest()
+    if found != rb.backup_sha256:
+        raise RollbackError(
+            f"the backup {path}{given} is not the one apply wrote (its sha256 is "
+            f"{found[:16]}…, {rollback_file} pins {rb.backup_sha256[:16]}…)",
+            f"give the zip apply wrote as {Path(rb.backup_path).name}, unchanged; rollback "
+            "restores exactly its bytes",
         )
     entries = read_backup(path)
     out: dict[str, bytes] = {}
@@ -578,6 +597,8 @@ class RollbackOptions:
     spec_path: Path | None = None
     """Reach Talos and Omni with this spec's settings instead of the ones apply recorded."""
     environ: dict[str, str] | None = None
+    backup_path: Path | None = None
+    """The backup zip, moved from where apply wrote it (its sha256 must match the pinned one)."""
 
 
 async def rollback_file(
@@ -595,7 +616,7 @@ async def rollback_file(
         spec = load_spec(options.spec_path)
     else:
         spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path))
-    backup = read_backup_for(rb, path)
+    backup = read_backup_for(rb, path, options.backup_path)
     access = Access.of(spec, options.environ)
     records = journal.read(locate(rb.journal, path))
     lock = cluster_lock(rb.omni_url, rb.cluster_name, "rollback")
