@@ -261,6 +261,14 @@ def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     out += _etcd_findings(facts, spec)
     out += _omni_findings(facts, spec)
     out += _factory_findings(facts, spec)
+    if facts.health.skipped:
+        out.append(
+            finding(
+                "HEALTH_CHECK_FAILED",
+                f"the cluster health check was not run: {facts.health.skipped}",
+                spec,
+            )
+        )
     if facts.health.ran and not facts.health.ok:
         out.append(
             finding(

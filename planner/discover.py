@@ -725,6 +725,17 @@ async def _discover(
         async def health() -> HealthFacts:
             if not (run_health and cps):
                 return HealthFacts(ran=False)
+            down = [n.address for n in nodes if n.error and n.error.kind == "Unreachable"]
+            if down:
+                # Talos's check polls every condition (node count, apid, kubelet, Ready) until
+                # its timeout: with a node it cannot reach it could only wait all of it.
+                return HealthFacts(
+                    ran=False,
+                    ok=False,
+                    skipped=f"{', '.join(down)} cannot be reached, and the check would wait its "
+                    f"whole timeout ({spec.health_check_timeout:g}s) for "
+                    + ("it" if len(down) == 1 else "them"),
+                )
             return await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
 
         cluster_talos = next(

@@ -272,7 +272,10 @@ FAULTS = [
     (
         "unreachable-worker",
         lambda lab: {"kind": "unreachable", "node": lab.workers[0]},
-        [("NODE_UNREACHABLE", "worker", "i/o timeout"), ("HEALTH_CHECK_FAILED", None, "")],
+        [
+            ("NODE_UNREACHABLE", "worker", "i/o timeout"),
+            ("HEALTH_CHECK_FAILED", None, "the cluster health check was not run: "),
+        ],
     ),
     (
         # the members are read from the first node of the spec; Omni's importer stops there

@@ -6,6 +6,7 @@ for the test and stopped by its pid).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,26 @@ def test_rollback_backup_accepts_a_moved_zip_only_when_its_hash_matches(world: W
     assert rolled.code == 0, rolled.text
     assert "Rollback complete!" in rolled.out
     assert_restored(world, before)
+
+
+def test_a_node_known_unreachable_short_circuits_the_health_check(world: World):
+    """Talos's check would poll for the node until its timeout (5 minutes here); plan knows the
+    node is unreachable from reading it, so it says so instead of waiting."""
+    world.tune(healthCheck={"enabled": True, "timeout": "5m"})
+    worker = world.nodes[1]
+    world.fault(kind="unreachable", node=worker)
+    result = world.cli("plan", str(world.spec), "-o", str(world.plan), "--json", timeout=120)
+    assert result.code == 1, result.text
+    assert result.seconds < 30, f"plan took {result.seconds:.0f} s"
+    events = [json.loads(line) for line in result.out.splitlines() if line.strip()]
+    found = {
+        e["diagnostic"]["code"]: e["diagnostic"]
+        for e in events
+        if e.get("type") == "diagnostic" and e.get("diagnostic", {}).get("code")
+    }
+    assert "NODE_UNREACHABLE" in found
+    health = found["HEALTH_CHECK_FAILED"]["summary"]
+    assert health == (
+        f"the cluster health check was not run: {worker} cannot be reached, and the check "
+        "would wait its whole timeout (300s) for it"
+    )
