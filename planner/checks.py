@@ -45,6 +45,9 @@ def finding(
     )
 
 
+ALREADY_IMPORTED = "ALREADY_IMPORTED"
+"""The finding that replaces a plan's changes: the cluster is imported already."""
+
 _TAG = re.compile(r":v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)(?:@sha256:[0-9a-f]+)?$")
 
 
@@ -193,21 +196,22 @@ def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
                 )
             )
         else:
-            given = set(spec.talos.nodes)
+            listed = [n.address for n in facts.nodes]
+            given = set(listed)
             known_addresses = {a for m in facts.members for a in m.addresses}
             missing = [m for m in facts.members if not given & set(m.addresses)]
             hostnames = {n.hostname for n in readable}
             missing = [m for m in missing if m.hostname not in hostnames]
-            extra = [a for a in spec.talos.nodes if a not in known_addresses]
+            extra = [a for a in listed if a not in known_addresses]
             extra = [
                 a
                 for a in extra
                 if facts.node(a).hostname not in {m.hostname for m in facts.members}
             ]
-            if missing or extra or len(facts.members) != len(spec.talos.nodes):
+            if missing or extra or len(facts.members) != len(listed):
                 parts = [
                     f"discovery has {len(facts.members)} member(s), the spec lists "
-                    f"{len(spec.talos.nodes)} node(s)"
+                    f"{len(listed)} node(s)"
                 ]
                 if missing:
                     parts.append(
@@ -390,6 +394,25 @@ def _omni_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
             )
         )
     name = next((n.cluster_name for n in facts.control_planes if n.cluster_name), None)
+    readable = [n for n in facts.nodes if n.error is None and n.machine_uuid]
+    if (
+        omni.cluster_exists
+        and readable
+        and all(omni.machines.get(n.machine_uuid or "") for n in readable)
+    ):
+        # A finished import (or a cluster Omni manages already): every node is connected to
+        # this Omni, which holds the cluster. Nothing to import; the other findings and the
+        # changes would only describe the import that already happened (see planning).
+        out.append(
+            finding(
+                ALREADY_IMPORTED,
+                f"cluster {name!r} is already imported into Omni at {omni.url}: Omni has the "
+                f"cluster and all {len(readable)} of its node(s) are connected to it, so there "
+                "is nothing to import",
+                spec,
+            )
+        )
+        return out
     if omni.cluster_exists:
         if omni.cluster_import_in_progress:
             out.append(

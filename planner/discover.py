@@ -345,20 +345,19 @@ def endpoint_failure(exc: ProviderError) -> bool:
 async def read_members(
     client: TalosClient, node: str | None
 ) -> tuple[tuple[Member, ...] | None, str | None]:
-    """Discovery members seen from ``node``, or None and why they could not be read.
+    """Discovery members seen from ``node`` (None: the endpoint itself answers, as talosctl
+    does without ``--nodes``), or None and why they could not be read.
 
     Omni's importer fails when it cannot list them; here that is a finding (MEMBERS_UNREADABLE)
     so the rest of the plan still shows. Raises the ProviderError when the endpoint itself
     cannot be reached (see :func:`endpoint_failure`), to tell a dead endpoint from a dead node.
     """
-    if node is None:
-        return None, "no node to read them from"
     try:
         members = await client.members(node)
     except ProviderError as exc:
         if endpoint_failure(exc):
             raise
-        return None, f"{node}: {exc.message}"
+        return None, f"{node or 'the Talos endpoint'}: {exc.message}"
     return tuple(Member(m.id, m.hostname, m.addresses, m.machine_type) for m in members), None
 
 
@@ -693,7 +692,7 @@ async def _discover(
     run_health = spec.health_check if health_check is None else health_check
     async with talos, omni:
         members_or_error, settings_or_error = await asyncio.gather(
-            read_members(talos, spec.talos.nodes[0]),
+            read_members(talos, spec.talos.nodes[0] if spec.talos.nodes else None),
             read_omni_settings(omni),
             return_exceptions=True,
         )
@@ -715,7 +714,8 @@ async def _discover(
         )
         settings = cast(dict[str, Any], settings_or_error)
 
-        nodes = await read_nodes(talos, spec.talos.nodes, role_hints=role_hints(members))
+        addresses, nodes_source = node_addresses(spec, members, members_error)
+        nodes = await read_nodes(talos, addresses, role_hints=role_hints(members))
         cluster_name = next(
             (n.cluster_name for n in nodes if n.role == "controlplane" and n.cluster_name), None
         )
@@ -761,10 +761,36 @@ async def _discover(
         members=members,
         members_error=members_error,
         exposed_key_files=exposed_key_files(spec, env),
+        nodes_source=nodes_source,
         omni=cast(OmniFacts, omni_facts),
         factory=cast(FactoryFacts, factory_facts),
         health=cast(HealthFacts, health_facts),
     )
+
+
+def node_addresses(
+    spec: Spec, members: tuple[Member, ...] | None, members_error: str | None
+) -> tuple[tuple[str, ...], str]:
+    """The nodes to read and where they came from: the spec's talos.nodes (``spec``), else
+    the first address of every discovery member (``discovery``), as omni#1301 asks: users
+    should not have to list nodes by hand. No members to take them from is a PlanningError."""
+    if spec.talos.nodes:
+        return spec.talos.nodes, "spec"
+    fix = f"list the cluster's node addresses under talos.nodes in {spec.path}"
+    if members is None:
+        raise PlanningError(
+            "the spec lists no talos.nodes and the Talos discovery members could not be read "
+            f"to find them ({members_error})",
+            fix,
+        )
+    addresses = tuple(dict.fromkeys(m.addresses[0] for m in members if m.addresses))
+    if not addresses:
+        raise PlanningError(
+            "the spec lists no talos.nodes and Talos discovery lists no members with an "
+            "address (cluster discovery is disabled), so there are no nodes to read",
+            fix + ", or enable cluster discovery (cluster.discovery.enabled)",
+        )
+    return addresses, "discovery"
 
 
 def exposed_key_files(

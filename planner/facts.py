@@ -147,6 +147,9 @@ class ClusterFacts:
     """Why the members could not be read (then ``members`` is None)."""
     exposed_key_files: tuple[tuple[str, str, int], ...] = ()
     """(what, path, mode) of files holding private keys that others may read."""
+    nodes_source: str = "spec"
+    """``spec`` when the nodes are the spec's talos.nodes, ``discovery`` when they were taken
+    from the discovery members because the spec lists none."""
 
     def node(self, address: str) -> NodeFacts:
         return next(n for n in self.nodes if n.address == address)

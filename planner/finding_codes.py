@@ -104,6 +104,12 @@ CHECKS: dict[str, Check] = {
         E, False, "set Omni's advertised SideroLink API URL (siderolink-api-advertised-url)"
     ),
     "CLUSTER_EXISTS": Check(E, False, "pick another cluster, or delete the one in Omni"),
+    "ALREADY_IMPORTED": Check(
+        E,
+        False,
+        "nothing to do: to undo the import run `omniport rollback` with its rollback file (or "
+        "`omniport abort <cluster>`); to hand the cluster to Omni run `omniport unlock <cluster>`",
+    ),
     "CLUSTER_IMPORT_IN_PROGRESS": Check(
         E, False, "run `omniport abort <cluster>` (or roll back the earlier apply) first"
     ),

@@ -103,6 +103,16 @@ class ClusterInfo:
 
 
 @dataclass(frozen=True)
+class SpecLocation:
+    """Where the spec file was when the plan was made (see ``planner/speclocation.py``)."""
+
+    path: str
+    """Relative to the git repository's root (``/``-separated) when ``in_repository``, else
+    absolute."""
+    in_repository: bool
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything apply needs to decide whether the world still matches what was reviewed."""
 
@@ -120,6 +130,16 @@ class Plan:
     fingerprint: str
     """*trusted*: sha256 over everything discovered; apply refuses when it differs."""
     format_version: int = FORMAT_VERSION
+    nodes_source: str = "spec"
+    """Where ``nodes`` came from: ``spec`` (talos.nodes) or ``discovery`` (Talos discovery
+    Members, when the spec lists no nodes); display only (the fingerprint covers the members)."""
+    spec_location: SpecLocation | None = None
+    """Where the spec was: apply resolves the recorded spec's relative paths from its directory,
+    not from the plan file's (so a plan travels). None: the plan file's directory."""
+    seal: str | None = None
+    """HMAC-SHA256 of the whole plan keyed by a key derived from the cluster's secrets bundle
+    (``planfile.sealed``): only someone holding those secrets can write a plan apply accepts, so
+    apply tells a plan edited and re-checksummed by hand (forged) from a stale one."""
 
     @property
     def blocking_findings(self) -> tuple[Finding, ...]:

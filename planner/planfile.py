@@ -8,7 +8,10 @@ format and tool versions are ours (both named when they differ); it matches the 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from omniport.planner.plan import (
     Patch,
     Plan,
     Severity,
+    SpecLocation,
 )
 from omniport.planner.sealed import (
     canonical,
@@ -55,6 +59,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
             "omni_url": plan.cluster.omni_url,
             "factory_url": plan.cluster.factory_url,
         },
+        "nodes_source": plan.nodes_source,
         "nodes": [
             {
                 "address": n.address,
@@ -96,9 +101,38 @@ def to_dict(plan: Plan) -> dict[str, Any]:
         ],
         "secrets_sha256": plan.secrets_sha256,
         "fingerprint": plan.fingerprint,
+        "spec_location": (
+            {"path": plan.spec_location.path, "in_repository": plan.spec_location.in_repository}
+            if plan.spec_location is not None
+            else None
+        ),
+        "seal": plan.seal,
     }
     data["checksum"] = checksum(data)
     return data
+
+
+_SEAL_CONTEXT = b"omniport plan seal v1\0"
+
+
+def _seal_of(plan: Plan, secrets_yaml: str) -> str:
+    """HMAC-SHA256 over the plan's canonical body (all but ``checksum`` and ``seal``).
+
+    The key is derived from the secrets bundle with a context of its own, so it is not the
+    ``secrets_sha256`` the plan shows, and nobody without the cluster's secrets can make it."""
+    key = hashlib.sha256(_SEAL_CONTEXT + secrets_yaml.encode()).digest()
+    body = {k: v for k, v in to_dict(plan).items() if k not in ("checksum", "seal")}
+    return hmac.new(key, canonical(body).encode(), hashlib.sha256).hexdigest()
+
+
+def sealed(plan: Plan, secrets_yaml: str) -> Plan:
+    """``plan`` with its seal, made with the secrets bundle it was computed with."""
+    return replace(plan, seal=_seal_of(plan, secrets_yaml))
+
+
+def seal_verifies(plan: Plan, secrets_yaml: str) -> bool:
+    """Whether ``plan`` was sealed with ``secrets_yaml`` and not changed since."""
+    return plan.seal is not None and hmac.compare_digest(plan.seal, _seal_of(plan, secrets_yaml))
 
 
 _ACTIONS = {a.word: a for a in Action}
@@ -161,6 +195,13 @@ def from_dict(data: dict[str, Any]) -> Plan:
         ),
         secrets_sha256=data["secrets_sha256"],
         fingerprint=data["fingerprint"],
+        nodes_source=data.get("nodes_source", "spec"),
+        spec_location=(
+            SpecLocation(path=loc["path"], in_repository=loc["in_repository"])
+            if (loc := data.get("spec_location")) is not None
+            else None
+        ),
+        seal=data.get("seal"),
     )
 
 

@@ -14,13 +14,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from omniport.planner import __version__
+from omniport.planner import __version__, planfile, speclocation
 from omniport.planner.changes import NodeImport, plan_changes
-from omniport.planner.checks import ResolvedVersions, plan_findings, resolve_versions
+from omniport.planner.checks import (
+    ALREADY_IMPORTED,
+    ResolvedVersions,
+    plan_findings,
+    resolve_versions,
+)
 from omniport.planner.discover import discover
 from omniport.planner.errors import PlanningError
 from omniport.planner.facts import ClusterFacts, FactoryFacts, NodeFacts, OmniFacts
@@ -93,6 +98,11 @@ def compute(
     join = join_options(facts.omni)
     secrets_yaml = bundle.to_yaml() if bundle else ""
     changes = _changes(facts, works, join, cluster_name, versions)
+    done = [f for f in findings if f.code == ALREADY_IMPORTED]
+    if done:
+        # After a successful apply a plan would show the same import again (as "to add") with
+        # errors: it is the import that happened. The plan says so, and only that.
+        findings, changes = done, []
     plan = Plan(
         tool_version=__version__,
         created_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -104,6 +114,7 @@ def compute(
         changes=tuple(changes),
         secrets_sha256=sha256(secrets_yaml),
         fingerprint=fingerprint(spec, facts),
+        nodes_source=facts.nodes_source,
     )
     return Computed(plan=plan, facts=facts, nodes=works, secrets_yaml=secrets_yaml, join=join)
 
@@ -277,7 +288,8 @@ def fingerprint(spec: Spec, facts: ClusterFacts) -> str:
 async def make_plan(
     spec: Spec, *, timeouts: Timeouts | None = None, env: Mapping[str, str] | None = None
 ) -> Computed:
-    """Discover, then compute; refuses when no node at all could be read."""
+    """Discover, compute, record where the spec is and seal the plan (``planfile.sealed``);
+    refuses when no node at all could be read."""
     facts = await discover(spec, timeouts=timeouts, env=env)
     errors = [n.error for n in facts.nodes if n.error is not None]
     if facts.nodes and len(errors) == len(facts.nodes):
@@ -287,7 +299,9 @@ async def make_plan(
             f"{errors[0].message}",
             "check talos.endpoints and the talosconfig context, then run `omniport plan` again",
         )
-    return compute(spec, facts)
+    computed = compute(spec, facts)
+    located = replace(computed.plan, spec_location=speclocation.locate(spec.path))
+    return replace(computed, plan=planfile.sealed(located, computed.secrets_yaml))
 
 
 def summary_json(plan: Plan) -> str:  # pragma: no cover - debugging aid

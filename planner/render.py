@@ -98,16 +98,26 @@ def render_findings(findings: list[dict[str, Any]], style: Style) -> Iterator[st
     yield ""
 
 
+NODES_SOURCES = {
+    "spec": "listed in talos.nodes",
+    "discovery": "discovered from the Talos discovery members",
+}
+"""How a plan found its nodes (``Plan.nodes_source``), as the plan's header says it."""
+
+
 def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None = None) -> str:
     """The human plan: header, findings by severity, changes, node patch summary, summary."""
     data = printable_data(data)
     style = Style(color)
     c = data["cluster"]
+    imported = next((f for f in data["findings"] if f["code"] == "ALREADY_IMPORTED"), None)
     lines = [
-        f"omniport will import cluster {c['name']!r} into {c['omni_url']}",
+        f"omniport will import cluster {c['name']!r} into {c['omni_url']}"
+        if imported is None
+        else f"omniport found cluster {c['name']!r} already imported into {c['omni_url']}",
         f"  Talos {c['talos_version']}, Kubernetes {c['kubernetes_version']}; baseline generated "
         f"for Talos {c['initial_talos_version']}, Kubernetes {c['initial_kubernetes_version']}",
-        f"  {len(data['nodes'])} node(s): "
+        f"  {len(data['nodes'])} node(s) {NODES_SOURCES[data.get('nodes_source', 'spec')]}: "
         + ", ".join(f"{n['address']} ({n['role']})" for n in data["nodes"][:10])
         + (f", … {len(data['nodes']) - 10} more" if len(data["nodes"]) > 10 else ""),
         "",
@@ -125,6 +135,9 @@ def render_plan(data: dict[str, Any], *, color: bool = False, path: str | None =
             lines += _after_lines(ch["after"], style.paint(symbol, symbol), "      ")
             lines.append("    }")
             lines.append("")
+    if imported is not None:
+        lines.append(style.bold("Nothing to import: the cluster is already imported (see above)."))
+        return "\n".join(lines) + "\n"
     lines.append(style.bold("Per-node patches:"))
     for n in data["nodes"]:
         patches = ", ".join(
@@ -219,6 +232,37 @@ def plan_events(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         "change_summary",
         f"Plan: {add} to add, {change} to change, {destroy} to destroy.",
         changes={"add": add, "change": change, "remove": destroy, "operation": "plan"},
+    )
+
+
+def error_events(err: Exception) -> Iterator[dict[str, Any]]:
+    """A failure as ``diagnostic`` events: one per spec problem (with its ``range``, as
+    Terraform's diagnostics carry one), else one for the error and its fix."""
+    problems = getattr(err, "problems", None) or ()
+    for p in problems:
+        yield event(
+            "diagnostic",
+            f"Error: {p}",
+            level="error",
+            diagnostic={
+                "severity": "error",
+                "summary": p.message,
+                "detail": "",
+                "range": {
+                    "filename": p.file,
+                    "start": {"line": p.line, "column": p.column},
+                },
+            },
+        )
+    if problems:
+        return
+    summary = getattr(err, "message", None) or str(err)
+    fix = getattr(err, "fix", None) or ""
+    yield event(
+        "diagnostic",
+        f"Error: {printable(str(err))}",
+        level="error",
+        diagnostic={"severity": "error", "summary": printable(summary), "fix": fix},
     )
 
 

@@ -58,6 +58,7 @@ class TalosAccess:
     context: str | None
     endpoints: tuple[str, ...]
     nodes: tuple[str, ...]
+    """Empty when the spec lists none: plan then discovers them (Talos discovery Members)."""
 
 
 @dataclass(frozen=True)
@@ -431,7 +432,11 @@ def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _semantic_problems(located: _Located, file: str, base: Path) -> list[SpecProblem]:
+def _semantic_problems(
+    located: _Located, file: str, base: Path, offline: bool = False
+) -> list[SpecProblem]:
+    """``offline``: the referenced files are not looked at (a PR job has no keys), only
+    whether their names can be paths."""
     data = located.data
     problems: list[SpecProblem] = []
 
@@ -459,20 +464,17 @@ def _semantic_problems(located: _Located, file: str, base: Path) -> list[SpecPro
                     f"versions.{initial} ({versions[initial]}) is newer than versions.{current} "
                     f"({versions[current]}); the initial version must not be greater",
                 )
-    for path in (
-        ("talos", "talosconfig"),
-        ("omni", "omniconfig"),
-        ("omni", "serviceAccountKeyFile"),
-        ("omni", "caFile"),
-        ("imageFactory", "caFile"),
-    ):
+    for path in _NAMED_FILES:
         section = data.get(path[0], {})
         if path[1] in section:
             try:
-                readable = _local_path(base, section[path[1]]).is_file()
+                local = _local_path(base, section[path[1]])
+                readable = offline or local.is_file()
             except (OSError, ValueError, RuntimeError):  # too long, a NUL byte, ~nosuchuser
                 readable = False
-            if not readable:
+            if not readable and offline:
+                at(path, f"{_dotted(path)} names {_shown(section[path[1]])}, which is not a path")
+            elif not readable:
                 at(
                     path,
                     f"{_dotted(path)} names {_shown(section[path[1]])}, which is not a readable "
@@ -497,8 +499,30 @@ def _semantic_problems(located: _Located, file: str, base: Path) -> list[SpecPro
     return problems
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read, check and normalize an import spec; raises SpecError listing every problem."""
+_NAMED_FILES = (
+    ("talos", "talosconfig"),
+    ("omni", "omniconfig"),
+    ("omni", "serviceAccountKeyFile"),
+    ("omni", "caFile"),
+    ("imageFactory", "caFile"),
+)
+
+
+def named_files(spec: Spec) -> list[str]:
+    """``key (value)`` for every file the spec names: what an offline check did not read."""
+    data = spec.normalized
+    return [
+        f"{section}.{key} ({data[section][key]})"
+        for section, key in _NAMED_FILES
+        if key in (data.get(section) or {})
+    ]
+
+
+def load_spec(path: str | Path, *, offline: bool = False) -> Spec:
+    """Read, check and normalize an import spec; raises SpecError listing every problem.
+
+    ``offline`` leaves out what needs more than the spec itself (the files it names exist and
+    can be read), for a check in a pull-request job without the keys."""
     path = Path(path)
     file = str(path)
     try:
@@ -507,11 +531,16 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError([SpecProblem(file, 1, 1, "no such file; check the path")]) from None
     except files.Unreadable as err:
         raise SpecError([SpecProblem(file, 1, 1, err.reason)]) from None
-    return parse_spec(text, file=file, base=path.resolve().parent, path=path)
+    return parse_spec(text, file=file, base=path.resolve().parent, path=path, offline=offline)
 
 
 def parse_spec(
-    text: str, *, file: str = "import.yaml", base: Path | None = None, path: Path | None = None
+    text: str,
+    *,
+    file: str = "import.yaml",
+    base: Path | None = None,
+    path: Path | None = None,
+    offline: bool = False,
 ) -> Spec:
     located = _compose(text, file)
     if not isinstance(located.data, dict):
@@ -524,7 +553,7 @@ def parse_spec(
         problems.extend(_schema_problem(err, located, file))
     base = base or Path.cwd()
     if not problems:
-        problems = _semantic_problems(located, file, base)
+        problems = _semantic_problems(located, file, base, offline)
     if problems:
         problems.sort(key=lambda p: (p.line, p.column))
         raise SpecError(problems)
@@ -548,7 +577,7 @@ def _build(data: dict[str, Any], base: Path, path: Path) -> Spec:
             talosconfig=_opt_path(base, talos.get("talosconfig")),
             context=talos.get("context"),
             endpoints=tuple(talos.get("endpoints", ())),
-            nodes=tuple(talos["nodes"]),
+            nodes=tuple(talos.get("nodes", ())),
         ),
         omni=OmniAccess(
             omniconfig=_opt_path(base, omni.get("omniconfig")),

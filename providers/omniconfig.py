@@ -346,6 +346,12 @@ def resolve(
             where, url = "the Omni endpoint option", endpoint
         elif env.get(ENDPOINT_ENV_VAR, "").strip():
             where, url = ENDPOINT_ENV_VAR, env[ENDPOINT_ENV_VAR]
+        elif omniconfig is not None:
+            # An omniconfig named explicitly (the spec's omni.omniconfig) says where Omni is,
+            # even when the key comes from a service account rather than its identity.
+            path = find_omniconfig(omniconfig, environ=env, home=home)
+            ctx = load_omniconfig(path).select(context)
+            where, url = f"{path}: context {ctx.name!r}", ctx.url
         else:
             raise ConfigurationError(
                 f"{ENDPOINT_ENV_VAR} is not set; with a service account key ({source}) Omni's URL "

@@ -771,8 +771,9 @@ class TalosClient:
         """The SMBIOS UUID (Omni's machine ID) from ``SystemInformations``."""
         return str(_field(await self.get(node, *SYSTEM_INFORMATION), "uuid", node))
 
-    async def members(self, node: str) -> builtins.list[ClusterMember]:
-        """Cluster discovery members as this node sees them (empty if discovery is off)."""
+    async def members(self, node: str | None) -> builtins.list[ClusterMember]:
+        """Cluster discovery members as this node sees them (empty if discovery is off);
+        ``None`` asks the endpoint itself (no ``node`` metadata), as talosctl does."""
         out = []
         for res in await self.list(node, *MEMBERS):
             spec = res.spec if isinstance(res.spec, dict) else {}

@@ -57,6 +57,11 @@ TEXT_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "durations of steps measured on a shared machine",
     ),
     (
+        re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\b"),
+        "<time>",
+        "the wall-clock time a plan was written (show --format markdown prints it)",
+    ),
+    (
         re.compile(r"sha256 [0-9a-f]{12}…"),
         "sha256 <hash>…",
         "hashes of node configs and backups: the lab generates new keys and certificates "
@@ -73,6 +78,7 @@ JSON_RUN_SPECIFIC_KEYS: dict[str, str] = {
     "config_sha256": "node configs hold keys the lab generates on every start",
     "secrets_sha256": "the lab's secrets bundle is generated on every start",
     "spec_sha256": "the spec names the lab's ports",
+    "seal": "keyed from the lab's secrets bundle, generated on every start",
     "sha256": "patches name the Image Factory's host:port (the install image)",
     "elapsed_seconds": "durations of steps measured on a shared machine",
 }
@@ -163,6 +169,7 @@ def walk_scenarios(world: World) -> dict[str, Output]:
     out["plan-basic.json"] = omniport(world, "plan", "--json", "-o", "json.plan", "import.yaml")
     out["show-basic.txt"] = omniport(world, "show", "import.plan.json")
     out["show-basic.json"] = omniport(world, "show", "--json", "import.plan.json")
+    out["show-markdown.txt"] = omniport(world, "show", "--format", "markdown", "import.plan.json")
 
     # findings: a worker that cannot be reached and a control plane whose etcd is unhealthy,
     # so the health check fails too (after the timeout of findings.yaml, not the lab's 1m)
@@ -175,6 +182,9 @@ def walk_scenarios(world: World) -> dict[str, Output]:
         out["plan-findings.txt"] = omniport(world, "plan", "-o", "f.plan", "findings.yaml")
         out["plan-findings.json"] = omniport(
             world, "plan", "--json", "-o", "f.plan", "findings.yaml"
+        )
+        out["show-findings-markdown.txt"] = omniport(
+            world, "show", "--format", "markdown", "f.plan"
         )
     finally:
         world.fault(kind="clear")
@@ -224,8 +234,10 @@ NAMES = (
     "plan-basic.json",
     "show-basic.txt",
     "show-basic.json",
+    "show-markdown.txt",
     "plan-findings.txt",
     "plan-findings.json",
+    "show-findings-markdown.txt",
     "apply-basic.txt",
     "apply-basic.json",
     "apply-fails.txt",
@@ -271,12 +283,23 @@ def test_every_golden_file_is_checked() -> None:
         ("complete after 0.2s (canary)", "complete after <seconds>s (canary)"),
         ("  2/3 created [0.0s elapsed]", "  2/3 created [<seconds>s elapsed]"),
         ("(sha256 324421646246…)", "(sha256 <hash>…)"),
+        ("created 2026-12-03T06:49:59Z, by", "created <time>, by"),
         # what omniport decides stays as printed
         ("127.1.0.2: Plan: 14 to add, 3 to change", "127.1.0.2: Plan: 14 to add, 3 to change"),
         ("c9078f9419961640c712a8bf2bb9174933dfcf1d", "c9078f9419961640c712a8bf2bb9174933dfcf1d"),
         ("sha256 of 12 bytes", "sha256 of 12 bytes"),
     ],
-    ids=["port", "backup-time", "duration", "elapsed", "hash", "addresses", "schematic", "word"],
+    ids=[
+        "port",
+        "backup-time",
+        "duration",
+        "elapsed",
+        "hash",
+        "plan-time",
+        "addresses",
+        "schematic",
+        "word",
+    ],
 )
 def test_substitutions_touch_only_run_specific_values(text: str, want: str) -> None:
     assert normalize_text(text, Path("/nowhere")) == want

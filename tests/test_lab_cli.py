@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from omniport.planner.cli import run
+from omniport.planner.cli import invocation, run
 from tests.conftest import pid_running, stop_by_pid
 
 
@@ -59,7 +59,8 @@ def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
     assert run(["lab", "up", "--dir", str(lab_dir), "--nodes", "3"]) == 0
     up_seconds = time.monotonic() - started
     out = capsys.readouterr().out
-    assert "Lab up in" in out and "Next: omniport plan" in out
+    assert "Lab up in" in out
+    assert f"Next: {invocation.program()} plan {lab_dir / 'import.yaml'}" in out
     assert up_seconds < 3.0, f"lab up took {up_seconds:.2f} s"
 
     info = json.loads((lab_dir / "lab.json").read_text())

@@ -624,6 +624,7 @@ def test_config_pushed_after_unlock_is_refused_by_talos_1_14(born_old, tmp_path)
 # --- every code has its scenario -----------------------------------------------------------
 
 COVERED_ABOVE = {
+    "ALREADY_IMPORTED",
     "TALOS_ROLE_INSUFFICIENT",
     "NODE_READ_FAILED",
     "TALOS_VERSION_ASSERTION",
@@ -643,6 +644,31 @@ COVERED_ABOVE = {
     "UNLOCK_CONFIG_INVALID",
     "OMNI_TLS_UNVERIFIED",
 }
+
+
+def test_plan_after_a_successful_apply_says_there_is_nothing_to_import(world):
+    """Not "Plan: 14 to add" plus errors: one finding, no changes, a clear last line."""
+    world.make_plan()
+    assert world.apply().code == 0
+    out = world.dir / "again.plan.json"
+    result = world.cli("plan", str(world.spec), "-o", str(out))
+    assert result.code == 1, result.text
+    assert "to add" not in result.out
+    assert "omniport found cluster 'lab' already imported into" in result.out
+    assert result.out.rstrip().endswith(
+        "Nothing to import: the cluster is already imported (see above)."
+    )
+    data = json.loads(out.read_text())
+    assert [f["code"] for f in data["findings"]] == ["ALREADY_IMPORTED"]
+    assert data["changes"] == []
+    assert "all 3 of its node(s) are connected to it" in data["findings"][0]["message"]
+    streamed = world.cli("plan", "--json", str(world.spec), "-o", str(out))
+    events = [json.loads(line) for line in streamed.out.splitlines()]
+    assert [e["diagnostic"]["code"] for e in events if e["type"] == "diagnostic"] == [
+        "ALREADY_IMPORTED"
+    ]
+    assert not [e for e in events if e["type"] == "planned_change"]
+    assert world.cli("apply", "--auto-approve", str(out)).code == 1  # refused, not re-imported
 
 
 def test_every_finding_code_has_a_lab_scenario():

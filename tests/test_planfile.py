@@ -21,6 +21,7 @@ from omniport.planner.plan import (
     Patch,
     Plan,
     Severity,
+    SpecLocation,
 )
 
 SHA = "a" * 64
@@ -207,3 +208,29 @@ def test_show_escapes_control_characters_of_a_validly_sealed_plan(tmp_path):
 def test_printable_keeps_newlines_tabs_and_text():
     assert render.printable("a\tb\nc é ✓") == "a\tb\nc é ✓"
     assert render.printable("\x00\x7f") == "\\x00\\x7f"
+
+
+def test_the_seal_covers_every_field_and_needs_the_secrets():
+    """(issue 15 item 10) A seal made with the secrets verifies; any edit, or other secrets,
+    and it does not; the seal is not the plan's secrets_sha256 (which anyone can read)."""
+    secrets = "cluster:\n  secret: s3cr3t\n"
+    plan = planfile.sealed(sample_plan(), secrets)
+    assert plan.seal and plan.seal != plan.secrets_sha256
+    assert planfile.seal_verifies(plan, secrets)
+    assert not planfile.seal_verifies(plan, secrets + " ")
+    assert not planfile.seal_verifies(dataclasses.replace(plan, seal=None), secrets)
+    location = SpecLocation("clusters/prod/import.yaml", in_repository=True)
+    for edited in (
+        dataclasses.replace(plan, fingerprint="0" * 64),
+        dataclasses.replace(plan, created_at="2030-01-01T00:00:00Z"),
+        dataclasses.replace(plan, spec_location=location),
+    ):
+        assert not planfile.seal_verifies(edited, secrets)
+    # both new fields survive the file, and the self-checksum covers them
+    located = planfile.sealed(dataclasses.replace(plan, spec_location=location), secrets)
+    again = planfile.parse(planfile.dumps(located))
+    assert again == located and planfile.seal_verifies(again, secrets)
+    data = json.loads(planfile.dumps(located))
+    data["spec_location"]["path"] = "elsewhere/import.yaml"
+    with pytest.raises(planfile.PlanFileError, match="checksum mismatch"):
+        planfile.parse(json.dumps(data))

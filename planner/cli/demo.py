@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from omniport.planner.cli import invocation
 from omniport.planner.cli.context import CliContext, pass_console
 from omniport.planner.cli.execute import run_apply, run_rollback
 from omniport.planner.cli.plan import run_plan
@@ -152,10 +153,14 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
     finally:
         if keep:
             echo("")
+            me = invocation.program()
             echo(f"The lab is still running in {lab_dir}. Try:")
-            echo(f"  omniport lab status --dir {lab_dir}")
-            echo(f"  omniport plan {lab_dir / 'import.yaml'}")
-            echo(f"  omniport lab down --dir {lab_dir}")
+            echo(f"  {me} lab status --dir {lab_dir}")
+            echo(f"  {me} plan {lab_dir / 'import.yaml'}")
+            echo(f"  {me} lab down --dir {lab_dir}")
+            hint = invocation.activation_hint()
+            if hint:
+                echo(hint)
         else:
             lab_control.down(lab_dir)
             if ok and directory is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from omniport.planner.cli import invocation
 from omniport.planner.cli.context import CliContext, json_option, pass_console
 from omniport.planner.errors import OmniportError
 
@@ -196,7 +197,7 @@ def lab_up(
         f"Talos {info['versions']['talos']}, pid {info['pid']}, apid {info['endpoint']}, "
         f"ready in {info['startup_seconds']} s."
     )
-    console.echo(f"Next: omniport plan {directory / 'import.yaml'}")
+    console.echo(f"Next: {invocation.program()} plan {directory / 'import.yaml'}")
 
 
 @lab.command("down")

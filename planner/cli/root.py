@@ -21,6 +21,7 @@ from omniport.planner.cli.config import config
 from omniport.planner.cli.context import CliContext
 from omniport.planner.cli.demo import demo
 from omniport.planner.cli.execute import abort, apply, rollback, unlock
+from omniport.planner.cli.init import init
 from omniport.planner.cli.lab import lab
 from omniport.planner.cli.plan import plan, show, validate
 from omniport.planner.errors import OmniportError
@@ -36,7 +37,7 @@ def cli(ctx: click.Context, no_color: bool) -> None:
     ctx.obj = CliContext.detect(no_color)
 
 
-for _command in (validate, plan, show, apply, rollback, abort, unlock, config, lab, demo):
+for _command in (init, validate, plan, show, apply, rollback, abort, unlock, config, lab, demo):
     cli.add_command(_command)
 
 

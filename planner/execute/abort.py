@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from omniport.planner.discover import node_addresses, read_members
 from omniport.planner.errors import OmniportError
 from omniport.planner.execute.errors import AbortError
 from omniport.planner.execute.secrets import Scrubber, config_secrets
@@ -123,7 +124,10 @@ async def abort_import(
                 )
             nodes = await omni.list(o.MACHINE_SET_NODES, labels={o.LABEL_CLUSTER: cluster})
             machines = sorted(n.id for n in nodes)
-            by_uuid = await _uuids(talos, spec.talos.nodes)
+            addresses = spec.talos.nodes
+            if not addresses:  # the spec lists none: the nodes Talos discovery lists, as plan
+                addresses, _ = node_addresses(spec, *await read_members(talos, None))
+            by_uuid = await _uuids(talos, addresses)
             plan = AbortPlan(
                 cluster=cluster,
                 omni_url=omni.endpoint.url,

@@ -38,7 +38,7 @@ from omniport.planner.discover import discover, factory_client, run_health_check
 from omniport.planner.errors import OmniportError
 from omniport.planner.execute import journal, rollback, rollbackfile
 from omniport.planner.execute.backup import BackupEntry, backup_name, write_backup
-from omniport.planner.execute.errors import ApplyError, StalePlanError
+from omniport.planner.execute.errors import ApplyError, ForgedPlanError, StalePlanError
 from omniport.planner.execute.secrets import Scrubber, config_secrets, k8s_ca_sha256, os_ca_sha256
 from omniport.planner.execute.session import (
     ALREADY_EXISTS,
@@ -62,6 +62,7 @@ from omniport.planner.plan import Action, Change, Plan
 from omniport.planner.planning import Computed, NodeWork, compute, sha256
 from omniport.planner.sealed import checksum
 from omniport.planner.spec import Spec
+from omniport.planner.speclocation import spec_directory
 from omniport.providers import omni as o
 from omniport.providers.errors import Conflict
 from omniport.providers.omni import OmniClient
@@ -115,13 +116,42 @@ def load_plan(path: Path) -> tuple[Plan, Spec]:
         )
     if not plan.has_changes:
         raise ApplyError(f"{path} has no changes to apply", "nothing to do")
-    spec = spec_from_data(plan.spec, path.resolve().parent, str(path))
+    spec = spec_from_data(plan.spec, spec_directory(plan.spec_location, path), str(path))
     if spec.sha256 != plan.spec_sha256:
         raise ApplyError(
             f"the spec recorded in {path} does not hash to its spec_sha256",
             "run `omniport plan` again",
         )
     return plan, spec
+
+
+def refuse_forged(path: Path, plan: Plan, now: Computed) -> None:
+    """Refuse a plan that was edited and re-checksummed after ``omniport plan`` sealed it.
+
+    The seal is keyed from the cluster's secrets bundle, read again just now. When the bundle
+    is the one the plan was made with, a seal that fails means the file was changed (whatever
+    else moved); when the bundle changed, the seal cannot be checked and the plan is stale."""
+    if now.plan.secrets_sha256 != plan.secrets_sha256:
+        return
+    if plan.seal is None:
+        raise ForgedPlanError(
+            f"the plan {path} carries no seal, so it was not written by `omniport plan`",
+            "apply takes no hand-made plan: run `omniport plan` again and review the new plan",
+        )
+    if not planfile.seal_verifies(plan, now.secrets_yaml):
+        raise ForgedPlanError(
+            f"the plan {path} is forged: it was changed after `omniport plan` wrote it and its "
+            "checksum recomputed, so its seal does not verify with the cluster's secrets",
+            "do not edit plan files: run `omniport plan` again and review the new plan",
+        )
+
+
+def stale_message(path: Path, reasons: list[str]) -> str:
+    """Every difference, so one apply tells all that moved (not one per attempt)."""
+    if len(reasons) == 1:
+        return f"the plan {path} is stale: {reasons[0]}"
+    listed = "; ".join(f"({i}) {r}" for i, r in enumerate(reasons, 1))
+    return f"the plan {path} is stale, {len(reasons)} differences: {listed}"
 
 
 def stale_reasons(plan: Plan, now: Plan, unreadable: Mapping[str, str] | None = None) -> list[str]:
@@ -717,7 +747,7 @@ def write_ahead(
             if c.resource_type.endswith(".omni.sidero.dev")
         ),
         links=tuple(n.machine_uuid for n in plan.nodes if n.machine_uuid not in known),
-        spec_base=str(plan_path.resolve().parent),
+        spec_base=str(spec.path.parent),
     )
     rpath = rollback_path(plan_path)
     rollbackfile.write(rb, rpath)
@@ -799,11 +829,11 @@ async def apply_plan(
         unreadable = {
             n.address: f"{n.error.kind}: {n.error.message}" for n in facts.nodes if n.error
         }
+        refuse_forged(plan_path, plan, computed)
         reasons = stale_reasons(plan, computed.plan, unreadable)
         if reasons:
-            more = f" (and {len(reasons) - 1} more difference(s))" if len(reasons) > 1 else ""
             raise StalePlanError(
-                f"the plan {plan_path} is stale: {reasons[0]}{more}",
+                stale_message(plan_path, reasons),
                 "run `omniport plan` again and review the new plan",
             )
         if computed.join is None:

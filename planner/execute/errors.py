@@ -2,7 +2,8 @@
 
     OmniportError                 planner/errors.py
      ├── ApplyError               apply refused or failed; also a recorded spec unusable here
-     │    └── StalePlanError      the world moved since the plan was made
+     │    ├── StalePlanError      the world moved since the plan was made
+     │    └── ForgedPlanError     the plan was edited and re-checksummed: its seal fails
      ├── RollbackError            rollback refused (foreign file, rotated CAs) or unfinished
      ├── AbortError               abort or unlock refused or unfinished
      ├── LockedError              lock.py: another omniport run holds the cluster
@@ -24,6 +25,11 @@ class ApplyError(OmniportError):
 
 class StalePlanError(ApplyError):
     """The world moved since the plan was made: the plan no longer describes what would happen."""
+
+
+class ForgedPlanError(ApplyError):
+    """The plan's seal does not verify with the cluster's unchanged secrets: someone edited
+    the plan and recomputed its checksum. Not stale: the world may not have moved at all."""
 
 
 class RollbackError(OmniportError):

@@ -34,6 +34,7 @@ from omniport.planner.execute.errors import AbortError, ApplyError
 from omniport.planner.execute.lock import ClusterLock
 from omniport.planner.plan import Plan
 from omniport.planner.spec import Spec, SpecError, load_spec, parse_spec
+from omniport.planner.speclocation import spec_directory
 from omniport.providers.errors import ProviderError
 from omniport.providers.omni import OmniClient
 from omniport.providers.talos import TalosClient
@@ -124,7 +125,7 @@ def spec_from_data(data: dict[str, Any], base: Path, source: str) -> Spec:
         first = err.problems[0].message if err.problems else str(err)
         raise ApplyError(
             f"the spec recorded in {source} cannot be used from {base}: {first}",
-            "keep the plan file beside its spec (where `omniport plan` writes it by default)",
+            "run it from a checkout holding the spec, or keep the plan file beside its spec",
         ) from None
 
 
@@ -134,7 +135,7 @@ def spec_for(spec_path: str | None, plan_path: str | None) -> tuple[Spec, Plan |
     if spec_path:
         return load_spec(spec_path), plan
     if plan is not None and plan_path is not None:
-        base = Path(plan_path).resolve().parent
+        base = spec_directory(plan.spec_location, Path(plan_path))
         return spec_from_data(plan.spec, base, plan_path), plan
     raise AbortError(
         "this command needs access settings for Talos and Omni",
