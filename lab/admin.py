@@ -249,7 +249,8 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             if times < 1:
                 raise AdminError(400, "a talos-blip fault needs 'times' >= 1")
             method = _field(body, "method", str)
-            faults.add_talos_blip(TalosBlip(remaining=times, node=node, method=method))
+            reset = bool(_field(body, "reset", bool, False))
+            faults.add_talos_blip(TalosBlip(remaining=times, node=node, method=method, reset=reset))
     elif kind == "factory-blip":
         # {"times": N}: the next N factory requests get their connection closed unanswered
         times = 0 if clear else _field(body, "times", int, 1)

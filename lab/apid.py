@@ -89,6 +89,10 @@ async def _request(stream: Stream) -> Any:
     return request
 
 
+class StreamReset(Exception):  # noqa: N818 - a signal, not an error
+    """A blip fault resets the call's stream instead of answering it."""
+
+
 def _dial_error(address: str, why: str) -> NodeError:
     return NodeError(
         Code.UNAVAILABLE,
@@ -280,9 +284,9 @@ class Apid:
             raise _dial_error(target, "connect: no route to host")
         return node
 
-    async def _reach(self, target: str, method: str = "") -> SimNode:
+    async def _reach(self, target: str, method: str = "", *, can_reset: bool = False) -> SimNode:
         """The node behind ``target`` after the faults had their say (latency, unreachable,
-        blips of ``method``)."""
+        blips of ``method``; ``can_reset``: the caller resets the stream on StreamReset)."""
         node = self._resolve(target)
         faults = self.lab.faults
         delay = faults.delay(node.address)
@@ -290,7 +294,10 @@ class Apid:
             await asyncio.sleep(delay)
         if node.address in faults.unreachable:
             raise _dial_error(node.address, "i/o timeout")
-        if faults.talos_blip(node.address, method):
+        blip = faults.talos_blip(node.address, method)
+        if blip is not None:
+            if blip.reset and can_reset:
+                raise StreamReset
             raise NodeError(Code.UNAVAILABLE, BLIP_MESSAGE.format(address=node.address))
         if node.rebooting:
             raise _dial_error(node.address, "connect: connection refused")
@@ -333,10 +340,13 @@ class Apid:
         many, targets = self._targets(stream)
         if not many:
             try:
-                node = await self._reach(targets[0], method)
+                node = await self._reach(targets[0], method, can_reset=True)
                 items = await answer(node, request)
             except NodeError as err:
                 raise _fail(err.code, err.message) from None
+            except StreamReset:
+                await stream.cancel()  # RST_STREAM: the client sees the call dropped
+                return
             await stream.send_message(response_cls(messages=items))
             return
         reply = response_cls()

@@ -55,6 +55,10 @@ class TalosBlip:
     remaining: int
     node: str | None = None
     method: str | None = None
+    reset: bool = False
+    """Reset the call's HTTP/2 stream under it (RST_STREAM, as a dropped connection or a
+    proxy shows) instead of answering UNAVAILABLE; for one-to-one machine-service calls (COSI
+    and one-to-many calls still get UNAVAILABLE)."""
 
     def matches(self, node: str, method: str) -> bool:
         short = method.rsplit("/", 1)[-1]
@@ -154,16 +158,16 @@ class Faults:
                     self.omni_failures.remove(failure)
         return failure
 
-    def talos_blip(self, node: str, method: str = "") -> bool:
-        """Whether this call of ``method`` for ``node`` is hit by a blip (which it spends)."""
+    def talos_blip(self, node: str, method: str = "") -> TalosBlip | None:
+        """The blip this call of ``method`` for ``node`` is hit by (spent), or None."""
         with self._lock:
             blip = next((b for b in self.talos_blips if b.matches(node, method)), None)
             if blip is None:
-                return False
+                return None
             blip.remaining -= 1
             if blip.remaining <= 0:
                 self.talos_blips.remove(blip)
-            return True
+            return blip
 
     def add_talos_blip(self, blip: TalosBlip) -> None:
         with self._lock:
@@ -234,7 +238,7 @@ class Faults:
                 for f in self.omni_failures
             ],
             "talos_blips": [
-                {"node": b.node, "method": b.method, "remaining": b.remaining}
+                {"node": b.node, "method": b.method, "remaining": b.remaining, "reset": b.reset}
                 for b in self.talos_blips
             ],
             "factory_blips": self.factory_blips,

@@ -344,7 +344,10 @@ def _faults_text(active: dict[str, Any]) -> str:
         )
     for b in active.get("talos_blips") or []:
         calls = f"{b['method']} call(s)" if b.get("method") else "call(s)"
-        lines.append(f"Talos blip: the next {b['remaining']} {calls} to {b['node'] or 'any node'}")
+        how = " (stream reset)" if b.get("reset") else ""
+        lines.append(
+            f"Talos blip: the next {b['remaining']} {calls} to {b['node'] or 'any node'}{how}"
+        )
     if active.get("factory_blips"):
         lines.append(f"Image Factory blip: the next {active['factory_blips']} request(s)")
     for node, services in (active.get("unhealthy_services") or {}).items():
@@ -418,6 +421,12 @@ def fault_omni_fail() -> None:
 )
 @click.option("--node", help="Only calls to this node (default: any node).")
 @click.option("--method", help="Only this gRPC method, e.g. ApplyConfiguration, Get, Version.")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Reset the call's HTTP/2 stream (RST_STREAM) instead of answering UNAVAILABLE "
+    "(one-to-one machine-service calls; others still get UNAVAILABLE).",
+)
 @click.option("--clear", is_flag=True, help="Drop the pending blips.")
 def fault_talos_blip() -> None:
     """The next N Talos calls fail as a brief network blip does (UNAVAILABLE, connection

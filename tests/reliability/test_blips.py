@@ -65,6 +65,19 @@ def test_apply_rides_through_blips_mid_transaction(world: World):
     assert all(n["connected"] for n in status["nodes"])
 
 
+def test_apply_rides_through_calls_reset_under_it(world: World):
+    """The call's HTTP/2 stream reset (RST_STREAM), as a dropped connection or a proxy shows
+    it, rather than an UNAVAILABLE answer: ApplyConfiguration is retried (it carries the whole
+    config, so a repeat is harmless) and the apply completes."""
+    world.make_plan()
+    world.fault(kind="talos-blip", method="ApplyConfiguration", times=WITHIN, reset=True)
+    result = world.apply()
+    assert result.code == 0, result.text
+    assert "Apply complete!" in result.out
+    assert "rollback_begin" not in [r["event"] for r in world.records()]
+    assert active(world)["talos_blips"] == []
+
+
 def test_a_non_idempotent_write_is_not_retried(world: World):
     """Omni's Create: one blip fails the apply (which rolls back) and is hit exactly once."""
     world.make_plan()
@@ -113,6 +126,8 @@ def test_blip_faults_from_the_command_line(world: World):
     shown = world.cli(*lab, "talos-blip", "--times", "2", "--node", node, "--method", "Version")
     assert shown.code == 0, shown.text
     assert f"Talos blip: the next 2 Version call(s) to {node}" in shown.out
+    shown = world.cli(*lab, "talos-blip", "--reset", "--method", "ApplyConfiguration")
+    assert "the next 1 ApplyConfiguration call(s) to any node (stream reset)" in shown.out
     shown = world.cli(*lab, "factory-blip", "--times", "3")
     assert "Image Factory blip: the next 3 request(s)" in shown.out
     shown = world.cli(*lab, "omni-fail", "Get", "--times", "1")
