@@ -184,6 +184,15 @@ def up(directory: Path, options: UpOptions, *, timeout: float | None = None) -> 
         raise LabError(_failure(directory, "the lab process did not start"), _see_log(directory))
     pid = int(text)
     deadline = time.monotonic() + limit
+    try:
+        return _await_ready(directory, pid, deadline, limit)
+    except BaseException:  # Ctrl-C while waiting included: what was started is stopped
+        if pid_alive(pid) and _is_lab_process(pid):
+            _terminate(pid)
+        raise
+
+
+def _await_ready(directory: Path, pid: int, deadline: float, limit: float) -> dict[str, Any]:
     while True:
         info = _ready_info(directory, pid)
         if info is not None:

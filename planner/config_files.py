@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from omniport.planner import files
 from omniport.planner.errors import UsageProblem
 from omniport.planner.machineconfig.document import Document, MachineConfig, emit, parse
 from omniport.planner.machineconfig.merge import Patch, load_patches
@@ -23,17 +24,17 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
     """A file's bytes, or one clear error saying why it cannot be read."""
     p = Path(path)
     try:
-        return p.read_bytes()
+        return files.read_bytes(p, files.CONFIG_LIMIT)  # a FIFO is refused, not waited on
     except FileNotFoundError:
         raise UsageProblem(f"{what} {str(p)!r} does not exist", "check the path") from None
-    except IsADirectoryError:
-        raise UsageProblem(f"{what} {str(p)!r} is a directory", "give a file") from None
-    except PermissionError:
-        raise UsageProblem(
-            f"{what} {str(p)!r} cannot be read (permission denied)", "check its permissions"
-        ) from None
-    except OSError as err:
-        raise UsageProblem(f"{what} {str(p)!r} cannot be read: {err.strerror}") from None
+    except files.Unreadable as err:
+        if err.reason == "is a directory, not a file":
+            raise UsageProblem(f"{what} {str(p)!r} is a directory", "give a file") from None
+        if err.reason == "cannot be read: Permission denied":
+            raise UsageProblem(
+                f"{what} {str(p)!r} cannot be read (permission denied)", "check its permissions"
+            ) from None
+        raise UsageProblem(f"{what} {str(p)!r} {err.reason}", "give a regular file") from None
 
 
 def read_config(path: str | os.PathLike[str]) -> MachineConfig:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omniport.planner import files
 from omniport.planner.errors import UsageProblem
 from omniport.planner.machineconfig.contracts import parse_contract
 from omniport.planner.machineconfig.document import MachineConfig, emit, parse
@@ -97,15 +98,14 @@ def dump_documents(documents: list[dict[str, Any]]) -> str:
 
 
 def _read_text(path: str, what: str) -> str:
+    """Read without blocking on a FIFO, and within the size cap of a config file."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return files.read_text(Path(path), files.CONFIG_LIMIT)
     except FileNotFoundError:
         raise UsageProblem(f"{what} {path} does not exist", "check the path") from None
-    except IsADirectoryError:
-        raise UsageProblem(f"{what} {path} is a directory", "pass a file") from None
-    except UnicodeDecodeError:
-        raise UsageProblem(f"{what} {path} is not UTF-8 text", "pass a YAML file") from None
-    except OSError as err:
-        raise UsageProblem(
-            f"cannot read {what} {path}: {err.strerror or err}", "check the path and permissions"
-        ) from None
+    except files.Unreadable as err:
+        if err.reason == "is not UTF-8 text":
+            raise UsageProblem(f"{what} {path} is not UTF-8 text", "pass a YAML file") from None
+        if err.reason == "is a directory, not a file":
+            raise UsageProblem(f"{what} {path} is a directory", "pass a file") from None
+        raise UsageProblem(f"{what} {path} {err.reason}", "pass a regular YAML file") from None

@@ -20,6 +20,11 @@ SPEC_LIMIT = 1 * MIB
 """A spec is a few hundred lines, even for a thousand nodes (about 20 bytes a node)."""
 PLAN_LIMIT = 64 * MIB
 """A plan holds redacted patches per node: a few KiB each, so 1000 nodes stay well below."""
+ROLLBACK_LIMIT = 16 * MIB
+"""A rollback plan holds hashes and names only: under 1 KiB a node, with its spec."""
+CONFIG_LIMIT = 16 * MIB
+"""A machine config, patch or secrets bundle (``omniport config``): inline manifests make
+some configs large, but not this large."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,15 @@ def read_text(path: Path, limit: int) -> str:
     Opens without blocking (a FIFO or a device would otherwise wait for a writer forever) and
     refuses anything but a regular file, or one larger than ``limit`` bytes.
     """
+    data = read_bytes(path, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unreadable("is not UTF-8 text") from None
+
+
+def read_bytes(path: Path, limit: int) -> bytes:
+    """The file's bytes, with the refusals of :func:`read_text` (but any encoding)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except IsADirectoryError:
@@ -50,7 +64,10 @@ def read_text(path: Path, limit: int) -> str:
         if not stat.S_ISREG(info.st_mode):
             raise Unreadable(f"is {_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
-            raise Unreadable(f"is {_size(info.st_size)}, more than the {_size(limit)} allowed")
+            size = _size(info.st_size)
+            if size == _size(limit):  # "64 MiB, more than the 64 MiB allowed" says nothing
+                size = f"{info.st_size:,} bytes"
+            raise Unreadable(f"is {size}, more than the {_size(limit)} allowed")
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read(limit + 1)
     except OSError as err:
@@ -59,10 +76,18 @@ def read_text(path: Path, limit: int) -> str:
         os.close(fd)
     if len(data) > limit:  # grew while being read
         raise Unreadable(f"is more than the {_size(limit)} allowed")
+    return data
+
+
+def readable_by_others(path: Path) -> int | None:
+    """The file's mode when group or others may read it (a key file should be 0600), else
+    None (also when it cannot be looked at: reading it reports that)."""
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Unreadable("is not UTF-8 text") from None
+        info = os.stat(path)
+    except OSError:
+        return None
+    mode = stat.S_IMODE(info.st_mode)
+    return mode if stat.S_ISREG(info.st_mode) and mode & 0o077 else None
 
 
 def make_private_dirs(directory: Path) -> None:

@@ -231,6 +231,7 @@ def test_first_interrupt_cancels_the_task_second_exits():
     ui = ConsoleUi(out, as_json=False, color=False)
     exits: list[int] = []
     interrupts = Interrupts(ui, exit_now=lambda: exits.append(1))
+    interrupts.begun = True  # inside a transaction (after the journal's begin)
 
     async def main():
         task = asyncio.create_task(asyncio.sleep(10))

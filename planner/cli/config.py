@@ -7,6 +7,8 @@ are imported when a command runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from omniport.planner.cli.context import CliContext, pass_console
@@ -140,9 +142,10 @@ def config_gen(
     text = generate_config(request)
     if output is None:
         console.write(text)
-        return
-    write_private_file(output, text)
-    console.err(f"Wrote the {machine_type} config for Talos {talos_version} to {output}.")
+    else:
+        write_private_file(output, text)
+        console.err(f"Wrote the {machine_type} config for Talos {talos_version} to {output}.")
+    _warn_if_exposed(console, secrets_file, "the cluster's CA keys")
 
 
 @config.command("patch")
@@ -339,6 +342,20 @@ def config_secrets(console: CliContext, config_file: str, output: str | None) ->
     text = rebuild_secrets(config_file)
     if output is None:
         console.write(text)
-        return
-    write_private_file(output, text)
-    console.err(f"Wrote the secrets bundle of {config_file} to {output}.")
+    else:
+        write_private_file(output, text)
+        console.err(f"Wrote the secrets bundle of {config_file} to {output}.")
+    _warn_if_exposed(console, config_file, "the cluster's CA keys (a control-plane config)")
+
+
+def _warn_if_exposed(console: CliContext, path: str, holds: str) -> None:
+    """Warn as ssh does when a file holding private keys is readable by group or others
+    (called once the command did its work: a broken file or output gets its error alone)."""
+    from omniport.planner.files import readable_by_others  # imported here: start-up time
+
+    mode = readable_by_others(Path(path))
+    if mode is not None:
+        console.err(
+            f"Warning: {path} holds {holds} and is readable by others (mode {mode:04o}); "
+            f"make it owner-only: chmod 600 {path}"
+        )

@@ -154,7 +154,8 @@ def require_approval_channel(auto_approve: bool, as_json: bool, command: str) ->
 
 
 def make_confirm(ui: ConsoleUi, question: str, what: Callable[[str], str]) -> Callable[[str], bool]:
-    """Terraform's prompt: only ``yes`` approves. Ctrl-C at the prompt cancels."""
+    """Terraform's prompt: only ``yes`` approves. Ctrl-C at the prompt ends the run before
+    anything changed (KeyboardInterrupt, exit 130)."""
 
     def confirm(name: str) -> bool:
         ui.echo("")
@@ -165,8 +166,8 @@ def make_confirm(ui: ConsoleUi, question: str, what: Callable[[str], str]) -> Ca
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             answer = input("  Enter a value: ")
-        except (EOFError, KeyboardInterrupt):
-            answer = ""
+        except EOFError:
+            answer = ""  # no answer: not approved (exit 1); Ctrl-C ends the run (exit 130)
         finally:
             signal.signal(signal.SIGINT, previous)
         ui.echo("")

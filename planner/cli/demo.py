@@ -62,7 +62,9 @@ def _omni_resources(status: dict[str, Any], cluster: str | None = None) -> list[
 def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) -> int:
     """The commands' own code paths, in order, with their output; the lab is stopped by pid."""
     # imported here: start-up time
+    import os
     import shutil
+    import signal
     import tempfile
 
     from omniport.lab import control as lab_control
@@ -78,23 +80,37 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
         echo("")
         echo(f"=== [{time.monotonic() - started:5.1f}s] {title}")
 
-    step(
-        f"Starting a lab in {lab_dir}: 1 control plane + 2 workers, Talos {DEMO_INITIAL_TALOS} "
-        f"carried to {DEMO_TALOS}, with user customizations"
-    )
-    lab_control.up(
-        lab_dir,
-        lab_control.UpOptions(
-            nodes=3,
-            controlplanes=1,
-            talos_version=DEMO_TALOS,
-            initial_talos_version=DEMO_INITIAL_TALOS,
-            kubernetes_version=DEMO_KUBERNETES,
-            initial_kubernetes_version=DEMO_INITIAL_KUBERNETES,
-        ),
-    )
+    own = directory is None  # a temporary folder of its own: keys and backups go with it
+
+    def clean_up() -> None:
+        """Stop the lab by its pid and remove the temporary keys and backups (not --keep)."""
+        if lab_control.running_pid(lab_dir) is not None:
+            lab_control.down(lab_dir)
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def exit_now() -> None:  # a second Ctrl-C inside apply or rollback exits at once
+        if not keep:
+            clean_up()
+        os._exit(130)
+
     ok = False
     try:
+        step(
+            f"Starting a lab in {lab_dir}: 1 control plane + 2 workers, Talos {DEMO_INITIAL_TALOS} "
+            f"carried to {DEMO_TALOS}, with user customizations"
+        )
+        lab_control.up(
+            lab_dir,
+            lab_control.UpOptions(
+                nodes=3,
+                controlplanes=1,
+                talos_version=DEMO_TALOS,
+                initial_talos_version=DEMO_INITIAL_TALOS,
+                kubernetes_version=DEMO_KUBERNETES,
+                initial_kubernetes_version=DEMO_INITIAL_KUBERNETES,
+            ),
+        )
         before = lab_control.status(lab_dir)
         shas = {n["address"]: n["config_sha256"] for n in before["nodes"]}
         for n in before["nodes"]:
@@ -109,7 +125,14 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
             raise DemoFailed("the plan has blocking findings", "see the findings above")
 
         step(f"omniport apply --auto-approve {plan_path}")
-        run_apply(console, str(plan_path), auto_approve=True, parallelism=None, no_rollback=False)
+        run_apply(
+            console,
+            str(plan_path),
+            auto_approve=True,
+            parallelism=None,
+            no_rollback=False,
+            exit_now=exit_now,
+        )
 
         step("The Omni side after apply (omniport lab status)")
         after_apply = lab_control.status(lab_dir)
@@ -121,7 +144,7 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
 
         rollback = rollback_path(plan_path)
         step(f"omniport rollback --auto-approve {rollback}")
-        run_rollback(console, str(rollback), auto_approve=True, spec_path=None)
+        run_rollback(console, str(rollback), auto_approve=True, spec_path=None, exit_now=exit_now)
 
         step("Proving the rollback")
         final = lab_control.status(lab_dir)
@@ -146,7 +169,7 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
                     )
                     if p
                 ),
-                f"inspect the lab with `omniport lab status --dir {lab_dir}`",
+                "run `omniport demo --keep` to inspect the lab afterwards",
             )
         ok = True
         step(f"Done in {time.monotonic() - started:.1f}s: planned, applied, rolled back, verified.")
@@ -162,7 +185,12 @@ def run_demo(console: CliContext, *, keep: bool, directory: Path | None = None) 
             if hint:
                 echo(hint)
         else:
-            lab_control.down(lab_dir)
-            if ok and directory is None:
-                shutil.rmtree(workdir, ignore_errors=True)
+            # however the demo ends (done, failed, Ctrl-C): a Ctrl-C now must not cut this short
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                clean_up()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            if not ok and own:
+                echo(f"The lab was stopped and {workdir} (its keys and backups) removed.")
     return 0

@@ -8,7 +8,7 @@ and an approval prompt. The engines and the console are imported when a command 
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from omniport.planner.errors import OmniportError
 
 if TYPE_CHECKING:
     from omniport.planner.cli.console import ConsoleUi
+    from omniport.planner.execute.session import Interrupts
 
 _auto_approve = click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes'.")
 _json_events = json_option("Stream JSON Lines events.")
@@ -43,13 +44,18 @@ def apply(
     parallelism: int | None,
     no_rollback: bool,
 ) -> int:
-    """Execute exactly a saved plan, as a transaction that rolls back on failure."""
+    """Execute exactly a saved plan, as a transaction that rolls back on failure.
+
+    Ctrl-C before the first change exits 130 with nothing changed; during the transaction it
+    rolls back (twice: exits at once, naming the rollback command); after "Apply complete!"
+    it is ignored and apply exits 0."""
     return run_apply(
         console,
         plan_file,
         auto_approve=auto_approve,
         parallelism=parallelism,
         no_rollback=no_rollback,
+        release_interrupts=False,  # complete: a Ctrl-C until the exit changes nothing (exit 0)
     )
 
 
@@ -135,12 +141,30 @@ def unlock(
     )
 
 
-def _run(coro: Coroutine[Any, Any, Any], ui: ConsoleUi) -> Any:
-    """Run an engine; in JSON mode its failure is also an event before ``run`` prints it."""
+def _run(
+    coro: Coroutine[Any, Any, Any], ui: ConsoleUi, interrupts: Interrupts | None = None
+) -> Any:
+    """Run an engine; in JSON mode its failure is also an event before ``run`` prints it.
+
+    A Ctrl-C the engine did not take over itself (before it armed its handler: while reading,
+    at the prompt) ends the run with exit 130; before the journal's ``begin`` nothing changed.
+    """
     import asyncio  # imported here: start-up time
 
+    from omniport.planner.execute.errors import Cancelled  # imported here: start-up time
+
     try:
-        return asyncio.run(coro)
+        try:
+            return asyncio.run(coro)
+        except KeyboardInterrupt:
+            if interrupts is not None and interrupts.begun:
+                raise Cancelled(
+                    "interrupted (Ctrl-C) after the first change",
+                    interrupts.hint.strip() or None,
+                ) from None
+            raise Cancelled(
+                "interrupted (Ctrl-C) before the first change; nothing was changed"
+            ) from None
     except OmniportError as err:
         ui.error(err)
         raise
@@ -153,7 +177,12 @@ def run_apply(
     auto_approve: bool,
     parallelism: int | None,
     no_rollback: bool,
+    exit_now: Callable[[], None] | None = None,
+    release_interrupts: bool = True,
 ) -> int:
+    """``exit_now``: what a second Ctrl-C does instead of exiting at once (``demo`` stops its
+    lab first). Once the apply is complete a Ctrl-C is ignored, so that it exits 0; with
+    ``release_interrupts`` false it stays ignored until the process exits (the command)."""
     # imported here: start-up time
     from omniport.planner import planfile, render
     from omniport.planner.cli.console import approval_console, make_confirm
@@ -183,13 +212,21 @@ def run_apply(
     options = ApplyOptions(
         auto_approve=auto_approve, parallelism=parallelism, no_rollback=no_rollback
     )
-    ahead = _run(apply_plan(path, options, ui, confirm, Interrupts(ui), show), ui)
-    ui.say("")
-    ui.say(f"Cluster is imported and locked in Omni. Backup: {ahead.backup}")
-    ui.say(f"Rollback plan: {ahead.rollback}")
-    ui.say(f"Journal: {ahead.journal}")
-    ui.say(f"To undo the import: omniport rollback {ahead.rollback}")
-    ui.say(f"To hand the cluster to Omni: omniport unlock {ahead.plan.cluster_name} --plan {path}")
+    interrupts = Interrupts(ui, exit_now)
+    try:
+        ahead = _run(apply_plan(path, options, ui, confirm, interrupts, show), ui, interrupts)
+        # complete: a Ctrl-C from here on is ignored, and the exit code stays 0
+        ui.say("")
+        ui.say(f"Cluster is imported and locked in Omni. Backup: {ahead.backup}")
+        ui.say(f"Rollback plan: {ahead.rollback}")
+        ui.say(f"Journal: {ahead.journal}")
+        ui.say(f"To undo the import: omniport rollback {ahead.rollback}")
+        ui.say(
+            f"To hand the cluster to Omni: omniport unlock {ahead.plan.cluster_name} --plan {path}"
+        )
+    finally:
+        if release_interrupts:
+            interrupts.release()
     return 0
 
 
@@ -200,6 +237,7 @@ def run_rollback(
     auto_approve: bool,
     spec_path: str | None,
     backup_path: str | None = None,
+    exit_now: Callable[[], None] | None = None,
 ) -> int:
     # imported here: start-up time
     from omniport.planner import render
@@ -225,6 +263,7 @@ def run_rollback(
         "Do you want to roll back this import?",
         lambda name: f"omniport will restore the nodes of {name!r} and remove it from Omni.",
     )
+    interrupts = Interrupts(ui, exit_now)
     report = _run(
         execute(
             Path(rollback_file),
@@ -235,10 +274,11 @@ def run_rollback(
             ),
             ui,
             confirm,
-            Interrupts(ui),
+            interrupts,
             show,
         ),
         ui,
+        interrupts,
     )
     ui.summary(
         "rollback",

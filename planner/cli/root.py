@@ -73,7 +73,10 @@ def run(args: Sequence[str] | None = None) -> int:
             text += f"; {fix}"
         click.echo(f"Error: {_printable(text)}", err=True)
         return 1
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as err:
+        if isinstance(err.__context__, KeyboardInterrupt):  # click's form of a Ctrl-C
+            click.echo("Interrupted.", err=True)
+            return 130
         click.echo("Aborted.", err=True)
         return 1
     except click.exceptions.NoArgsIsHelpError as err:

@@ -20,6 +20,7 @@ removes only what this run made. The journal is the one source of truth for resu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -38,7 +39,13 @@ from omniport.planner.discover import discover, factory_client, run_health_check
 from omniport.planner.errors import OmniportError
 from omniport.planner.execute import journal, rollback, rollbackfile
 from omniport.planner.execute.backup import BackupEntry, backup_name, write_backup
-from omniport.planner.execute.errors import ApplyError, ForgedPlanError, StalePlanError
+from omniport.planner.execute.errors import (
+    ApplyError,
+    Cancelled,
+    ForgedPlanError,
+    JournalError,
+    StalePlanError,
+)
 from omniport.planner.execute.secrets import Scrubber, config_secrets, k8s_ca_sha256, os_ca_sha256
 from omniport.planner.execute.session import (
     ALREADY_EXISTS,
@@ -272,7 +279,10 @@ class Transaction:
     async def run_step(
         self, step: StepRef, action: Callable[[], Awaitable[dict[str, Any] | None]], note: str = ""
     ) -> None:
-        await self.record.durably("start", step.address, action=step.action, node=step.node)
+        try:
+            await self.record.durably("start", step.address, action=step.action, node=step.node)
+        except JournalError as exc:  # the step has not run: its start is not on disk
+            raise StepFailed(step, exc.message) from None
         self.ui.start(step, note)
         started = time.monotonic()
         try:
@@ -282,10 +292,15 @@ class Transaction:
         except Exception as exc:
             message = self.scrub(error_text(exc))
             code = getattr(exc, "code", None)
-            await self.record.durably("failed", step.address, error=message, code=code)
+            with contextlib.suppress(JournalError):  # the run fails anyway; memory has it
+                await self.record.durably("failed", step.address, error=message, code=code)
             self.ui.failed(step, message, time.monotonic() - started)
             raise StepFailed(step, message) from exc
-        await self.record.durably("end", step.address, **(result or {}))
+        try:
+            await self.record.durably("end", step.address, **(result or {}))
+        except JournalError as exc:  # the step ran; rollback undoes it (its start is known)
+            self.ui.failed(step, exc.message, time.monotonic() - started)
+            raise StepFailed(step, exc.message) from None
         self.done.append(step.address)
         self.ui.done(step, time.monotonic() - started, note)
 
@@ -851,21 +866,38 @@ async def apply_plan(
             scrub.add(computed.facts.factory.credentials[1:])
         import_id = str(uuid.uuid4())
         ahead = write_ahead(plan_path, plan, spec, computed, import_id)
-        record = Recorder(ahead.journal, access.env)
+        record = Recorder(ahead.journal, access.env, warn=ui.say)
+        try:
+            # room for every record of the run and of its rollback, before the first change
+            record.reserve_space(len(plan.changes) + len(plan.nodes))
+        except JournalError:
+            record.close()
+            raise
         ui.say(f"Backup:   {ahead.backup} (mode 0600)")
         ui.say(f"Rollback: {ahead.rollback}")
         ui.say(f"Journal:  {ahead.journal}")
-        record(
-            "begin",
-            None,
-            import_id=import_id,
-            cluster=cluster,
-            plan=str(plan_path.resolve()),
-            plan_checksum=ahead.plan.plan_checksum,
-            rollback=str(ahead.rollback.resolve()),
-            backup=str(ahead.backup.resolve()),
-            tool_version=__version__,
-        )
+        if interrupts.count:  # Ctrl-C since the prompt: stop while nothing has changed
+            record.close()
+            raise Cancelled("apply was interrupted before its first change; nothing was changed")
+        try:
+            record(
+                "begin",
+                None,
+                import_id=import_id,
+                cluster=cluster,
+                plan=str(plan_path.resolve()),
+                plan_checksum=ahead.plan.plan_checksum,
+                rollback=str(ahead.rollback.resolve()),
+                backup=str(ahead.backup.resolve()),
+                tool_version=__version__,
+            )
+        except JournalError as err:
+            record.close()
+            raise ApplyError(
+                f"{err.message}, so apply stopped before its first change: nothing was changed",
+                "free some disk space there and run apply again",
+            ) from None
+        interrupts.begun = True
         interrupts.hint = f" To undo what was done, run: omniport rollback {ahead.rollback}"
         backups = {n.facts.address: n.facts.config or b"" for n in computed.nodes}
         talos = access.talos()
@@ -887,7 +919,13 @@ async def apply_plan(
             )
             failure = await _guarded(tx, interrupts)
             if failure is None:
-                record("complete", None, import_id=import_id)
+                try:
+                    record("complete", None, import_id=import_id)
+                except JournalError as err:  # not on disk: not complete, so rolled back
+                    record.strict = False
+                    failure = "the journal's complete record", err.message
+            if failure is None:
+                interrupts.finished = True  # from here a Ctrl-C changes nothing: exit 0
                 record.close()
                 add, change, _ = plan.counts
                 ui.summary(
@@ -920,11 +958,12 @@ async def apply_plan(
                 omni=omni,
                 ui=ui,
                 record=record,
-                backup=rollback.read_backup_for(ahead.plan, Path(ahead.rollback)),
+                backup=backups,  # the bytes in memory, which the backup zip holds too
                 timeout=spec.wait_timeout,
                 parallelism=options.parallelism or spec.parallelism,
                 scrub=scrub,
                 rollback_file=ahead.rollback,
+                journal_records=record.memory,  # what this run did, even if the disk is full
             )
             try:
                 report = await undo.run()
@@ -935,6 +974,13 @@ async def apply_plan(
                     f"run `omniport rollback {ahead.rollback}` once the cause is fixed",
                 ) from None
             record.close()
+            if record.failure is not None:
+                raise ApplyError(
+                    f"{what}: {message}; {report.sentence()} (driven from memory: the "
+                    "journal could not be written)",
+                    f"free some disk space, then run `omniport rollback {ahead.rollback}` to "
+                    "confirm that nothing is left (it checks every node and resource again)",
+                )
             raise ApplyError(
                 f"{what}: {message}; {report.sentence()}",
                 "fix the cause and run `omniport plan` again",
@@ -950,11 +996,14 @@ async def _guarded(tx: Transaction, interrupts: Interrupts) -> tuple[str, str] |
     try:
         await interrupts.guard(tx.run())
     except Interrupted:
+        tx.record.strict = False  # rolling back: a record that cannot be written is kept
         tx.record("interrupted", None)
         return INTERRUPTED, "interrupted by the user (Ctrl-C)"
     except StepFailed as exc:
+        tx.record.strict = False
         return exc.step.address, exc.message
     except Exception as exc:  # any error rolls back, a bug included
+        tx.record.strict = False
         tx.record("failed", None, error=tx.scrub(error_text(exc)))
         return "a step", tx.scrub(error_text(exc))
     return None

@@ -60,8 +60,14 @@ class ClusterLock:
         self.info: LockInfo | None = None
 
     def acquire(self) -> LockInfo:
-        make_private_dirs(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            make_private_dirs(self.path.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise LockedError(
+                f"cannot create the lock file {self.path}: {err.strerror or err}",
+                "free some disk space there (or set OMNIPORT_LOCK_DIR to a writable folder)",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -80,9 +86,12 @@ class ClusterLock:
             path=str(self.path),
             pid=os.getpid(),
         )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(asdict(self.info), sort_keys=True).encode(), 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(asdict(self.info), sort_keys=True).encode(), 0)
+            os.fsync(fd)
+        except OSError:
+            pass  # a full disk: the lock holds all the same (flock); only its note is missing
         self._fd = fd
         return self.info
 

@@ -179,6 +179,9 @@ class Undo:
     parallelism: int
     scrub: Scrubber
     rollback_file: Path | None = None
+    journal_records: list[journal.Record] | None = None
+    """What the run being undone did, from its memory (apply's automatic rollback, which must
+    work when the disk is full); None: read from the journal file."""
     with_cluster: set[str] = field(default_factory=set)
     """Addresses of marked resources that existed when the Cluster was torn down (Omni's
     abort machinery removes them with it)."""
@@ -188,6 +191,8 @@ class Undo:
         return self.plan.cluster_name
 
     def records(self) -> list[journal.Record]:
+        if self.journal_records is not None:
+            return list(self.journal_records)
         where = self.rollback_file or Path(self.plan.journal)
         return journal.read(locate(self.plan.journal, where))
 
@@ -633,7 +638,8 @@ async def rollback_file(
             scrub = Scrubber()
             for data in backup.values():
                 scrub.add(config_secrets(data))
-            record = Recorder(locate(rb.journal, path), access.env)
+            # a disk still full: the rollback goes on without its records, saying so once
+            record = Recorder(locate(rb.journal, path), access.env, strict=False, warn=ui.say)
             undo = Undo(
                 plan=rb,
                 talos=talos,
@@ -647,6 +653,7 @@ async def rollback_file(
                 rollback_file=path,
             )
             interrupts.hint = f" Run `omniport rollback {path}` again to finish."
+            interrupts.begun = True
             interrupts.arm()
             try:
                 report = await interrupts.guard(undo.run())

@@ -179,7 +179,7 @@ def parse(text: str, source: str = "rollback file") -> RollbackPlan:
 def read(path: Path) -> RollbackPlan:
     path = Path(path)
     try:
-        text = files.read_text(path, files.PLAN_LIMIT)
+        text = files.read_text(path, files.ROLLBACK_LIMIT)
     except FileNotFoundError:
         raise RollbackFileError(f"no rollback plan at {path}", "check the path") from None
     except files.Unreadable as err:

@@ -30,7 +30,7 @@ from omniport.planner import planfile
 from omniport.planner.discover import omni_client, talos_client
 from omniport.planner.errors import OmniportError
 from omniport.planner.execute import journal
-from omniport.planner.execute.errors import AbortError, ApplyError
+from omniport.planner.execute.errors import AbortError, ApplyError, JournalError
 from omniport.planner.execute.lock import ClusterLock
 from omniport.planner.plan import Plan
 from omniport.planner.spec import Spec, SpecError, load_spec, parse_spec
@@ -161,34 +161,101 @@ def cluster_lock(omni_url: str, cluster: str, operation: str) -> ClusterLock:
 
 class Recorder:
     """Appends journal records (each durable before the caller goes on); the test hook kills
-    the process right after the N-th record this process wrote is on disk."""
+    the process right after the N-th record this process wrote is on disk.
 
-    def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
+    A record that cannot be written (a full disk, an I/O error) is a fault, not a crash: the
+    journal's reserve is released (room for the rollback's records), the record stays in
+    :attr:`memory` (what this run did, which a rollback can be driven from), and with
+    ``strict`` such a failure raises :class:`JournalError` so that the run stops and
+    rolls back. Failures when not ``strict`` (as during a rollback) are reported once through
+    ``warn`` and the run goes on from memory.
+
+    ``strict`` holds while a transaction runs (every failed record raises, so no step acts on
+    a record that is not on disk); its owner clears it before rolling back."""
+
+    def __init__(
+        self,
+        path: Path,
+        environ: Mapping[str, str] | None = None,
+        *,
+        strict: bool = True,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = Path(path)
-        self.journal = journal.Journal(self.path)
+        try:
+            self.journal = journal.Journal(self.path, environ)
+        except OSError as err:
+            raise JournalError(
+                f"cannot open the journal {self.path}: {err.strerror or err}",
+                "free some disk space there and run the command again",
+            ) from None
+        self.reserve = journal.Reserve(self.path, self.journal.disk)
+        self.reserve.adopt()  # one an earlier, killed run left: released on need
         self.count = 0
+        self.strict = strict
+        self.warn = warn
+        self.failure: str | None = None
+        """Why the journal could not be written (None while every record reached the disk)."""
         raw = (os.environ if environ is None else environ).get(KILL_ENV, "")
         self.kill_after = int(raw) if raw.strip().isdigit() else None
 
+    @property
+    def memory(self) -> list[journal.Record]:
+        """Every record this run wrote (or tried to write), in order."""
+        return list(self.journal.memory)
+
+    def reserve_space(self, steps: int) -> None:
+        """Set aside room for the journal of ``steps`` steps before the first change."""
+        size = journal.reserve_size(steps)
+        try:
+            self.reserve.take(size)
+        except OSError as err:
+            raise JournalError(
+                f"there is no room for the journal {self.path} "
+                f"({size // 1024} KiB needed: {err.strerror or err}), so nothing was changed",
+                "free some disk space there and run apply again",
+            ) from None
+
     def __call__(self, event: str, step: str | None = None, **data: Any) -> None:
         """Write and fsync one record now (for the sequential parts of a run)."""
-        self.journal.append(event, step, **data)
+        try:
+            self.journal.append(event, step, **data)
+        except OSError as err:
+            self._lost(err)
         self.count += 1
         self._hook(self.count)
 
     async def durably(self, event: str, step: str | None = None, **data: Any) -> None:
         """Write one record and wait until it is on disk; concurrent steps share fsyncs."""
-        record = self.journal.write(event, step, **data)
         self.count += 1
         ordinal = self.count
-        await self.journal.durable(record.seq)
+        try:
+            record = self.journal.write(event, step, **data)
+            await self.journal.durable(record.seq)
+        except OSError as err:
+            self._lost(err)
         self._hook(ordinal)
+
+    def _lost(self, err: OSError) -> None:
+        text = f"cannot write the journal {self.path}: {err.strerror or err}"
+        first = self.failure is None
+        if first:
+            self.failure = text
+            self.reserve.release()  # the rollback that follows needs room for its records
+        if self.strict:
+            raise JournalError(text, None)
+        if first and self.warn is not None:
+            self.warn(
+                f"Warning: {text}; going on without it (what this run did is kept in memory, "
+                "and a rollback checks every node and resource again when run again)."
+            )
 
     def _hook(self, ordinal: int) -> None:
         if self.kill_after is not None and ordinal == self.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def close(self) -> None:
+        self.reserve.release()
         self.journal.close()
 
 
@@ -201,15 +268,24 @@ class Interrupted(Exception):
 
 class Interrupts:
     """Ctrl-C handling: the first cancels the guarded task (which then rolls back), the second
-    exits at once; every journal record is already fsynced, so nothing is lost."""
+    exits at once; every journal record is already fsynced, so nothing is lost.
+
+    Where a run is decides what a Ctrl-C means: before the journal's ``begin`` (``begun``
+    false) the run stops with nothing changed (exit 130); between ``begin`` and the guarded
+    work, the work is not started and what was begun is rolled back; once the work is
+    ``finished`` (apply's ``complete`` record), a Ctrl-C changes nothing and the run ends as
+    it would have (exit 0)."""
 
     def __init__(self, ui: Ui, exit_now: Callable[[], None] | None = None) -> None:
         self.ui = ui
         self.count = 0
         self.task: asyncio.Task[Any] | None = None
         self.hint = ""
+        self.begun = False
+        self.finished = False
         self._exit_now = exit_now or (lambda: os._exit(130))
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ignoring = False
 
     def arm(self) -> None:
         """Take over SIGINT on the running loop (after any prompt: a blocked read would hide
@@ -219,26 +295,50 @@ class Interrupts:
             self._loop.add_signal_handler(signal.SIGINT, self.fire)
 
     def disarm(self) -> None:
+        """Give SIGINT back; a finished run keeps ignoring it until :meth:`release` (so that
+        the lines after "Apply complete!" are printed and the exit code stays 0)."""
         if self._loop is not None:
             self._loop.remove_signal_handler(signal.SIGINT)
             self._loop = None
+            if self.finished:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                self._ignoring = True
+
+    def release(self) -> None:
+        """After a finished run has reported: Ctrl-C interrupts again."""
+        if self._ignoring:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._ignoring = False
 
     def fire(self) -> None:
         self.count += 1
+        if self.finished:
+            self.ui.say("Interrupt received after the work was complete; nothing to stop.")
+            return
         if self.count == 1 and self.task is not None and not self.task.done():
             self.ui.say("Interrupt received: stopping and rolling back what was done…")
             self.ui.say("Press Ctrl-C again to exit at once (the journal stays intact).")
             self.task.cancel()
             return
-        if self.count == 1:
-            self.ui.say("Interrupt received; press Ctrl-C again to exit at once.")
+        if self.count == 1 and not self.begun:
+            self.ui.say("Interrupt received: stopping before the first change…")
             return
-        self.ui.say("Exiting immediately; the journal is intact." + self.hint)
+        if self.count == 1:
+            self.ui.say("Interrupt received; press Ctrl-C again to exit at once." + self.hint)
+            return
+        if not self.begun:
+            self.ui.say("Exiting immediately; nothing was changed.")
+        else:
+            self.ui.say("Exiting immediately; the journal is intact." + self.hint)
         self._exit_now()
 
     async def guard(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` as the task the first Ctrl-C cancels; raises :class:`Interrupted` when
         that happened (any other cancellation propagates as it is)."""
+        if self.count:  # a Ctrl-C came before the work started: it does not start
+            work.close()
+            self.ui.say("Interrupt received: stopping and rolling back what was done…")
+            raise Interrupted
         task = asyncio.create_task(work)
         self.task = task
         try:

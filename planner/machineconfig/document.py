@@ -206,7 +206,7 @@ def _construct_bool(loader: Any, node: yaml.ScalarNode) -> bool:
 def _construct_text(loader: Any, node: yaml.Node) -> str:
     if not isinstance(node, yaml.ScalarNode):
         raise yaml.constructor.ConstructorError(
-            None, None, f"unsupported YAML tag {node.tag}", node.start_mark
+            None, None, f"unsupported YAML tag {_short_tag(node.tag)}", node.start_mark
         )
     return str(node.value)
 
@@ -234,9 +234,17 @@ def _construct_map(loader: Any, node: yaml.MappingNode) -> Iterator[dict[str, An
         data[str(key_node.value)] = loader.construct_object(value_node, deep=False)
 
 
+def _short_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:python/name:x`` as written in the file: ``!!python/name:x``."""
+    return repr(tag.replace("tag:yaml.org,2002:", "!!", 1))
+
+
 def _reject(loader: Any, node: yaml.Node) -> None:
     raise yaml.constructor.ConstructorError(
-        None, None, f"YAML tag {node.tag} is not supported in a machine config", node.start_mark
+        None,
+        None,
+        f"unsupported YAML tag {_short_tag(node.tag)} (a machine config is plain YAML)",
+        node.start_mark,
     )
 
 

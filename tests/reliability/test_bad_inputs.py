@@ -77,6 +77,11 @@ class Material:
 
 @pytest.fixture(scope="module")
 def material() -> Material:
+    return make_material()
+
+
+def make_material() -> Material:
+    """Valid key material and sealed files, made fresh (no credential of the developer)."""
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca = pki.talos_os_ca(now)
     admin = pki.admin_client_cert(ca, now)
@@ -120,6 +125,12 @@ talos:
 omni:
   url: https://omni.example.com
 """
+
+# a million values from a few lines: each level repeats the one before ten times
+ALIAS_BOMB = "x:\n  a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
+    f"  {k}: &{k} [" + ",".join([f"*{p}"] * 10) + "]\n"
+    for p, k in zip("abcde", "bcdef", strict=True)
+)
 
 # (id, spec file content or None for "no file" / a directory marker, needle)
 SPEC_INPUTS: list[tuple[str, Content | str, str]] = [
@@ -193,6 +204,11 @@ SPEC_INPUTS: list[tuple[str, Content | str, str]] = [
         "half of a UTF-16 pair",
     ),
     ("self-alias", MINIMAL + "backup: &b {directory: *b}\n", "refers to itself"),
+    (
+        "alias-bomb",
+        MINIMAL + ALIAS_BOMB,
+        "holds more than 200000 values once its aliases are expanded",
+    ),
     ("deep-nesting", MINIMAL + "backup: " + "[" * 1000 + "]" * 1000 + "\n", "nested too deeply"),
     (
         "duplicate-binary-nodes",
@@ -499,6 +515,35 @@ APPLY_CASES = _saved_cases(APPLY, "plan") + [
     ),
 ]
 
+
+def _sparse(size: int) -> str:
+    """A file of ``size`` bytes that takes no room (made by truncate): over a size cap."""
+    return f"<sparse:{size}>"
+
+
+MIB = 1024 * 1024
+
+SIZE_CAP_CASES = [
+    Case(
+        "show-plan-larger-than-64-mib",
+        ("show", "big.plan.json"),
+        "is 65 MiB, more than the 64 MiB allowed",
+        {"big.plan.json": _sparse(65 * MIB)},
+    ),
+    Case(
+        "apply-plan-larger-than-64-mib",
+        (*APPLY, "big.plan.json"),
+        "is 67,108,865 bytes, more than the 64 MiB allowed",
+        {"big.plan.json": _sparse(64 * MIB + 1)},
+    ),
+    Case(
+        "rollback-file-larger-than-16-mib",
+        (*ROLLBACK, "big.rollback.json"),
+        "more than the 16 MiB allowed",
+        {"big.rollback.json": _sparse(16 * MIB + 1)},
+    ),
+]
+
 ROLLBACK_CASES = _saved_cases(ROLLBACK, "rollback") + [
     Case(
         "rollback-one-byte-changed",
@@ -695,6 +740,33 @@ USAGE_CASES = [
     Case("usage-output-dir-is-a-file", ("config", "diff", "a", "b", "-o", "f"), "'f'", {"f": ""}),
 ]
 
+CONFIG_CASES += [
+    Case(
+        "config-patch-larger-than-16-mib",
+        ("config", "patch", "big.yaml", "-p", "{}"),
+        "more than the 16 MiB allowed",
+        {"big.yaml": _sparse(16 * MIB + 1)},
+    ),
+    Case(
+        "config-gen-secrets-larger-than-16-mib",
+        (*GEN, "--talos-version", "v1.11.5", "--secrets", "secrets.yaml"),
+        "more than the 16 MiB allowed",
+        {"secrets.yaml": _sparse(16 * MIB + 1)},
+    ),
+    Case(
+        "config-patch-python-tag",
+        ("config", "patch", "c.yaml", "-p", "{}"),
+        "unsupported YAML tag '!!python/object/apply:os.system'",
+        {"c.yaml": SINGLE.replace("worker", '!!python/object/apply:os.system ["id"]')},
+    ),
+    Case(
+        "config-patch-python-tag-in-the-patch",
+        ("config", "patch", "c.yaml", "-p", "machine: {type: !!python/name:os.system }"),
+        "unsupported YAML tag '!!python/name:os.system'",
+        {"c.yaml": SINGLE},
+    ),
+]
+
 CASES = (
     USAGE_CASES
     + _spec_cases("validate")
@@ -703,6 +775,7 @@ CASES = (
     + SHOW_CASES
     + APPLY_CASES
     + ROLLBACK_CASES
+    + SIZE_CAP_CASES
     + CONFIG_CASES
 )
 
@@ -731,6 +804,10 @@ def _materialize(case: Case, workdir: Path, material: Material, monkeypatch) -> 
         value = content(material) if callable(content) else content
         if isinstance(value, str) and value.startswith("<symlink:"):
             path.symlink_to(value.removeprefix("<symlink:").removesuffix(">"))
+            continue
+        if isinstance(value, str) and value.startswith("<sparse:"):
+            with path.open("wb") as handle:
+                handle.truncate(int(value.removeprefix("<sparse:").removesuffix(">")))
             continue
         if isinstance(value, bytes):
             path.write_bytes(value)

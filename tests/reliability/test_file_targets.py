@@ -1,6 +1,7 @@
 """Files omniport is pointed at that are not what they seem (issue 16, items 2 and 6).
 
-A FIFO given as a spec, plan or rollback plan must not hang the run; ``-o`` must never replace
+A FIFO given as a spec, plan, rollback plan, machine config, patch or secrets bundle must not
+hang the run; ``-o`` must never replace
 a FIFO or device (as root, a rename over ``/dev/full`` replaced the device node), the spec, or a
 file that is not a plan unless ``--force``. These cases cannot live in the bad-input corpus,
 whose snapshots read every file (a FIFO would block the snapshot itself).
@@ -21,6 +22,21 @@ from tests.test_planfile import sample_plan
 
 pytestmark = pytest.mark.reliability
 
+CONFIG_GEN = (
+    "config",
+    "gen",
+    "--talos-version",
+    "v1.11.5",
+    "--kubernetes-version",
+    "1.34.1",
+    "--cluster-name",
+    "prod",
+    "--endpoint",
+    "https://prod:6443",
+    "--type",
+    "worker",
+)
+
 
 @pytest.fixture
 def omniport(capsys):
@@ -35,22 +51,55 @@ def omniport(capsys):
     return invoke
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (("validate", "{fifo}"), "is a FIFO, not a regular file"),
-        (("plan", "{fifo}"), "is a FIFO, not a regular file"),
-        (("show", "{fifo}"), "is a FIFO, not a regular file"),
-        (("apply", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
-        (("rollback", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
-    ],
-    ids=["validate", "plan", "show", "apply", "rollback"],
-)
+FIFO_CASES = [
+    (("validate", "{fifo}"), "is a FIFO, not a regular file"),
+    (("plan", "{fifo}"), "is a FIFO, not a regular file"),
+    (("show", "{fifo}"), "is a FIFO, not a regular file"),
+    (("apply", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
+    (("rollback", "--auto-approve", "{fifo}"), "is a FIFO, not a regular file"),
+    (CONFIG_GEN + ("--secrets", "{fifo}"), "is a FIFO, not a regular file"),
+    (("config", "secrets", "--from-controlplane-config", "{fifo}"), "is a FIFO"),
+    (("config", "patch", "{fifo}", "-p", "{{}}"), "is a FIFO, not a regular file"),
+    (("config", "patch", "{config}", "-p", "@{fifo}"), "is a FIFO, not a regular file"),
+    (("config", "diff", "{fifo}", "{config}"), "is a FIFO, not a regular file"),
+    (("config", "validate", "--talos-version", "v1.11.5", "{fifo}"), "is a FIFO"),
+]
+FIFO_IDS = [
+    "validate",
+    "plan",
+    "show",
+    "apply",
+    "rollback",
+    "config-gen-secrets",
+    "config-secrets",
+    "config-patch",
+    "config-patch-patch-file",
+    "config-diff",
+    "config-validate",
+]
+"""The bad-input corpus's FIFO cases (tests/reliability/corpus_counts.py counts them)."""
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry under ``root``: mode, size, mtime (reading a FIFO's bytes would block)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        out[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns)
+    return out
+
+
+@pytest.mark.parametrize(("args", "needle"), FIFO_CASES, ids=FIFO_IDS)
 def test_a_fifo_as_input_is_refused_without_waiting(tmp_path, omniport, args, needle):
     fifo = tmp_path / "input.yaml"
     os.mkfifo(fifo)
-    result = omniport(*(a.format(fifo=fifo) for a in args))
+    config = tmp_path / "c.yaml"
+    config.write_text("version: v1alpha1\nmachine:\n  type: worker\n")
+    before = _listing(tmp_path)
+    result = omniport(*(a.format(fifo=fifo, config=config) for a in args))
     assert_one_clear_error(result, needle, spec_lines=True)
+    assert _listing(tmp_path) == before, "nothing created, changed or removed"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 def test_plan_output_onto_a_fifo_is_refused_and_the_fifo_stays(tmp_path):

@@ -100,6 +100,12 @@ machine:
 )
 
 
+COMMANDS = ("plan", "plan --json", "show", "show --json", "apply", "rollback")
+"""Every command a user runs on a plan, as run here; its stdout and stderr are scanned."""
+FILES = ("plan file", "plan file (--json run)", "rollback plan", "journal")
+"""Every file those commands write but the backup zip (which holds whole configs, 0600)."""
+
+
 def _marker() -> str:
     return "Zc" + secrets.token_hex(12)
 
@@ -131,6 +137,7 @@ def test_secret_corpus_stays_out_of_every_output(tmp_path: Path):
         outputs["rollback"] = world.roll_back()
         assert outputs["rollback"].code == 0, outputs["rollback"].text
 
+        assert tuple(outputs) == COMMANDS
         # the patched content did reach the plan (as redacted text): the corpus is exercised
         assert "(sensitive value)" in outputs["show"].out
 
@@ -138,6 +145,7 @@ def test_secret_corpus_stays_out_of_every_output(tmp_path: Path):
             p: p.read_bytes()
             for p in (world.plan, world.dir / "json.plan", world.rollback, world.journal)
         }
+        assert len(written) == len(FILES)
         leaks = [
             f"{case} in {where}"
             for case, marker in markers.items()
