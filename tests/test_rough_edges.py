@@ -7,6 +7,7 @@ for the test and stopped by its pid).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,14 @@ def test_rollback_backup_accepts_a_moved_zip_only_when_its_hash_matches(world: W
     assert f"`omniport rollback --backup PATH {world.rollback}`" in line
     assert zip_path.name in line
 
+    fifo = tmp_path / "fifo.zip"
+    os.mkfifo(fifo)
     forged = tmp_path / "forged.zip"
     forged.write_bytes(moved.read_bytes() + b"\0")  # still a zip, not the one apply wrote
     for wrong, says in (
         (forged, "is not the one apply wrote (its sha256 is"),
         (tmp_path / "nowhere.zip", "is missing"),
+        (fifo, "is a FIFO, not a regular file"),  # refused, never waited on
     ):
         refused = world.roll_back("--backup", str(wrong))
         assert refused.code == 1

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omniport.planner import files
 from omniport.planner.changes import OWNER_ANNOTATION
 from omniport.planner.execute import journal, rollbackfile
 from omniport.planner.execute.backup import read_backup
@@ -84,6 +85,10 @@ def locate(recorded: str, rollback_file: Path) -> Path:
     return beside if beside.exists() else path
 
 
+BACKUP_LIMIT = 256 * files.MIB
+"""A backup zip holds every node's config, compressed: far less for a thousand nodes."""
+
+
 def read_backup_for(
     rb: RollbackPlan, rollback_file: Path, moved: Path | None = None
 ) -> dict[str, bytes]:
@@ -95,7 +100,7 @@ def read_backup_for(
     path = moved if moved is not None else locate(rb.backup_path, rollback_file)
     given = " given with --backup" if moved is not None else f" named by {rollback_file}"
     try:
-        raw = path.read_bytes()
+        raw = files.read_bytes(path, BACKUP_LIMIT)  # a FIFO or a device never hangs it
     except FileNotFoundError:
         raise RollbackError(
             f"the backup {path}{given} is missing",
@@ -105,9 +110,9 @@ def read_backup_for(
             if moved is None
             else f"give the path of the zip apply wrote as {Path(rb.backup_path).name}",
         ) from None
-    except OSError as exc:
+    except files.Unreadable as exc:
         raise RollbackError(
-            f"the backup {path}{given} cannot be read: {exc.strerror or exc}",
+            f"the backup {path}{given} {exc.reason}",
             f"give the path of the zip apply wrote as {Path(rb.backup_path).name}",
         ) from None
     found = hashlib.sha256(raw).hexdigest()
