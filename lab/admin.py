@@ -30,6 +30,7 @@ from omniport.lab.faults import (
     ApplyFailure,
     Faults,
     OmniFailure,
+    TalosBlip,
 )
 
 MAX_BODY = 16 * 1024 * 1024
@@ -143,6 +144,8 @@ FAULT_KINDS = (
     "latency",
     "apply-failure",
     "omni-failure",
+    "talos-blip",
+    "factory-blip",
     "factory-down",
     "factory-read-only",
     "never-connect",
@@ -229,10 +232,31 @@ def change_faults(faults: Faults, body: Any, known_nodes: set[str]) -> None:
             code = _field(body, "code", int, 14)
             if not 1 <= code <= 16:
                 raise AdminError(400, "'code' must be a gRPC status code from 1 to 16")
-            omni_failure = OmniFailure(method=method, resource_type=rtype, code=code)
+            times = _field(body, "times", int)
+            if times is not None and times < 1:
+                raise AdminError(400, "'times' must be >= 1 (leave it out to fail every call)")
+            omni_failure = OmniFailure(method=method, resource_type=rtype, code=code, times=times)
             if body.get("message"):
                 omni_failure.message = str(body["message"])
             faults.omni_failures.append(omni_failure)
+    elif kind == "talos-blip":
+        # {"times": N, "node": A?, "method": M?}: the next N Talos calls (of M, for A, or any)
+        # fail UNAVAILABLE
+        if clear:
+            faults.clear_talos_blips(node)
+        else:
+            times = _field(body, "times", int, 1)
+            if times < 1:
+                raise AdminError(400, "a talos-blip fault needs 'times' >= 1")
+            method = _field(body, "method", str)
+            reset = bool(_field(body, "reset", bool, False))
+            faults.add_talos_blip(TalosBlip(remaining=times, node=node, method=method, reset=reset))
+    elif kind == "factory-blip":
+        # {"times": N}: the next N factory requests get their connection closed unanswered
+        times = 0 if clear else _field(body, "times", int, 1)
+        if times < 0 or (not clear and times < 1):
+            raise AdminError(400, "a factory-blip fault needs 'times' >= 1")
+        faults.set_factory_blips(times)
     elif kind == "factory-down":
         faults.factory_down = not clear
     elif kind == "factory-read-only":

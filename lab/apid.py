@@ -33,6 +33,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
 from omniport.lab import talos_resources as tr
+from omniport.lab.faults import BLIP_MESSAGE
 from omniport.lab.world import Code, Lab, Mode, NodeError, SimNode, dump_yaml
 from omniport.planner.machineconfig import pki
 from omniport.providers.tls import server_context
@@ -86,6 +87,10 @@ async def _request(stream: Stream) -> Any:
     if request is None:
         raise GRPCError(Status.INTERNAL, "the call ended before its request message")
     return request
+
+
+class StreamReset(Exception):  # noqa: N818 - a signal, not an error
+    """A blip fault resets the call's stream instead of answering it."""
 
 
 def _dial_error(address: str, why: str) -> NodeError:
@@ -279,8 +284,9 @@ class Apid:
             raise _dial_error(target, "connect: no route to host")
         return node
 
-    async def _reach(self, target: str) -> SimNode:
-        """The node behind ``target`` after the faults had their say (latency, unreachable)."""
+    async def _reach(self, target: str, method: str = "", *, can_reset: bool = False) -> SimNode:
+        """The node behind ``target`` after the faults had their say (latency, unreachable,
+        blips of ``method``; ``can_reset``: the caller resets the stream on StreamReset)."""
         node = self._resolve(target)
         faults = self.lab.faults
         delay = faults.delay(node.address)
@@ -288,6 +294,11 @@ class Apid:
             await asyncio.sleep(delay)
         if node.address in faults.unreachable:
             raise _dial_error(node.address, "i/o timeout")
+        blip = faults.talos_blip(node.address, method)
+        if blip is not None:
+            if blip.reset and can_reset:
+                raise StreamReset
+            raise NodeError(Code.UNAVAILABLE, BLIP_MESSAGE.format(address=node.address))
         if node.rebooting:
             raise _dial_error(node.address, "connect: connection refused")
         if node.maintenance:
@@ -311,7 +322,7 @@ class Apid:
                     Code.INVALID_ARGUMENT, "one-2-many proxying is not supported for streaming"
                 )
         try:
-            return await self._reach(targets[0]), roles
+            return await self._reach(targets[0], method), roles
         except NodeError as err:
             raise _fail(err.code, err.message) from None
 
@@ -329,17 +340,20 @@ class Apid:
         many, targets = self._targets(stream)
         if not many:
             try:
-                node = await self._reach(targets[0])
+                node = await self._reach(targets[0], method, can_reset=True)
                 items = await answer(node, request)
             except NodeError as err:
                 raise _fail(err.code, err.message) from None
+            except StreamReset:
+                await stream.cancel()  # RST_STREAM: the client sees the call dropped
+                return
             await stream.send_message(response_cls(messages=items))
             return
         reply = response_cls()
 
         async def one(target: str) -> tuple[str, list[Any] | NodeError]:
             try:
-                node = await self._reach(target)
+                node = await self._reach(target, method)
                 return target, await answer(node, request)
             except NodeError as err:
                 return target, err

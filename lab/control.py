@@ -218,11 +218,20 @@ def _ready_info(directory: Path, pid: int) -> dict[str, Any] | None:
 
 
 def _failure(directory: Path, default: str) -> str:
+    """The lab's own sentence: from ``lab.error``, else the last ``lab: `` line it wrote to
+    ``lab.log`` before it started (a bad option is refused before a daemon exists)."""
     try:
         text = (directory / LAB_ERROR).read_text().strip()
     except OSError:
         text = ""
-    return text.splitlines()[-1] if text else default
+    if text:
+        return text.splitlines()[-1]
+    try:
+        log = (directory / LAB_LOG).read_text(errors="replace").splitlines()
+    except OSError:
+        log = []
+    said = [line.removeprefix("lab: ") for line in log if line.startswith("lab: ")]
+    return said[-1] if said else default
 
 
 def _see_log(directory: Path) -> str:

@@ -32,7 +32,7 @@ import ssl
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, Self
@@ -114,6 +114,9 @@ class LabFactory:
         self._down: DownMode | None = None
         self._refused = False  # the listener was closed by the "refuse" fault
         self._stall = 0.0
+        self.blip: Callable[[], bool] = lambda: False
+        """Asked on every request: True closes its connection unanswered (a network blip);
+        the lab's server points it at its faults."""
         self._stopping = threading.Event()
         self.requests: list[RequestRecord] = []
         for item in schematics:
@@ -347,6 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
         query = self.path.split("?", 1)[1] if "?" in self.path else ""
         if self.lab.stall and self.lab._stopping.wait(self.lab.stall):
             self.close_connection = True
+            return
+        if self.lab.blip():
+            self.close_connection = True  # dropped under the request: no answer at all
             return
         if self.lab.down == "503" or (self.lab.down == "read-only" and method == "POST"):
             self._drain()

@@ -7,6 +7,7 @@ effect on the next request without a restart.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +39,37 @@ class OmniFailure:
     message: str = "injected failure"
     hits: int = 0
     """Calls it failed so far (a server without the method still counts the attempts)."""
+    times: int | None = None
+    """Fail only this many calls, then heal (a blip); None fails every call."""
 
     def matches(self, method: str, resource_type: str) -> bool:
         return self.method == method and self.resource_type in (None, resource_type)
 
+
+@dataclass
+class TalosBlip:
+    """The next ``remaining`` Talos calls for ``node`` (every node when None) fail as a brief
+    network blip does: apid answers UNAVAILABLE, its connection to the node reset. ``method``
+    narrows it to one gRPC method, by its last name (``ApplyConfiguration``, ``Get``, ...)."""
+
+    remaining: int
+    node: str | None = None
+    method: str | None = None
+    reset: bool = False
+    """Reset the call's HTTP/2 stream under it (RST_STREAM, as a dropped connection or a
+    proxy shows) instead of answering UNAVAILABLE; for one-to-one machine-service calls (COSI
+    and one-to-many calls still get UNAVAILABLE)."""
+
+    def matches(self, node: str, method: str) -> bool:
+        short = method.rsplit("/", 1)[-1]
+        return self.remaining > 0 and self.node in (None, node) and self.method in (None, short)
+
+
+BLIP_MESSAGE = (
+    'connection error: desc = "transport: error while reading from server: read tcp '
+    '{address}:50000: connection reset by peer"'
+)
+"""What apid answers for a call whose connection to the node was reset under it."""
 
 HEALTH_PROBLEMS = ("not-ready", "cancelled")
 """What a ``health`` fault does to the cluster health check: ``not-ready`` makes a node's
@@ -98,6 +126,12 @@ class Faults:
     """apid refuses the ``nodes`` metadata (see :data:`ONE_TO_MANY_PROBLEMS`)."""
     one_to_many_dropped: set[str] = field(default_factory=set)
     """Node addresses apid leaves out of one-to-many replies (see :data:`ONE_TO_MANY_PROBLEMS`)."""
+    talos_blips: list[TalosBlip] = field(default_factory=list)
+    """Pending blips of Talos calls (see :class:`TalosBlip`); each heals once spent."""
+    factory_blips: int = 0
+    """The next this many Image Factory requests get their connection closed unanswered."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    """Guards the blip counters, which the factory's threads consume too."""
     schematic_content: dict[str, str] = field(default_factory=dict)
     """Node address -> how its ``schematic`` extension misreports its content: ``missing`` (no
     extraInfo, as images built before the factory embedded it) or ``edited`` (extraInfo that
@@ -118,7 +152,45 @@ class Faults:
         failure = next((f for f in self.omni_failures if f.matches(method, resource_type)), None)
         if failure is not None:
             failure.hits += 1
+            if failure.times is not None:
+                failure.times -= 1
+                if failure.times <= 0:  # healed: the blip is over
+                    self.omni_failures.remove(failure)
         return failure
+
+    def talos_blip(self, node: str, method: str = "") -> TalosBlip | None:
+        """The blip this call of ``method`` for ``node`` is hit by (spent), or None."""
+        with self._lock:
+            blip = next((b for b in self.talos_blips if b.matches(node, method)), None)
+            if blip is None:
+                return None
+            blip.remaining -= 1
+            if blip.remaining <= 0:
+                self.talos_blips.remove(blip)
+            return blip
+
+    def add_talos_blip(self, blip: TalosBlip) -> None:
+        with self._lock:
+            self.talos_blips.append(blip)
+
+    def clear_talos_blips(self, node: str | None = None) -> None:
+        """Drop the pending Talos blips for ``node`` (all of them when None)."""
+        with self._lock:
+            self.talos_blips[:] = [
+                b for b in self.talos_blips if node is not None and b.node != node
+            ]
+
+    def set_factory_blips(self, times: int) -> None:
+        with self._lock:
+            self.factory_blips = times
+
+    def factory_blip(self) -> bool:
+        """Whether this factory request is hit by a blip (which it then spends)."""
+        with self._lock:
+            if self.factory_blips <= 0:
+                return False
+            self.factory_blips -= 1
+            return True
 
     def clear(self) -> None:
         self.unreachable.clear()
@@ -134,6 +206,9 @@ class Faults:
         self.etcd_learners.clear()
         self.stale_etcd_members.clear()
         self.schematic_content.clear()
+        with self._lock:
+            self.talos_blips.clear()
+            self.factory_blips = 0
         self.not_ready.clear()
         self.health_cancelled = False
         self.one_to_many_refused = False
@@ -158,9 +233,15 @@ class Faults:
                     "method": f.method,
                     "resource_type": f.resource_type,
                     "code": f.code,
+                    "times": f.times,
                 }
                 for f in self.omni_failures
             ],
+            "talos_blips": [
+                {"node": b.node, "method": b.method, "remaining": b.remaining, "reset": b.reset}
+                for b in self.talos_blips
+            ],
+            "factory_blips": self.factory_blips,
             "factory_down": self.factory_down,
             "factory_read_only": self.factory_read_only,
             "never_connect": self.never_connect,

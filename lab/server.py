@@ -51,7 +51,7 @@ from omniport.lab.faults import Faults
 from omniport.lab.omni import DEFAULT_OMNI_VERSION, OmniSeed, OmniSim, default_talos_versions
 from omniport.lab.omni_access import Role
 from omniport.lab.omni_render import release_of
-from omniport.lab.world import Lab, Mode, NodeError
+from omniport.lab.world import REBOOT_SECONDS, Lab, Mode, NodeError
 from omniport.planner.machineconfig import pki
 from omniport.providers.codec import siderov1
 from omniport.providers.codec.schematic import ExtensionInfo
@@ -135,6 +135,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ---- files ----
+
+
+def build_options(args: argparse.Namespace) -> build.BuildOptions:
+    """The world's build options from the command line, resolved and checked (StartupError
+    names the option at fault)."""
+    try:
+        options = build.BuildOptions(
+            nodes=args.nodes,
+            controlplanes=args.controlplanes,
+            talos_version=args.talos_version,
+            initial_talos_version=args.initial_talos_version,
+            kubernetes_version=args.kubernetes_version,
+            initial_kubernetes_version=args.initial_kubernetes_version,
+            seed=args.seed,
+            factory_schematic=not args.no_factory_schematic,
+            schematic_kernel_args=tuple(args.schematic_kernel_arg),
+            schematic_yaml_v3=args.schematic_yaml_v3,
+            node_talos_versions=tuple(
+                (address, version)
+                for address, _, version in (v.partition("=") for v in args.node_talos_version)
+            ),
+        ).resolved()
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        release_of(args.omni_version)
+    except ValueError as exc:
+        raise StartupError(f"--omni-version: {exc}") from None
+    return options
+
+
+def check_options(argv: list[str]) -> str | None:
+    """What is wrong with the lab options ``argv`` (those after ``--dir DIR``), in one
+    sentence, or None: every check the lab process makes of its options before it builds
+    anything, so that ``omniport lab up`` can refuse bad options before it starts a process."""
+    try:
+        args = parse_args(["--dir", ".", *argv])
+    except SystemExit:
+        return "the lab options cannot be parsed: " + " ".join(argv)
+    try:
+        build_options(args)
+        _read_dictionary(args.omni_zstd_dict)
+    except StartupError as err:
+        return str(err)
+    return None
 
 
 def _read_dictionary(path: str | None) -> bytes | None:
@@ -270,26 +315,7 @@ class LabProcess:
     async def start(self) -> dict[str, Any]:
         args = self.args
         now = dt.datetime.now(dt.UTC)
-        try:
-            options = build.BuildOptions(
-                nodes=args.nodes,
-                controlplanes=args.controlplanes,
-                talos_version=args.talos_version,
-                initial_talos_version=args.initial_talos_version,
-                kubernetes_version=args.kubernetes_version,
-                initial_kubernetes_version=args.initial_kubernetes_version,
-                seed=args.seed,
-                factory_schematic=not args.no_factory_schematic,
-                schematic_kernel_args=tuple(args.schematic_kernel_arg),
-                schematic_yaml_v3=args.schematic_yaml_v3,
-                node_talos_versions=tuple(
-                    (address, version)
-                    for address, _, version in (v.partition("=") for v in args.node_talos_version)
-                ),
-            ).resolved()
-            release_of(args.omni_version)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
+        options = build_options(args)
         # One CA for the lab's HTTPS services (Image Factory, Omni); clients get lab-ca.pem.
         self.web_ca = pki.new_ca(
             now, organizations=["omniport lab"], algorithm=pki.KeyAlgorithm.ECDSA_P256
@@ -336,6 +362,7 @@ class LabProcess:
             endpoint=world.endpoint,
         )
         lab.factory = factory
+        factory.blip = faults.factory_blip
         self.lab = lab
         certs = world.bundle.certs
         assert certs is not None and certs.os is not None  # build_world's new_bundle makes both
@@ -530,12 +557,18 @@ class LabProcess:
                 result = await lab.apply_configuration(node, patched, Mode.AUTO)
             except NodeError as err:
                 raise AdminError(400, f"{node.address}: {err.message}") from None
+            wanted = hashlib.sha256(patched).hexdigest()
             return {
                 "node": node.address,
                 "mode": result.mode.name,
                 "details": result.details,
                 "config_sha256": node.config_sha256,
                 "persistent_sha256": hashlib.sha256(node.persistent).hexdigest(),
+                "new_config_sha256": wanted,
+                # when the new config is the active one: now, after the reboot under way (in
+                # about this many seconds), or at the next reboot (staged)
+                "active": node.config_sha256 == wanted,
+                "lands_in_seconds": REBOOT_SECONDS if result.mode is Mode.REBOOT else None,
             }
 
         return {
@@ -611,6 +644,10 @@ def _lock(directory: Path) -> TextIO:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = check_options(list(argv if argv is not None else sys.argv[1:]))
+    if problem is not None:  # before the directory or a daemon exists: nothing is left behind
+        print(f"lab: {problem}", file=sys.stderr, flush=True)
+        return 1
     directory = Path(args.dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if args.daemon:

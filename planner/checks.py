@@ -265,6 +265,14 @@ def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     out += _etcd_findings(facts, spec)
     out += _omni_findings(facts, spec)
     out += _factory_findings(facts, spec)
+    if facts.health.skipped:
+        out.append(
+            finding(
+                "HEALTH_CHECK_FAILED",
+                f"the cluster health check was not run: {facts.health.skipped}",
+                spec,
+            )
+        )
     if facts.health.ran and not facts.health.ok:
         out.append(
             finding(
@@ -363,6 +371,16 @@ def _etcd_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
 def _omni_findings(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     omni = facts.omni
     out: list[Finding] = []
+    if spec.omni.insecure_skip_tls_verify:
+        out.append(
+            finding(
+                "OMNI_TLS_UNVERIFIED",
+                f"TLS certificate verification for Omni at {omni.url or 'its URL'} is off "
+                "(omni.insecureSkipTLSVerify): anyone on the network path can impersonate Omni "
+                "and receive the cluster's secrets",
+                spec,
+            )
+        )
     if omni.error is not None:
         out.append(finding("OMNI_UNREACHABLE", omni.error.message, spec))
         return out

@@ -637,8 +637,17 @@ def talos_client(
     )
 
 
-def omni_client(spec: Spec, timeouts: Timeouts, env: Mapping[str, str] | None = None) -> OmniClient:
-    """The Omni client the spec names (omniconfig, context, URL, key, TLS); apply uses it too."""
+def omni_client(
+    spec: Spec,
+    timeouts: Timeouts,
+    env: Mapping[str, str] | None = None,
+    *,
+    warn_insecure: bool = True,
+) -> OmniClient:
+    """The Omni client the spec names (omniconfig, context, URL, key, TLS); apply uses it too.
+
+    ``warn_insecure=False`` when the caller reports ``omni.insecureSkipTLSVerify`` itself
+    (discovery: the finding OMNI_TLS_UNVERIFIED)."""
     settings = omniconfig.resolve(
         omniconfig=spec.omni.omniconfig,
         context=spec.omni.context,
@@ -649,7 +658,9 @@ def omni_client(spec: Spec, timeouts: Timeouts, env: Mapping[str, str] | None = 
     tls = TLSOptions(
         ca_file=spec.omni.ca_file, insecure_skip_verify=spec.omni.insecure_skip_tls_verify
     )
-    return OmniClient.from_settings(settings, tls=tls, timeouts=timeouts)
+    return OmniClient.from_settings(
+        settings, tls=tls, timeouts=timeouts, warn_insecure=warn_insecure
+    )
 
 
 async def discover(
@@ -672,7 +683,7 @@ async def discover(
     timeouts = timeouts or Timeouts()
     env = dict(os.environ if env is None else env)
     talos = talos_client(spec, timeouts, env)
-    omni = omni_client(spec, timeouts, env)
+    omni = omni_client(spec, timeouts, env, warn_insecure=False)  # checks: OMNI_TLS_UNVERIFIED
     try:
         return await _discover(spec, talos, omni, timeouts, health_check, env)
     finally:
@@ -730,6 +741,17 @@ async def _discover(
         async def health() -> HealthFacts:
             if not (run_health and cps):
                 return HealthFacts(ran=False)
+            down = [n.address for n in nodes if n.error and n.error.kind == "Unreachable"]
+            if down:
+                # Talos's check polls every condition (node count, apid, kubelet, Ready) until
+                # its timeout: with a node it cannot reach it could only wait all of it.
+                return HealthFacts(
+                    ran=False,
+                    ok=False,
+                    skipped=f"{', '.join(down)} cannot be reached, and the check would wait its "
+                    f"whole timeout ({spec.health_check_timeout:g}s) for "
+                    + ("it" if len(down) == 1 else "them"),
+                )
             return await run_health_check(talos, cps[0], cps, workers, spec.health_check_timeout)
 
         cluster_talos = next(

@@ -130,6 +130,9 @@ class HealthFacts:
     ok: bool = True
     messages: tuple[str, ...] = ()
     error: str | None = None
+    skipped: str | None = None
+    """Why the check was not run although it was asked for (a node known unreachable: the
+    check could only wait its whole timeout for it)."""
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,12 @@ CHECKS: dict[str, Check] = {
         W, True, "make it readable by its owner only (chmod 600), as ssh requires of its keys"
     ),
     "OMNI_UNREACHABLE": Check(E, False, "check omni.url and the service account key"),
+    "OMNI_TLS_UNVERIFIED": Check(
+        W,
+        True,
+        "give Omni's CA in omni.caFile (or the system trust store) and drop "
+        "omni.insecureSkipTLSVerify",
+    ),
     "SIDEROLINK_URL_INVALID": Check(
         E, False, "set Omni's advertised SideroLink API URL (siderolink-api-advertised-url)"
     ),

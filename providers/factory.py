@@ -20,6 +20,12 @@ on formatting (quoting changed between factory versions), not on content.
 Credentials (an Enterprise factory's basic auth, which Omni keeps in ``ImageFactoryAuth``) go
 in an ``Authorization`` header on every call; they never appear in a message or a ``repr``.
 :class:`AsyncFactoryClient` offers the same calls to asyncio code, each in a worker thread.
+
+Transient failures (a refused or reset connection, 502/503/504; see :mod:`providers.retry`) are
+retried under the client's :class:`~providers.retry.RetryPolicy` for every call this client
+makes: the GETs only read, and ``POST /schematics`` is idempotent because the factory stores a
+schematic under the SHA-256 of its canonical text, so registering the same schematic again
+answers the same ID and changes nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from omniport.providers.codec.schematic import (
     parse_schematic,
     schematic_id,
 )
+from omniport.providers.retry import DEFAULT_RETRY, RetryPolicy, retry_sync
 from omniport.providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 __all__ = [
@@ -132,6 +139,7 @@ class FactoryClient:
         user_agent: str = _USER_AGENT,
         username: str | None = None,
         password: str | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url.strip())
         if parsed.scheme not in ("https", "http") or not parsed.hostname:
@@ -146,6 +154,7 @@ class FactoryClient:
         netloc = parsed.netloc.rsplit("@", 1)[-1]  # never carry credentials into messages
         self._base = f"{parsed.scheme}://{netloc}{self._prefix}"
         self.timeouts = timeouts
+        self.retry = retry
         self._user_agent = user_agent
         if ssl_context is None and parsed.scheme == "https":
             ssl_context = ssl.create_default_context(cafile=ca_file, cadata=ca_data)
@@ -388,6 +397,21 @@ class FactoryClient:
         return conn
 
     def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> _Response:
+        """One request, retried after transient failures (every call here may be repeated;
+        see the module docstring)."""
+        return retry_sync(
+            lambda: self._call_once(method, path, body=body, content_type=content_type),
+            self.retry,
+        )
+
+    def _call_once(
         self,
         method: str,
         path: str,

@@ -11,6 +11,17 @@ The wire rules Omni enforces (omni-wire.md section 0) are applied here once:
 * Update echoes what was read (owner, finalizers, labels, annotations, timestamps) and resends
   the spec bytes as received when the spec message was not changed;
 * Teardown falls back to Update(phase ``tearingDown``) on servers without the RPC.
+
+Transient failures (see :mod:`providers.retry`) are retried under the client's
+:class:`~providers.retry.RetryPolicy` when that is safe: a failure to connect, for every call
+(nothing was sent); ``Get``, ``List`` and opening a ``Watch``, which only read; and
+``Teardown``, which is idempotent (it moves the resource to ``tearingDown`` and answers whether
+finalizers remain, the same answer for a repeat). Never ``Create``, ``Update`` or ``Destroy``
+once the request may have reached Omni: a Create that landed before the connection dropped
+would answer AlreadyExists on a repeat (and the resource would not be known as ours), an
+Update carries the version it read and a repeat of one that landed fails as a conflict, and a
+Destroy repeat answers NotFound for a resource this call removed. Those failures go to the
+caller (an apply rolls back). A Watch that breaks after it was opened is not resumed.
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from omniport.providers.errors import (
     from_exception,
 )
 from omniport.providers.omniconfig import Endpoint, OmniSettings
+from omniport.providers.retry import DEFAULT_RETRY, RetryPolicy, gave_up, transient
 from omniport.providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from omniport.providers.wire.v1alpha1 import resource_pb2, state_pb2
 from omniport.providers.wire.v1alpha1.state_grpc import StateStub
@@ -66,6 +78,10 @@ API_VERSION = 1
 """The Omni API version omniport speaks: that of Omni's Go client (its ``version.API``)."""
 
 VERSION_UNDEFINED = "undefined"
+
+RETRIED_AFTER_SENDING = frozenset({"Get", "List", "Watch", "Teardown"})
+"""Methods retried after a transient failure even when the request may have reached Omni
+(reads, and the idempotent Teardown; see the module docstring)."""
 
 
 def namespace_of(type_: str) -> str:
@@ -392,9 +408,12 @@ def _trusting(path: Path, what: str) -> ssl.SSLContext:
         ) from None
 
 
-def make_ssl_context(options: TLSOptions, *, target: str) -> ssl.SSLContext:
-    """A client context for Omni: TLS 1.2+, ALPN h2, verification as ``options`` say."""
-    if options.insecure_skip_verify:
+def make_ssl_context(options: TLSOptions, *, target: str, warn: bool = True) -> ssl.SSLContext:
+    """A client context for Omni: TLS 1.2+, ALPN h2, verification as ``options`` say.
+
+    ``warn=False`` skips the :class:`InsecureTLSWarning` for a caller that reports the
+    unverified connection itself (``plan`` makes it the finding OMNI_TLS_UNVERIFIED)."""
+    if options.insecure_skip_verify and warn:
         warnings.warn(
             InsecureTLSWarning(
                 f"TLS certificate verification for Omni at {target} is OFF "
@@ -402,6 +421,7 @@ def make_ssl_context(options: TLSOptions, *, target: str) -> ssl.SSLContext:
             ),
             stacklevel=3,
         )
+    if options.insecure_skip_verify:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -441,6 +461,8 @@ class OmniClient:
         tls: TLSOptions | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         clock: Callable[[], float] = time.time,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        warn_insecure: bool = True,
     ) -> None:
         tls = tls or TLSOptions()
         if not endpoint.tls and tls.customized:
@@ -451,6 +473,8 @@ class OmniClient:
             )
         self.endpoint = endpoint
         self.timeouts = timeouts
+        self.retry = retry
+        self._warn_insecure = warn_insecure
         self._key = key
         self._tls = tls
         self._clock = clock
@@ -466,8 +490,18 @@ class OmniClient:
         tls: TLSOptions | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         clock: Callable[[], float] = time.time,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        warn_insecure: bool = True,
     ) -> OmniClient:
-        return cls(settings.endpoint, settings.key, tls=tls, timeouts=timeouts, clock=clock)
+        return cls(
+            settings.endpoint,
+            settings.key,
+            tls=tls,
+            timeouts=timeouts,
+            clock=clock,
+            retry=retry,
+            warn_insecure=warn_insecure,
+        )
 
     async def __aenter__(self) -> OmniClient:
         return self
@@ -491,7 +525,7 @@ class OmniClient:
     def _stub_or_new(self) -> StateStub:
         if self._stub is None:
             context = (
-                make_ssl_context(self._tls, target=self.endpoint.target)
+                make_ssl_context(self._tls, target=self.endpoint.target, warn=self._warn_insecure)
                 if self.endpoint.tls
                 else None
             )
@@ -551,13 +585,34 @@ class OmniClient:
         return err
 
     async def _unary(self, name: str, request: Message, where: str | None) -> Any:
-        stub = self._stub_or_new()
-        await self.connect(method=f"{SERVICE}/{name}")
-        call = getattr(stub, name)
-        try:
-            return await call(request, metadata=self._metadata(name), timeout=self.timeouts.call)
-        except Exception as exc:
-            raise self._error(exc, name, where) from exc
+        """One call, retried as the module docstring says."""
+        tries = 0
+        while True:
+            tries += 1
+            sent = False
+            try:
+                stub = self._stub_or_new()
+                await self.connect(method=f"{SERVICE}/{name}")
+                sent = True
+                call = getattr(stub, name)
+                try:
+                    return await call(
+                        request, metadata=self._metadata(name), timeout=self.timeouts.call
+                    )
+                except Exception as exc:
+                    raise self._error(exc, name, where) from exc
+            except ProviderError as exc:
+                if not self.retryable(exc, name, sent=sent):
+                    raise
+                if tries >= self.retry.attempts:
+                    raise gave_up(exc, tries) from exc.__cause__
+            await asyncio.sleep(self.retry.delay(tries))
+
+    @staticmethod
+    def retryable(exc: ProviderError, name: str, *, sent: bool) -> bool:
+        """Whether a failure of method ``name`` may be retried (``sent``: the request may
+        have reached Omni)."""
+        return transient(exc) and (not sent or name in RETRIED_AFTER_SENDING)
 
     # -- typed calls -----------------------------------------------------------------------
 
@@ -822,6 +877,22 @@ class Watch:
         self._pending: list[WatchEvent] = []
 
     async def __aenter__(self) -> Watch:
+        """Open the stream; a transient failure before Omni said "ready" opens it again."""
+        client = self._client
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await self._open()
+            except ProviderError as exc:
+                if not client.retryable(exc, "Watch", sent=True):
+                    raise
+                if tries >= client.retry.attempts:
+                    raise gave_up(exc, tries) from exc.__cause__
+            self._pending.clear()
+            await asyncio.sleep(client.retry.delay(tries))
+
+    async def _open(self) -> Watch:
         client = self._client
         stub = client._stub_or_new()
         await client.connect(method=f"{SERVICE}/Watch")

@@ -16,6 +16,16 @@ machine service only (never COSI).
 Reads follow what ``talosctl get`` and ``omnictl cluster import`` do: COSI ``Get``/``List``
 through apid, the YAML spec decoded for ordinary resources, and the machine configuration taken
 from the protobuf spec (``MachineConfigSpec.yaml_marshalled``, the exact bytes the node holds).
+
+Transient failures (a refused or reset connection, ``UNAVAILABLE``, a server-side
+``DEADLINE_EXCEEDED``; see :mod:`providers.retry`) are retried under the client's
+:class:`~providers.retry.RetryPolicy`, for every call this client makes, because each of them
+is safe to repeat: COSI ``Get``/``List``, ``Version``, ``Hostname``, ``ServiceList``, the etcd
+reads and the health check only read; ``ApplyConfiguration`` is the one write, and it is
+idempotent because it carries the *whole* machine configuration, not a change to it: applying
+the same bytes twice leaves the node holding those bytes, exactly as applying them once (a
+repeat reports "no changes"). A one-to-many read retries only the nodes whose item was
+transient. The health check is retried only while it has produced no message yet.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from omniport.providers.errors import (
     from_exception,
     from_grpc_status,
 )
+from omniport.providers.retry import DEFAULT_RETRY, RetryPolicy, gave_up, transient
 from omniport.providers.talosconfig import Endpoint, TalosContext, load_talosconfig
 from omniport.providers.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from omniport.providers.tls import TLSConfigError, client_context
@@ -278,6 +289,7 @@ class TalosClient:
         endpoints: Sequence[Endpoint],
         *,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
@@ -285,13 +297,18 @@ class TalosClient:
         self._endpoints = tuple(endpoints)
         self._current = 0
         self.timeouts = timeouts
+        self.retry = retry
         self._channel: Channel | None = None
         self._lock = asyncio.Lock()
         self._answered = False  # has any call on this client been answered yet?
 
     @classmethod
     def from_context(
-        cls, context: TalosContext, *, timeouts: Timeouts = DEFAULT_TIMEOUTS
+        cls,
+        context: TalosContext,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> TalosClient:
         """A client for a loaded talosconfig context (its endpoints and credentials)."""
         try:
@@ -302,7 +319,7 @@ class TalosClient:
                 target=str(context.path),
                 fix="regenerate the talosconfig with `talosctl config new`",
             ) from None
-        return cls(ctx, context.endpoints, timeouts=timeouts)
+        return cls(ctx, context.endpoints, timeouts=timeouts, retry=retry)
 
     @classmethod
     def from_talosconfig(
@@ -313,9 +330,10 @@ class TalosClient:
         endpoints: Sequence[str] | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         env: Mapping[str, str] | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> TalosClient:
         loaded = load_talosconfig(path, context=context, endpoints=endpoints, env=env)
-        return cls.from_context(loaded, timeouts=timeouts)
+        return cls.from_context(loaded, timeouts=timeouts, retry=retry)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -376,10 +394,30 @@ class TalosClient:
         """One call within ``timeouts.call``; ``pick`` chooses the stub method on the channel.
 
         ``metadata`` replaces the ``node`` routing metadata (the one-to-many calls send
-        ``nodes`` instead)."""
-        call = pick(await self._connected_channel(node, method))
+        ``nodes`` instead). Transient failures are retried (see the module docstring)."""
         if metadata is None:
             metadata = self._metadata(node)
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await self._unary_once(node, method, pick, request, metadata)
+            except ProviderError as exc:
+                if not transient(exc):
+                    raise
+                if tries >= self.retry.attempts:
+                    raise gave_up(exc, tries) from None
+            await asyncio.sleep(self.retry.delay(tries))
+
+    async def _unary_once(
+        self,
+        node: str | None,
+        method: str,
+        pick: Callable[[Channel], Callable[..., Awaitable[Any]]],
+        request: Any,
+        metadata: builtins.list[tuple[str, str]],
+    ) -> Any:
+        call = pick(await self._connected_channel(node, method))
         try:
             reply = await call(request, metadata=metadata, timeout=self.timeouts.call)
         except (TimeoutError, GRPCError, StreamTerminatedError, OSError, ssl.SSLError) as e:
@@ -412,7 +450,7 @@ class TalosClient:
         return _single_item(reply, node, method)
 
     async def _machine_call_many(
-        self, nodes: Iterable[str], name: str, request: Any
+        self, nodes: Iterable[str], name: str, request: Any, *, tries: int = 1
     ) -> dict[str, Any]:
         """``name`` for every distinct node in one one-to-many call: node -> reply item or the
         ProviderError for that node, in the order given.
@@ -420,7 +458,9 @@ class TalosClient:
         A failure of the whole call (endpoint down, permission denied) is every node's error.
         When apid refuses the ``nodes`` metadata (InvalidRequest, Unsupported), or a call for
         several nodes times out as a whole (apid waits for its slowest target, so one hung node
-        would take the others down with it), each node is asked on its own instead.
+        would take the others down with it), each node is asked on its own instead. Nodes whose
+        item is transient (apid could not reach them for a moment) are asked again, alone
+        together, under the retry policy; ``tries`` counts the calls made so far.
         """
         targets = list(dict.fromkeys(nodes))
         if not targets:
@@ -457,7 +497,7 @@ class TalosClient:
                 found[host] = _status_error(code, text, self.endpoint, host, method)
             else:
                 found[host] = item
-        return {
+        results = {
             n: found[n]
             if n in found
             else ProtocolError(
@@ -465,6 +505,15 @@ class TalosClient:
             )
             for n in targets
         }
+        again = [n for n, v in results.items() if isinstance(v, ProviderError) and transient(v)]
+        if not again:
+            return results
+        if tries >= self.retry.attempts:
+            results.update({n: gave_up(results[n], tries) for n in again})
+            return results
+        await asyncio.sleep(self.retry.delay(tries))
+        results.update(await self._machine_call_many(again, name, request, tries=tries + 1))
+        return results
 
     # -- COSI --
 
@@ -574,8 +623,36 @@ class TalosClient:
         """Run Talos's server-side cluster health check on ``node``; yields progress lines.
 
         A failed check raises; the end of the stream means every check passed. Between two
-        messages the server may wait up to ``wait_timeout``, so that bounds each wait.
+        messages the server may wait up to ``wait_timeout``, so that bounds each wait. A
+        transient failure before the first message starts the check again (it only reads);
+        after that it raises, since the lines already yielded cannot be taken back.
         """
+        tries = 0
+        while True:
+            tries += 1
+            started = False
+            try:
+                async for line in self._health_check_once(
+                    node, control_plane_nodes, worker_nodes, wait_timeout, force_endpoint
+                ):
+                    started = True
+                    yield line
+                return
+            except ProviderError as exc:
+                if started or not transient(exc):
+                    raise
+                if tries >= self.retry.attempts:
+                    raise gave_up(exc, tries) from None
+            await asyncio.sleep(self.retry.delay(tries))
+
+    async def _health_check_once(
+        self,
+        node: str | None,
+        control_plane_nodes: Sequence[str],
+        worker_nodes: Sequence[str],
+        wait_timeout: float,
+        force_endpoint: str,
+    ) -> AsyncIterator[str]:
         method = _HEALTH
         stub = cluster_grpc.ClusterServiceStub(await self._connected_channel(node, method))
         request = cluster_pb2.HealthCheckRequest(

@@ -232,14 +232,26 @@ def _status_json(lab_dir: Path, capsys) -> str:
             "is newer than --talos-version",
         ),
         (["--talos-version", "v1.2.0", "--initial-talos-version", "v1.2.0"], "not supported"),
+        (["--node-talos-version", "10.9.9.9=v1.10.0"], "no node 10.9.9.9 in this lab"),
+        (["--node-talos-version", "nonsense"], "'nonsense' is not ADDRESS=VERSION"),
+        (["--omni-version", "banana"], "--omni-version: "),
     ],
-    ids=["controlplanes", "bad-version", "initial-newer", "unsupported-contract"],
+    ids=[
+        "controlplanes",
+        "bad-version",
+        "initial-newer",
+        "unsupported-contract",
+        "node-version-address",
+        "node-version-form",
+        "omni-version",
+    ],
 )
 def test_bad_options_fail_in_one_line_and_leave_nothing(lab_dir, capsys, args, text):
+    """Checked before a process or DIR exists (issue 15 item 10): no lab.log to point at."""
     assert run(["lab", "up", "--dir", str(lab_dir), *args]) == 1
     err = one_line_error(capsys)
-    assert text in err and "lab.log" in err
-    assert not (lab_dir / "lab.json").exists()
+    assert text in err and "nothing was started" in err and "lab.log" not in err
+    assert not lab_dir.exists() or not any(lab_dir.iterdir())
     deadline = time.monotonic() + 5
     while processes_naming(lab_dir) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -408,7 +408,7 @@ def test_fault_state_is_reported_and_cleared(tlab):
     active = tlab.fault(kind="omni-failure", method="Create", type="Clusters.omni.sidero.dev")
     assert active["never_connect"] and active["factory_down"]
     assert active["omni_failures"] == [
-        {"method": "Create", "resource_type": "Clusters.omni.sidero.dev", "code": 14}
+        {"method": "Create", "resource_type": "Clusters.omni.sidero.dev", "code": 14, "times": None}
     ]
     cleared = tlab.fault(kind="clear")
     assert not cleared["never_connect"] and not cleared["omni_failures"]

@@ -746,7 +746,8 @@ def test_unreachable(key) -> None:
                 await client.get(omni.CLUSTERS, "c1")
         assert isinstance(info.value, ProviderError)
         assert str(info.value) == (
-            f"grpc://127.0.0.1:{port}: connection refused (cosi.resource.State/Get)"
+            f"grpc://127.0.0.1:{port}: connection refused (gave up after 4 tries) "
+            "(cosi.resource.State/Get)"
         )
 
     asyncio.run(main())

@@ -213,6 +213,23 @@ def test_key_files_readable_by_others_are_a_warning(lab, tmp_path):
     assert not baseline.findings("KEY_FILE_EXPOSED")
 
 
+def test_omni_tls_unverified_is_a_finding_not_a_python_warning(lab, tmp_path):
+    """omni.insecureSkipTLSVerify (issue 15 item 10): a formatted warning finding; pytest
+    turns any Python warning into an error here, so a raw InsecureTLSWarning would fail."""
+
+    def insecure(data: dict[str, Any]) -> None:
+        data["omni"].pop("caFile", None)
+        data["omni"]["insecureSkipTLSVerify"] = True
+
+    result = plan(spec_variant(lab, tmp_path, insecure), tmp_path / "plan.json")
+    assert result.code == 0, result.err  # a warning: apply is not blocked
+    found = expect(result, "OMNI_TLS_UNVERIFIED", None, "TLS certificate verification for Omni")
+    assert "is off (omni.insecureSkipTLSVerify)" in found["message"]
+    assert "InsecureTLSWarning" not in result.out + result.err
+    assert "Warning: [OMNI_TLS_UNVERIFIED]" in result.out
+    assert not result.findings("OMNI_UNREACHABLE")  # it did connect, unverified
+
+
 def test_omni_without_a_factory_is_a_finding_not_a_silent_skip(lab_factory, tmp_path):
     """Omni's FeaturesConfig names no factory and the spec none: Omni's importer stops with
     "image factory base URL is empty"; plan says so, and accepting it is a visible choice."""
@@ -255,7 +272,10 @@ FAULTS = [
     (
         "unreachable-worker",
         lambda lab: {"kind": "unreachable", "node": lab.workers[0]},
-        [("NODE_UNREACHABLE", "worker", "i/o timeout"), ("HEALTH_CHECK_FAILED", None, "")],
+        [
+            ("NODE_UNREACHABLE", "worker", "i/o timeout"),
+            ("HEALTH_CHECK_FAILED", None, "the cluster health check was not run: "),
+        ],
     ),
     (
         # the members are read from the first node of the spec; Omni's importer stops there
@@ -622,6 +642,7 @@ COVERED_ABOVE = {
     "SIDEROLINK_URL_INVALID",  # tests/test_join_url.py
     "KEY_FILE_EXPOSED",
     "UNLOCK_CONFIG_INVALID",
+    "OMNI_TLS_UNVERIFIED",
 }
 
 

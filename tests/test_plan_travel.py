@@ -10,6 +10,7 @@ plan's refusal lists every difference. Every command runs as its own process aga
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,13 @@ def test_location_outside_a_repository_is_absolute(tmp_path: Path):
 # ---- against the lab ------------------------------------------------------------------------
 
 
+def rollback_of(apply_output: str) -> Path:
+    """The rollback plan apply wrote, as it printed it (in the cluster's state directory)."""
+    found = re.search(r"^Rollback: (.+)$", apply_output, re.M)
+    assert found, apply_output
+    return Path(found.group(1))
+
+
 def test_out_anywhere_applies_from_any_directory(world: World, tmp_path: Path):
     elsewhere, somewhere = tmp_path / "elsewhere", tmp_path / "somewhere"
     elsewhere.mkdir()
@@ -99,7 +107,7 @@ def test_out_anywhere_applies_from_any_directory(world: World, tmp_path: Path):
     applied = run(world, somewhere, "apply", "--auto-approve", str(elsewhere / "p.json"))
     assert applied.code == 0, applied.text
     assert "Apply complete!" in applied.out
-    rolled = run(world, somewhere, "rollback", "--auto-approve", str(elsewhere / "p.rollback.json"))
+    rolled = run(world, somewhere, "rollback", "--auto-approve", str(rollback_of(applied.out)))
     assert rolled.code == 0, rolled.text
     assert_restored(world, before)
 
@@ -125,7 +133,7 @@ def test_plan_applies_from_another_checkout(world: World, tmp_path: Path):
     before = world.snapshot()
     applied = run(world, b / "clusters", "apply", "--auto-approve", str(artifacts / "p.json"))
     assert applied.code == 0, applied.text
-    rollback_file = artifacts / "p.rollback.json"
+    rollback_file = rollback_of(applied.out)  # in the state directory, not beside the plan
     recorded = json.loads(rollback_file.read_text())
     assert recorded["spec_base"] == str((b / "clusters" / "lab").resolve())
     rolled = run(world, tmp_path, "rollback", "--auto-approve", str(rollback_file))

@@ -30,6 +30,7 @@ from omniport.providers.errors import (
     Unreachable,
     Unsupported,
 )
+from omniport.providers.retry import NO_RETRY, RetryPolicy
 from omniport.providers.talos import ApplyMode, TalosClient, map_nodes
 from omniport.providers.talosconfig import Endpoint
 from omniport.providers.timeouts import Timeouts
@@ -441,7 +442,8 @@ def test_many_calls_answer_per_node_with_the_one_to_one_errors(aio, world) -> No
     log_start = len(world.apid.log)
 
     async def go():
-        async with world.client() as client:
+        # MISSING answers UNAVAILABLE, which a client retries: count calls without retries
+        async with world.client(retry=NO_RETRY) as client:
             versions = await client.version_many(nodes)
             services = await client.service_list_many(nodes)
             members = await client.etcd_members_many(nodes)
@@ -542,7 +544,8 @@ def test_many_call_falls_back_to_one_call_per_node(aio, world) -> None:
     log_start = len(world.apid.log)
 
     async def hung_go():
-        async with world.client(timeouts=Timeouts(connect=5.0, call=0.3)) as client:
+        timeouts = Timeouts(connect=5.0, call=0.3)
+        async with world.client(timeouts=timeouts, retry=NO_RETRY) as client:
             return await client.version_many([cp, worker, hung_address])
 
     hung = aio(hung_go())
@@ -553,6 +556,44 @@ def test_many_call_falls_back_to_one_call_per_node(aio, world) -> None:
     assert isinstance(hung[hung_address], Unreachable)
     assert log[0] == (cp, worker, hung_address)
     assert sorted(log[1:]) == sorted([(cp,), (worker,), (hung_address,)])
+
+
+def test_many_calls_retry_only_the_nodes_that_blipped(aio, world) -> None:
+    """A blip on one node of a one-to-many read: that node alone is asked again (issue 15
+    item 8), and every node gets its answer."""
+    from omniport.lab.faults import TalosBlip
+
+    cp, worker = cp_and_worker(world)
+    world.lab.faults.add_talos_blip(TalosBlip(remaining=2, node=worker, method="Version"))
+    log_start = len(world.apid.log)
+
+    async def go():
+        policy = RetryPolicy(attempts=3, base_delay=0.01, cap=0.01)
+        async with world.client(retry=policy) as client:
+            return await client.version_many([cp, worker])
+
+    versions = aio(go())
+    assert {n: v.tag for n, v in versions.items()} == {cp: "v1.11.5", worker: "v1.11.5"}
+    log = [c.targets for c in world.apid.log[log_start:]]
+    assert log == [(cp, worker), (worker,), (worker,)]
+    assert world.lab.faults.talos_blips == []
+
+
+def test_one_call_gives_up_after_its_budget_with_one_sentence(aio, world) -> None:
+    from omniport.lab.faults import TalosBlip
+
+    _, worker = cp_and_worker(world)
+    world.lab.faults.add_talos_blip(TalosBlip(remaining=5, node=worker))
+
+    async def go():
+        async with world.client(retry=RetryPolicy(attempts=3, base_delay=0.0, cap=0.0)) as c:
+            return await settle(c.hostname(worker))
+
+    failed = aio(go())
+    world.lab.faults.clear_talos_blips()
+    assert isinstance(failed, Unreachable) and failed.code == 14
+    assert "connection reset by peer" in str(failed) and "gave up after 3 tries" in str(failed)
+    assert "\n" not in str(failed)
 
 
 def test_many_calls_with_no_node_make_no_call(aio, world) -> None:

@@ -162,21 +162,76 @@ def config_gen(
 @click.option(
     "-o", "--output", "output", type=click.Path(dir_okay=False), help="Write here, not stdout."
 )
+@click.option(
+    "--talos-version",
+    help="Decode as this Talos version's machinery does (1.9 to 1.14; default: the newest), "
+    "refusing unknown keys and wrong types in the v1alpha1 document as talosctl does.",
+)
 @pass_console
 def config_patch(
-    console: CliContext, config_file: str, patches: tuple[str, ...], output: str | None
+    console: CliContext,
+    config_file: str,
+    patches: tuple[str, ...],
+    output: str | None,
+    talos_version: str | None,
 ) -> None:
-    """Apply strategic-merge or JSON6902 patches to a machine config."""
-    # imported here: start-up time
-    from omniport.planner.config_files import load_patch_arguments, read_config, write_text
-    from omniport.planner.machineconfig.document import emit
-    from omniport.planner.machineconfig.merge import apply_patches
+    """Apply strategic-merge or JSON6902 patches to a machine config.
 
-    result = emit(apply_patches(read_config(config_file), load_patch_arguments(patches)))
+    As `talosctl machineconfig patch` does, the config, each strategic-merge patch and the
+    result are decoded as Talos decodes them: an unknown key or a value of the wrong type in
+    the v1alpha1 document is refused with Talos's own text, and nothing is written.
+    """
+    # imported here: start-up time
+    from omniport.planner.config_files import patch_argument, read_config, write_text
+    from omniport.planner.machineconfig.document import ConfigError, emit
+    from omniport.planner.machineconfig.merge import (
+        StrategicPatch,
+        apply_patches,
+        load_patch,
+        load_patches,
+    )
+    from omniport.planner.machineconfig.strict import LATEST_MINOR, decode_error
+
+    minor = _talos_minor(talos_version) if talos_version else LATEST_MINOR
+    fix = "fix the key or the value (Talos's v1alpha1 reference lists the fields and types)"
+    config = read_config(config_file)
+    refused = decode_error(config.raw.decode("utf-8", "replace"), minor)
+    if refused:
+        raise ConfigError(
+            f"{config_file}: Talos 1.{minor} refuses this config: {refused.rstrip()}", fix
+        )
+    items = [patch_argument(argument) for argument in patches]
+    for source, raw in items:
+        if isinstance(load_patch(raw, source), StrategicPatch):
+            refused = decode_error(raw.decode("utf-8", "replace"), minor, patch=True)
+            if refused:
+                raise ConfigError(
+                    f"{source}: Talos 1.{minor} refuses this patch: {refused.rstrip()}", fix
+                )
+    result = emit(apply_patches(config, load_patches(items)))
+    refused = decode_error(result, minor)
+    if refused:
+        raise ConfigError(
+            f"the patched config: Talos 1.{minor} refuses it: {refused.rstrip()}", fix
+        )
     if output:
         write_text(output, result)
     else:
         console.write(result)
+
+
+def _talos_minor(version: str) -> int:
+    """The minor of ``version`` (1.11, v1.11.5, ...), refused outside 1.x."""
+    # imported here: start-up time
+    from omniport.planner.errors import UsageProblem
+
+    parts = version.strip().removeprefix("v").split(".")
+    if len(parts) < 2 or parts[0] != "1" or not parts[1].isdigit():
+        raise UsageProblem(
+            f"--talos-version {version!r} is not a Talos version like 1.11 or v1.11.5",
+            "give the Talos version the config is for",
+        )
+    return int(parts[1])
 
 
 @config.command("diff")

@@ -74,13 +74,30 @@ def apply(
     type=click.Path(dir_okay=False),
     help="Reach Talos and Omni with this spec's settings instead of the recorded ones.",
 )
+@click.option(
+    "--backup",
+    "backup_path",
+    type=click.Path(dir_okay=False),
+    help="The backup zip, if it was moved from where apply wrote it; accepted only when its "
+    "sha256 equals the one the rollback file pins.",
+)
 @_json_events
 @pass_console
 def rollback(
-    console: CliContext, rollback_file: str, auto_approve: bool, spec_path: str | None
+    console: CliContext,
+    rollback_file: str,
+    auto_approve: bool,
+    spec_path: str | None,
+    backup_path: str | None,
 ) -> int:
     """Put nodes and Omni back as they were before an apply (idempotent)."""
-    return run_rollback(console, rollback_file, auto_approve=auto_approve, spec_path=spec_path)
+    return run_rollback(
+        console,
+        rollback_file,
+        auto_approve=auto_approve,
+        spec_path=spec_path,
+        backup_path=backup_path,
+    )
 
 
 @click.command()
@@ -224,6 +241,7 @@ def run_rollback(
     *,
     auto_approve: bool,
     spec_path: str | None,
+    backup_path: str | None = None,
     exit_now: Callable[[], None] | None = None,
 ) -> int:
     # imported here: start-up time
@@ -258,6 +276,7 @@ def run_rollback(
                 auto_approve=auto_approve,
                 spec_path=Path(spec_path) if spec_path else None,
                 overrides=console.overrides,
+                backup_path=Path(backup_path) if backup_path else None,
             ),
             ui,
             confirm,

@@ -181,6 +181,14 @@ def lab_up(
         omni_join_ms=omni_join_ms,
         omni_api_version=omni_api_version,
     )
+    from omniport.lab.server import check_options  # imported here: start-up time
+
+    problem = check_options(options.argv())
+    if problem is not None:  # refused before DIR or a process exists: nothing to clean up
+        raise OmniportError(
+            f"lab up: {problem}",
+            "fix the option (see `omniport lab up --help`); nothing was started",
+        )
     with _lab_errors():
         info = up(directory, options)
     cps = sum(1 for n in info["nodes"] if n["role"] == "controlplane")
@@ -330,9 +338,19 @@ def _faults_text(active: dict[str, Any]) -> str:
         where = f["node"] or "every node"
         lines.append(f"ApplyConfiguration fails on {where} after {f['after_calls']} call(s)")
     for f in active.get("omni_failures") or []:
+        times = f" for the next {f['times']} call(s)" if f.get("times") else ""
         lines.append(
-            f"Omni {f['method']} fails for {f['resource_type'] or 'every type'} (code {f['code']})"
+            f"Omni {f['method']} fails for {f['resource_type'] or 'every type'} "
+            f"(code {f['code']}){times}"
         )
+    for b in active.get("talos_blips") or []:
+        calls = f"{b['method']} call(s)" if b.get("method") else "call(s)"
+        how = " (stream reset)" if b.get("reset") else ""
+        lines.append(
+            f"Talos blip: the next {b['remaining']} {calls} to {b['node'] or 'any node'}{how}"
+        )
+    if active.get("factory_blips"):
+        lines.append(f"Image Factory blip: the next {active['factory_blips']} request(s)")
     for node, services in (active.get("unhealthy_services") or {}).items():
         lines.append(f"unhealthy on {node}: {', '.join(services)}")
     for node in active.get("etcd_learners") or []:
@@ -388,9 +406,42 @@ def fault_apply_fail() -> None:
 @click.argument("method")
 @click.option("--type", "type", help="Only this resource type (default: every type).")
 @click.option("--code", type=click.IntRange(1, 16), default=14, show_default=True)
+@click.option(
+    "--times",
+    type=click.IntRange(1),
+    help="Fail only the next N calls, then heal (a blip; default: every call).",
+)
 @click.option("--clear", is_flag=True, help="Remove the matching Omni failures.")
 def fault_omni_fail() -> None:
     """Make Omni's METHOD (Create, Update, Get, ...) fail with a gRPC status."""
+
+
+@_fault_command("talos-blip", "talos-blip")
+@click.option(
+    "--times", type=click.IntRange(1), default=1, show_default=True, help="Calls that fail."
+)
+@click.option("--node", help="Only calls to this node (default: any node).")
+@click.option("--method", help="Only this gRPC method, e.g. ApplyConfiguration, Get, Version.")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Reset the call's HTTP/2 stream (RST_STREAM) instead of answering UNAVAILABLE "
+    "(one-to-one machine-service calls; others still get UNAVAILABLE).",
+)
+@click.option("--clear", is_flag=True, help="Drop the pending blips.")
+def fault_talos_blip() -> None:
+    """The next N Talos calls fail as a brief network blip does (UNAVAILABLE, connection
+    reset), then the network heals."""
+
+
+@_fault_command("factory-blip", "factory-blip")
+@click.option(
+    "--times", type=click.IntRange(1), default=1, show_default=True, help="Requests dropped."
+)
+@click.option("--clear", is_flag=True, help="Drop the pending blips.")
+def fault_factory_blip() -> None:
+    """The next N Image Factory requests get their connection closed unanswered, then the
+    network heals."""
 
 
 @_fault_command("factory-down", "factory-down")
@@ -502,15 +553,52 @@ def fault_show(console: CliContext) -> None:
 @_lab_dir
 @click.argument("node")
 @click.argument("patch_file", metavar="FILE", type=click.File("r"))
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When the change needs a reboot, return only once the node runs the new config.",
+)
 @pass_console
-def lab_patch(console: CliContext, directory: Path, node: str, patch_file: Any) -> None:
-    """Patch NODE's config with FILE as `talosctl patch machineconfig` would (mode auto)."""
-    from omniport.lab.control import patch  # imported here: start-up time
+def lab_patch(console: CliContext, directory: Path, node: str, patch_file: Any, wait: bool) -> None:
+    """Patch NODE's config with FILE as `talosctl patch machineconfig` would (mode auto), and
+    say when the new config lands: now, after the reboot it needs, or at the next reboot."""
+    import time  # imported here: start-up time
+
+    from omniport.lab.control import patch, status  # imported here: start-up time
 
     text = patch_file.read()
     with _lab_errors():
         result = patch(directory, node, text)
-    console.echo(
-        f"Patched {result['node']} ({result['mode']}): {result['details'].splitlines()[0]}; "
-        f"config sha256 {result['config_sha256']}."
-    )
+    address, new = result["node"], result["new_config_sha256"]
+    head = f"Patched {address} ({result['mode']}): {result['details'].splitlines()[0]}."
+    if result["active"]:
+        console.echo(f"{head} The new config is active now (config sha256 {new}).")
+        return
+    seconds = result.get("lands_in_seconds")
+    if seconds is None:
+        console.echo(
+            f"{head} The new config (sha256 {new}) is staged: it lands at the node's next "
+            f"reboot; until then it runs config sha256 {result['config_sha256']}."
+        )
+        return
+    if not wait:
+        console.echo(
+            f"{head} The node is rebooting: the new config (sha256 {new}) lands when it is "
+            f"back, in about {seconds:g} s; until then it runs config sha256 "
+            f"{result['config_sha256']} (`--wait` waits for it)."
+        )
+        return
+    deadline = time.monotonic() + 30 + seconds
+    with _lab_errors():
+        while True:
+            running = next(n for n in status(directory)["nodes"] if n["address"] == address)
+            if running["config_sha256"] == new:
+                break
+            if time.monotonic() > deadline:
+                raise OmniportError(
+                    f"{address} still runs config sha256 {running['config_sha256']} after its "
+                    "reboot",
+                    f"see `omniport lab status --dir {directory}`",
+                )
+            time.sleep(0.05)
+    console.echo(f"{head} The node rebooted: the new config is active now (sha256 {new}).")

@@ -10,8 +10,9 @@ because click's own usage errors exit 2, which ``plan --detailed-exitcode`` rese
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 import click
 
@@ -201,6 +202,21 @@ def _run_cli(args: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: Any = None,
+) -> None:
+    """A Python warning (Omni's insecure-TLS one, for commands other than ``plan``, which
+    reports it as the finding OMNI_TLS_UNVERIFIED) as one line of ours, without Python's
+    ``file:line: Category:`` prefix and source line."""
+    click.echo(f"Warning: {_printable(str(message))}", err=True)
+
+
 def main() -> NoReturn:
     """The console script ``omniport`` and ``python -m omniport.planner.cli``."""
+    warnings.showwarning = _show_warning
     sys.exit(_run_cli())

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omniport.planner import progress
+from omniport.planner import files, progress
 from omniport.planner.changes import OWNER_ANNOTATION
 from omniport.planner.execute import journal, rollbackfile
 from omniport.planner.execute.backup import read_backup
@@ -86,20 +86,43 @@ def locate(recorded: str, rollback_file: Path) -> Path:
     return beside if beside.exists() else path
 
 
-def read_backup_for(rb: RollbackPlan, rollback_file: Path) -> dict[str, bytes]:
-    """Node address -> backup bytes, after checking the zip and every entry against the plan."""
-    path = locate(rb.backup_path, rollback_file)
+BACKUP_LIMIT = 256 * files.MIB
+"""A backup zip holds every node's config, compressed: far less for a thousand nodes."""
+
+
+def read_backup_for(
+    rb: RollbackPlan, rollback_file: Path, moved: Path | None = None
+) -> dict[str, bytes]:
+    """Node address -> backup bytes, after checking the zip and every entry against the plan.
+
+    ``moved`` is where the user says the zip is now (``rollback --backup``): it is accepted
+    only when its sha256 is the one apply pinned in the rollback file, so no other zip (an
+    older backup, another cluster's) can be restored by mistake."""
+    path = moved if moved is not None else locate(rb.backup_path, rollback_file)
+    given = " given with --backup" if moved is not None else f" named by {rollback_file}"
     try:
-        raw = path.read_bytes()
+        raw = files.read_bytes(path, BACKUP_LIMIT)  # a FIFO or a device never hangs it
     except FileNotFoundError:
         raise RollbackError(
-            f"the backup {path} named by {rollback_file} is missing",
-            "restore the backup zip to that path; it holds every node's config",
+            f"the backup {path}{given} is missing",
+            "pass the backup zip's new place with `omniport rollback --backup PATH "
+            f"{rollback_file}` (apply wrote it as {Path(rb.backup_path).name}); it holds "
+            "every node's config"
+            if moved is None
+            else f"give the path of the zip apply wrote as {Path(rb.backup_path).name}",
         ) from None
-    if hashlib.sha256(raw).hexdigest() != rb.backup_sha256:
+    except files.Unreadable as exc:
         raise RollbackError(
-            f"the backup {path} is not the one apply wrote (sha256 differs)",
-            "restore the original backup zip; rollback restores exactly its bytes",
+            f"the backup {path}{given} {exc.reason}",
+            f"give the path of the zip apply wrote as {Path(rb.backup_path).name}",
+        ) from None
+    found = hashlib.sha256(raw).hexdigest()
+    if found != rb.backup_sha256:
+        raise RollbackError(
+            f"the backup {path}{given} is not the one apply wrote (its sha256 is "
+            f"{found[:16]}…, {rollback_file} pins {rb.backup_sha256[:16]}…)",
+            f"give the zip apply wrote as {Path(rb.backup_path).name}, unchanged; rollback "
+            "restores exactly its bytes",
         )
     entries = read_backup(path)
     out: dict[str, bytes] = {}
@@ -593,6 +616,8 @@ class RollbackOptions:
     environ: dict[str, str] | None = None
     overrides: Overrides = field(default_factory=Overrides)
     """The global access flags (--talosconfig, ...): how to reach Talos and Omni this time."""
+    backup_path: Path | None = None
+    """The backup zip, moved from where apply wrote it (its sha256 must match the pinned one)."""
 
 
 async def rollback_file(
@@ -611,7 +636,7 @@ async def rollback_file(
     else:
         spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path), options.overrides)
     spec = for_access(spec, options.overrides, "rollback")
-    backup = read_backup_for(rb, path)
+    backup = read_backup_for(rb, path, options.backup_path)
     access = Access.of(spec, options.environ)
     records = journal.read(locate(rb.journal, path))
     lock = cluster_lock(rb.omni_url, rb.cluster_name, "rollback", access.env)
