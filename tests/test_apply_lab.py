@@ -24,8 +24,13 @@ LOCKED = "omni.sidero.dev/cluster-locked"
 IMPORTING = "omni.sidero.dev/cluster-import-is-in-progress"
 
 
+TICKER = re.compile(r"^.*\.\.\. \[\d+s elapsed\]")
+"""planner/progress.py's re-announcement of a slow wait: printed only when this machine is slow."""
+
+
 def one_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    """The one line ``text`` says (progress re-announcements aside)."""
+    lines = [line for line in text.strip().splitlines() if line.strip() and not TICKER.match(line)]
     assert len(lines) == 1, text
     return lines[0]
 

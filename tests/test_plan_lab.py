@@ -119,6 +119,7 @@ def without_created_at(text: str) -> dict[str, Any]:
     data = json.loads(text)
     data.pop("created_at")
     data.pop("checksum")  # it seals created_at too
+    data.pop("seal")  # the HMAC over the whole plan covers created_at as well
     return data
 
 

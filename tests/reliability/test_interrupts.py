@@ -101,8 +101,15 @@ def started(world: World, *args: str, stdin: int | None = None) -> Watched:
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL if stdin is None else stdin,
         text=True,
+        # a shell's background job starts with SIGINT ignored, and children inherit that:
+        # give the child the default, as a terminal's foreground process has
+        preexec_fn=_default_sigint,
     )
     return Watched(proc)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def apply_again_and_roll_back(world: World, before) -> None:
@@ -255,6 +262,7 @@ def _demo(tmp_path: Path) -> Watched:
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_default_sigint,
     )
     return Watched(proc)
 
