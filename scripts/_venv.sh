@@ -7,7 +7,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${OMNIPORT_VENV:-$root/.venv}"
 python="${PYTHON:-python3}"
 say() { printf '%s\n' "$*" >&2; }
-if [ "${OMNIPORT_FRESH:-0}" = "1" ]; then rm -rf "$venv"; fi
+# fresh once: scripts sourced from here on (scripts/typecheck from scripts/test) reuse it
+if [ "${OMNIPORT_FRESH:-0}" = "1" ]; then rm -rf "$venv"; export OMNIPORT_FRESH=0; fi
 if [ ! -x "$venv/bin/python" ]; then
   say "omniport: creating the virtualenv $venv"
   "$python" -m venv "$venv"
