@@ -7,8 +7,10 @@ runners do, and the secrets as the CI systems hand them over (GitHub: a string; 
 variable: a path). What the services themselves do is done here, small and strict:
 
 - ``uses:`` steps: checkout (the clone), setup-python (this interpreter), upload-artifact and
-  download-artifact (files kept between jobs, by run id and name), the sticky comment (its file
-  is read and must fit a GitHub comment); any other action fails the test;
+  download-artifact (files kept between jobs, by run id and name; paths inside the artifact as
+  upload-artifact keeps them: relative to the search paths' least common ancestor, the part of
+  each pattern before its first wildcard), the sticky comment (its file is read and must fit a
+  GitHub comment); any other action fails the test;
 - ``gh`` and ``curl`` are stubs on PATH answering exactly the API calls the page makes (each
   call must be one the stub knows, with the token) with what GitHub's or GitLab's API returns;
 - the install line is not run (no network here): the ``omniport`` on PATH is this checkout's.
@@ -19,6 +21,7 @@ any comment or artifact (the backup is uploaded encrypted only).
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -160,7 +163,9 @@ def bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
 
 def base_env(world: World, services: Services, temp: Path) -> dict[str, str]:
-    """A runner's environment: this checkout's omniport and the stubs first on PATH."""
+    """A runner's environment: this checkout's omniport and the stubs first on PATH. Nothing
+    of the developer's: no state directory (the page's jobs set one; else it, and the lock, go
+    under the runner's HOME)."""
     path = os.pathsep.join(
         [str(services.bin), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
     )
@@ -170,7 +175,6 @@ def base_env(world: World, services: Services, temp: Path) -> dict[str, str]:
         "TMPDIR": str(temp),
         "LANG": "C.UTF-8",
         "NO_COLOR": "1",
-        "OMNIPORT_LOCK_DIR": world.env["OMNIPORT_LOCK_DIR"],
         "CI_RECIPE_STUB_STATE": str(services.state),
     }
 
@@ -191,7 +195,9 @@ class Repo:
 def cluster_repo(world: World, root: Path, spec_path: str) -> Repo:
     origin = root / "origin"
     spec = yaml.safe_load(world.spec.read_text())
-    del spec["talos"]["talosconfig"], spec["omni"]["serviceAccountKeyFile"], spec["backup"]
+    del spec["talos"]["talosconfig"], spec["omni"]["serviceAccountKeyFile"]
+    # the page's jobs choose where apply's state goes ($OMNIPORT_STATE_DIR): the spec must not
+    assert "state" not in spec and "backup" not in spec, spec
     target = origin / spec_path
     target.parent.mkdir(parents=True)
     target.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -223,6 +229,30 @@ def assert_secret_free(world: World, ci_secrets: dict[str, str], texts: list[str
 
 def artifact_texts(files: list[Path]) -> list[str]:
     return [p.read_bytes().decode("utf-8", "replace") for p in files]
+
+
+def state_folders(world: World) -> str:
+    """``<cluster>/<omni>``: the cluster's state directory below the state base."""
+    base = Path("/base")
+    return world.state_in(base).relative_to(base).as_posix()
+
+
+def state_files_in(directory: Path) -> list[str]:
+    """Backups, rollback plans and journals anywhere below ``directory``."""
+    names = ("*.rollback.json", "*.journal.jsonl", "*-backup-*")
+    found = {p for name in names for p in directory.rglob(name) if p.is_file()}
+    return sorted(p.relative_to(directory).as_posix() for p in found)
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """``$NAME`` and ``${NAME}`` in a CI variable, as GitLab expands them (known names only)."""
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        assert name in env, f"the variable {value!r} uses ${name}, which the job does not have"
+        return env[name]
+
+    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lookup, value)
 
 
 # ---- GitHub Actions ---------------------------------------------------------------------------
@@ -265,10 +295,13 @@ class GitHub:
             "secrets": self.ci_secrets,
             "github": {"token": "ghs_" + self.services.token, **github},
             "inputs": inputs or {},
+            "runner": {"temp": str(temp)},
             "steps": {},
         }
         env = base_env(self.world, self.services, temp)
-        env.update({k: evaluate(v, context) for k, v in self.workflow["env"].items()})
+        # the workflow's env sees these contexts only (runner.temp is for steps: their env, with)
+        top = {k: context[k] for k in ("github", "secrets", "inputs")}
+        env.update({k: evaluate(v, top) for k, v in self.workflow["env"].items()})
         env.update(
             GITHUB_WORKSPACE=str(workspace),
             GITHUB_REPOSITORY="acme/clusters",
@@ -285,7 +318,8 @@ class GitHub:
                 continue  # no network here: the omniport on PATH is this checkout's
             output = temp / f"output-{i}"
             output.touch()
-            result = bash(step["run"], workspace, {**env, "GITHUB_OUTPUT": str(output)})
+            step_env = {k: evaluate(v, context) for k, v in (step.get("env") or {}).items()}
+            result = bash(step["run"], workspace, {**env, **step_env, "GITHUB_OUTPUT": str(output)})
             assert result.returncode == 0, (name, step.get("name"), result.stdout + result.stderr)
             if "id" in step:
                 pairs = [line.split("=", 1) for line in output.read_text().splitlines()]
@@ -299,15 +333,29 @@ class GitHub:
             return  # the runner's clone; this interpreter
         if action == "actions/upload-artifact":
             files: list[Path] = []
-            for pattern in given["path"].split():
-                found = (
-                    [p for p in (ws / pattern).rglob("*") if p.is_file()]
-                    if (ws / pattern).is_dir()
-                    else [p for p in ws.glob(pattern) if p.is_file()]
+            searched: list[Path] = []
+            for pattern in given["path"].splitlines():
+                pattern = pattern.strip()
+                if not pattern:
+                    continue
+                assert not pattern.startswith("!"), "the stub knows no exclude pattern"
+                path = ws / pattern  # relative to the workspace; an absolute one stays
+                parts = path.parts
+                literal = next(
+                    (i for i, part in enumerate(parts) if any(c in part for c in "*?[")),
+                    len(parts),
                 )
-                files += found
+                searched.append(Path(*parts[:literal]))  # @actions/glob's search path
+                for match in sorted(glob.glob(str(path), recursive=True)):
+                    hit = Path(match)
+                    files += [p for p in hit.rglob("*") if p.is_file()] if hit.is_dir() else [hit]
             assert files, f"upload-artifact {given['name']}: no file matches {given['path']}"
-            root = Path(os.path.commonpath([p.parent for p in files]))
+            # upload-artifact's root: one search path that is the one file found: its folder;
+            # else the least common ancestor of the search paths (not of the files found)
+            if len(set(searched)) == 1 and files == [searched[0]]:
+                root = searched[0].parent
+            else:
+                root = Path(os.path.commonpath(searched))
             store = self.services.root / "artifacts" / run_id / given["name"]
             for p in files:
                 (store / p.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
@@ -351,12 +399,16 @@ def test_github_actions_recipe(world: World, tmp_path: Path):
         "success --limit 1 --json databaseId --jq .[0].databaseId": plan_run,
     }
     services.save(services.comments())
-    apply_run, _ = gh.job("apply", "push", sha=merge)
+    apply_run, applied = gh.job("apply", "push", sha=merge)
+    assert not state_files_in(applied), "apply wrote state into the checkout (beside the plan)"
     imported = world.snapshot()
     assert imported.extra_resources(before), "apply imported nothing"
-    kept = sorted(p.name for p in services.artifacts[(apply_run, "omniport-rollback")].iterdir())
-    assert kept[:2] == ["import.plan.journal.jsonl", "import.plan.rollback.json"], kept
-    assert kept[2:] and re.fullmatch(r"lab-backup-[\d-]+\.zip\.enc", kept[2]), kept  # no .zip
+    state = state_folders(world)  # <cluster>/<omni>/, as upload-artifact keeps it
+    store = services.artifacts[(apply_run, "omniport-rollback")]
+    kept = sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file())
+    assert kept[:2] == [f"{state}/import.plan.journal.jsonl", f"{state}/import.plan.rollback.json"]
+    backup = rf"{re.escape(state)}/lab-backup-[\d-]+\.zip\.enc"  # encrypted: no .zip kept
+    assert len(kept) == 3 and re.fullmatch(backup, kept[2]), kept
 
     gh.job("rollback", "workflow_dispatch", inputs={"apply_run_id": apply_run}, sha=merge)
     assert_restored(world, before)
@@ -375,6 +427,10 @@ class GitLab:
     ci_secrets: dict[str, str]
     pipeline: dict[str, Any]
 
+    def workspace(self, name: str) -> Path:
+        """Where the runner of job ``name`` clones the repository (``$CI_PROJECT_DIR``)."""
+        return self.services.root / f"runner-{name}" / "builds" / "acme" / "clusters"
+
     def job(self, name: str, job_id: int, source: str, **variables: str) -> Path | None:
         """Run one job (before_script + script in one shell, after_script in another) and
         keep its artifacts as GitLab does, as a zip under the job's id."""
@@ -382,14 +438,16 @@ class GitLab:
         (rule,) = job["rules"]
         assert f'$CI_PIPELINE_SOURCE == "{source}"' in rule["if"], rule
         runner = self.services.root / f"runner-{name}"
-        workspace = self.repo.clone(runner / "builds" / "acme" / "clusters")
+        workspace = self.repo.clone(self.workspace(name))
         temp = runner / "tmp"
         (temp / "home").mkdir(parents=True)
         talosconfig = temp / "TALOSCONFIG"  # a File variable: GitLab writes it, passes the path
         talosconfig.write_text(self.ci_secrets["TALOSCONFIG"])
         talosconfig.chmod(0o600)
         env = base_env(self.world, self.services, temp)
-        env.update(self.pipeline["variables"])
+        env.update(CI_PROJECT_DIR=str(workspace))
+        for key, value in self.pipeline["variables"].items():
+            env[key] = expand(str(value), env)
         env.update(
             TALOSCONFIG=str(talosconfig),
             OMNI_SERVICE_ACCOUNT_KEY=self.ci_secrets["OMNI_SERVICE_ACCOUNT_KEY"],
@@ -457,13 +515,19 @@ def test_gitlab_ci_recipe(world: World, tmp_path: Path):
     }
     services.save(services.comments())
     apply_zip = gl.job("apply", 120, "push", CI_COMMIT_SHA=merge, CI_COMMIT_BRANCH="main")
+    strays = [
+        f for f in state_files_in(gl.workspace("apply")) if not f.startswith("omniport-state/")
+    ]
+    assert not strays, f"apply wrote state beside the plan, not in $OMNIPORT_STATE_DIR: {strays}"
     assert apply_zip is not None
     assert world.snapshot().extra_resources(before), "apply imported nothing"
     with zipfile.ZipFile(apply_zip) as zipped:
         names = sorted(zipped.namelist())
         texts = [zipped.read(n).decode("utf-8", "replace") for n in names]
-    assert names[:2] == ["plan/import.plan.journal.jsonl", "plan/import.plan.rollback.json"]
-    assert names[2:] and re.fullmatch(r"plan/lab-backup-[\d-]+\.zip\.enc", names[2]), names
+    state = f"omniport-state/{state_folders(world)}"  # $OMNIPORT_STATE_DIR/<cluster>/<omni>
+    assert names[:2] == [f"{state}/import.plan.journal.jsonl", f"{state}/import.plan.rollback.json"]
+    backup = rf"{re.escape(state)}/lab-backup-[\d-]+\.zip\.enc"  # encrypted: no .zip kept
+    assert len(names) == 3 and re.fullmatch(backup, names[2]), names
 
     services.curl[f"GET {GITLAB_API}/jobs/120/artifacts"] = f"file:{apply_zip}"
     services.save(services.comments())
