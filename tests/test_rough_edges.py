@@ -106,7 +106,7 @@ def test_rollback_backup_accepts_a_moved_zip_only_when_its_hash_matches(world: W
     applied = world.apply()
     assert applied.code == 0, applied.text
     imported = world.snapshot()
-    (zip_path,) = (world.dir / "backups").glob("*.zip")
+    (zip_path,) = world.state.glob("*-backup-*.zip")  # the cluster's state directory
     moved = tmp_path / "elsewhere" / "my-backup.zip"
     moved.parent.mkdir()
     zip_path.rename(moved)
