@@ -55,13 +55,11 @@ def lab_dir(tmp_path):
 
 
 def test_up_status_fault_patch_down(lab_dir, capsys, tmp_path):
-    started = time.monotonic()
+    # How long `lab up` takes is a figure (bench/apply_scale.py prints lab_up_s), not a test.
     assert run(["lab", "up", "--dir", str(lab_dir), "--nodes", "3"]) == 0
-    up_seconds = time.monotonic() - started
     out = capsys.readouterr().out
     assert "Lab up in" in out
     assert f"Next: {invocation.program()} plan {lab_dir / 'import.yaml'}" in out
-    assert up_seconds < 3.0, f"lab up took {up_seconds:.2f} s"
 
     info = json.loads((lab_dir / "lab.json").read_text())
     pid = info["pid"]

@@ -1,10 +1,9 @@
-"""Scale: 1000 nodes in one lab process, started fast, answering concurrently under latency."""
+"""Scale: 1000 nodes in one lab process, answering concurrently under latency."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 
 import pytest
 
@@ -13,28 +12,20 @@ from tests.conftest import pid_running
 pytestmark = pytest.mark.slow
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 @pytest.fixture(scope="module")
 def big(lab_factory):
-    started = time.monotonic()
     handle = lab_factory("--nodes", "1000", "--controlplanes", "3", name="lab1000")
-    handle.up_seconds = time.monotonic() - started
     yield handle
     handle.stop()
     assert not pid_running(handle.pid)
 
 
-def test_thousand_nodes_start_within_30_seconds(big):
+def test_thousand_nodes_start_with_distinct_addresses(big):
+    # How long this takes and how much memory the lab holds are figures, printed by
+    # bench/apply_scale.py (lab_up_s, lab_peak_rss_mib), not timed assertions here.
     assert len(big.nodes) == 1000 and len(big.controlplanes) == 3
     assert len(set(big.nodes)) == 1000
-    assert big.up_seconds < 30, f"lab up took {big.up_seconds:.1f} s"
-    assert rss_mb(big.pid) < 500
+    assert pid_running(big.pid)
 
 
 def test_every_node_answers_with_its_own_config(aio, big):
