@@ -8,7 +8,9 @@ command), else its absolute path. Apply and rollback then look for the spec's di
 1. in the git checkout of the current directory, then in the one holding the plan file, at the
    recorded repository path (another checkout of the same repository: a CI job, a colleague);
 2. at the recorded absolute path;
-3. else the plan file's own directory (a plan written beside its spec, the default).
+3. else the plan file's own directory (a plan written beside its spec, the default), or, for a
+   rollback file (kept in the state directory, away from any checkout), the spec's directory
+   as apply saw it.
 
 Only the directory is taken from the file system: what the spec says is the copy recorded in
 the plan, hashed and sealed there.
@@ -40,8 +42,14 @@ def locate(spec_path: Path) -> SpecLocation:
     return SpecLocation(path=str(absolute), in_repository=False)
 
 
-def spec_directory(location: SpecLocation | None, plan_path: Path, cwd: Path | None = None) -> Path:
-    """The directory the recorded spec's relative paths resolve from (see the module doc)."""
+def spec_directory(
+    location: SpecLocation | None,
+    plan_path: Path,
+    cwd: Path | None = None,
+    fallback: Path | None = None,
+) -> Path:
+    """The directory the recorded spec's relative paths resolve from (see the module doc);
+    ``fallback`` replaces the plan file's directory as the last resort."""
     plan_dir = plan_path.resolve().parent
     if location is not None:
         if location.in_repository:
@@ -58,7 +66,7 @@ def spec_directory(location: SpecLocation | None, plan_path: Path, cwd: Path | N
             candidate = Path(location.path)
             if candidate.is_file():
                 return candidate.parent
-    return plan_dir
+    return fallback if fallback is not None else plan_dir
 
 
 def described(location: SpecLocation | None) -> str:

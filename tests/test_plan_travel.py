@@ -136,7 +136,20 @@ def test_plan_applies_from_another_checkout(world: World, tmp_path: Path):
     rollback_file = rollback_of(applied.out)  # in the state directory, not beside the plan
     recorded = json.loads(rollback_file.read_text())
     assert recorded["spec_base"] == str((b / "clusters" / "lab").resolve())
-    rolled = run(world, tmp_path, "rollback", "--auto-approve", str(rollback_file))
+    assert recorded["spec_location"] == {"path": "clusters/lab/import.yaml", "in_repository": True}
+
+    # rolled back from a third checkout, the applying one gone (a later job, a colleague)
+    c = tmp_path / "laptop" / "c"
+    shutil.copytree(b, c, symlinks=True)
+    shutil.rmtree(b)
+    imported = world.snapshot()
+    lost = run(world, tmp_path, "rollback", "--auto-approve", str(rollback_file))
+    assert lost.code == 1  # outside any checkout, the applying one gone: nothing to resolve from
+    line = one_line(lost.err)
+    assert line.startswith(f"Error: the spec recorded in {rollback_file} cannot be used"), line
+    assert line.endswith("run it from a checkout holding the spec, or pass that spec with --spec")
+    assert world.snapshot() == imported
+    rolled = run(world, c, "rollback", "--auto-approve", str(rollback_file))
     assert rolled.code == 0, rolled.text
     assert_restored(world, before)
 

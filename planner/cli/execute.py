@@ -72,7 +72,9 @@ def apply(
     "--spec",
     "spec_path",
     type=click.Path(dir_okay=False),
-    help="Reach Talos and Omni with this spec's settings instead of the recorded ones.",
+    help="Reach Talos and Omni with this spec's settings instead of the recorded ones "
+    "(default: the recorded spec, its files found in this directory's git checkout, else "
+    "where apply found them).",
 )
 @click.option(
     "--backup",

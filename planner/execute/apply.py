@@ -829,6 +829,7 @@ def write_ahead(
         ),
         links=tuple(n.machine_uuid for n in plan.nodes if n.machine_uuid not in known),
         spec_base=str(spec.path.parent),
+        spec_location=plan.spec_location,
     )
     rollbackfile.write(rb, files.rollback)
     return WriteAhead(backup=backup, rollback=files.rollback, journal=files.journal, plan=rb)

@@ -55,6 +55,7 @@ from omniport.planner.execute.session import (
 from omniport.planner.overrides import Overrides, for_access
 from omniport.planner.planning import sha256
 from omniport.planner.spec import load_spec
+from omniport.planner.speclocation import spec_directory
 from omniport.providers import omni as o
 from omniport.providers.errors import NotFound, ProviderError
 from omniport.providers.omni import OmniClient, Resource
@@ -634,7 +635,14 @@ async def rollback_file(
     if options.spec_path is not None:
         spec = load_spec(options.spec_path)
     else:
-        spec = spec_from_data(rb.spec, Path(rb.spec_base), str(path), options.overrides)
+        base = spec_directory(rb.spec_location, path, fallback=Path(rb.spec_base))
+        spec = spec_from_data(
+            rb.spec,
+            base,
+            str(path),
+            options.overrides,
+            fix="run it from a checkout holding the spec, or pass that spec with --spec",
+        )
     spec = for_access(spec, options.overrides, "rollback")
     backup = read_backup_for(rb, path, options.backup_path)
     access = Access.of(spec, options.environ)

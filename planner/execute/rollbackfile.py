@@ -14,6 +14,7 @@ from typing import Any
 
 from omniport.planner import __version__, files
 from omniport.planner.errors import OmniportError
+from omniport.planner.plan import SpecLocation
 from omniport.planner.sealed import (
     canonical,
     checksum,
@@ -65,7 +66,11 @@ class RollbackPlan:
     links: tuple[str, ...] = ()
     """Machine UUIDs whose Omni Link this import brings into being (Omni did not know them)."""
     spec_base: str = ""
-    """The directory the spec's relative paths (talosconfig, omniconfig, keys) resolve from."""
+    """The directory the spec's relative paths (talosconfig, omniconfig, keys) resolved from at
+    apply time: rollback's last resort when ``spec_location`` finds no spec."""
+    spec_location: SpecLocation | None = None
+    """Where the spec was, as the plan recorded it, so that rollback run from another checkout
+    (a CI job, a colleague) finds the talosconfig and keys there."""
     tool_version: str = __version__
     format_version: int = FORMAT_VERSION
 
@@ -102,6 +107,11 @@ def to_dict(plan: RollbackPlan) -> dict[str, Any]:
         "links": list(plan.links),
         "spec_base": plan.spec_base,
     }
+    if plan.spec_location is not None:  # absent in files written before it was recorded
+        data["spec_location"] = {
+            "path": plan.spec_location.path,
+            "in_repository": plan.spec_location.in_repository,
+        }
     data["checksum"] = checksum(data)
     return data
 
@@ -126,6 +136,11 @@ def from_dict(data: dict[str, Any]) -> RollbackPlan:
         omni_resources=tuple(OmniRef(**r) for r in data["omni_resources"]),
         links=tuple(data["links"]),
         spec_base=data["spec_base"],
+        spec_location=(
+            SpecLocation(path=loc["path"], in_repository=loc["in_repository"])
+            if (loc := data.get("spec_location")) is not None
+            else None
+        ),
     )
 
 

@@ -119,7 +119,11 @@ class Access:
 
 
 def spec_from_data(
-    data: dict[str, Any], base: Path, source: str, overrides: Overrides | None = None
+    data: dict[str, Any],
+    base: Path,
+    source: str,
+    overrides: Overrides | None = None,
+    fix: str = "run it from a checkout holding the spec, or keep the plan file beside its spec",
 ) -> Spec:
     """The Spec a plan or rollback file recorded, with relative paths resolved from ``base``;
     ``overrides`` (the global --talosconfig, ... flags) change how it reaches Talos and Omni,
@@ -136,7 +140,7 @@ def spec_from_data(
         first = err.problems[0].message if err.problems else str(err)
         raise ApplyError(
             f"the spec recorded in {source} cannot be used from {base}: {first}",
-            "run it from a checkout holding the spec, or keep the plan file beside its spec",
+            fix,
         ) from None
 
 
