@@ -677,6 +677,9 @@ async def rollback_file(
                 rollback_file=path,
             )
             interrupts.hint = f" Run `omniport rollback {path}` again to finish."
+            interrupts.stopping = (
+                "stopping the rollback where it is (the journal keeps what is done)"
+            )
             interrupts.begun = True
             interrupts.arm()
             try:

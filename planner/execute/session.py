@@ -301,6 +301,9 @@ class Interrupts:
         self.count = 0
         self.task: asyncio.Task[Any] | None = None
         self.hint = ""
+        self.stopping = "stopping and rolling back what was done"
+        """What the first Ctrl-C inside the guarded work does, in words (rollback's own work
+        stops where it is instead)."""
         self.begun = False
         self.finished = False
         self._exit_now = exit_now or (lambda: os._exit(130))
@@ -337,7 +340,7 @@ class Interrupts:
             self.ui.say("Interrupt received after the work was complete; nothing to stop.")
             return
         if self.count == 1 and self.task is not None and not self.task.done():
-            self.ui.say("Interrupt received: stopping and rolling back what was done…")
+            self.ui.say(f"Interrupt received: {self.stopping}…")
             if hints:
                 self.ui.say("Press Ctrl-C again to exit at once (the journal stays intact).")
             self.task.cancel()
@@ -366,7 +369,7 @@ class Interrupts:
         that happened (any other cancellation propagates as it is)."""
         if self.count:  # a Ctrl-C came before the work started: it does not start
             work.close()
-            self.ui.say("Interrupt received: stopping and rolling back what was done…")
+            self.ui.say(f"Interrupt received: {self.stopping}…")
             raise Interrupted
         task = asyncio.create_task(work)
         self.task = task

@@ -7,6 +7,8 @@
   the first says how to undo and lets the rollback finish, a second exits naming the command;
 - after "Apply complete!": ignored, exit 0 (the import is done and kept; a script must not
   take a finished apply for a failed one);
+- during ``omniport rollback``: the first stops it where it is, naming the same command to
+  finish (which does);
 - ``omniport demo`` interrupted stops its lab (by its pid) and removes its temporary folder
   with the keys and backups.
 
@@ -370,3 +372,34 @@ def test_ctrl_c_during_plan_exits_130_and_writes_no_plan(world: World):
     assert "Traceback" not in out + err
     assert err.strip().endswith("Interrupted.")
     assert not target.exists()
+
+
+# --- omniport rollback --------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_rollback_stops_it_and_the_same_command_finishes_it(world: World):
+    """The first Ctrl-C stops the rollback itself (it does not roll anything "back" again);
+    the journal keeps what it did, and the command it names finishes the job."""
+    world.make_plan()
+    before = world.snapshot()
+    applied = world.apply()
+    assert applied.code == 0, applied.text
+    rollback = re.search(r"^Rollback: (.+)$", applied.out, re.M)
+    assert rollback
+    world.fault(kind="latency", ms=300)
+    run = started(world, "rollback", "--auto-approve", rollback.group(1))
+    run.wait_line(r"^omni_cluster\.lab: Destroying\.\.\.")  # nodes restored, Omni next
+    run.interrupt()
+    code, out, err = run.finish()
+    world.fault(kind="clear")
+    assert code == 1, out + err
+    assert "Traceback" not in out + err
+    assert "Interrupt received: stopping the rollback where it is" in out, out
+    assert "rolling back what was done" not in out
+    assert one_line(err) == (
+        f"Error: rollback interrupted; run `omniport rollback {rollback.group(1)}` again to finish"
+    )
+    assert "Rollback complete!" not in out
+    again = world.cli("rollback", "--auto-approve", rollback.group(1))
+    assert again.code == 0, again.text
+    assert_restored(world, before)
