@@ -285,6 +285,14 @@ def check(facts: ClusterFacts, spec: Spec) -> list[Finding]:
     return out
 
 
+def _minor(version: str | None) -> tuple[int, int] | None:
+    """``(major, minor)`` of a Talos version (``v1.11.5`` or ``1.11.5``), None if unreadable."""
+    try:
+        return version_tuple(version)[:2] if version else None
+    except ValueError:
+        return None
+
+
 def _version_findings(facts: ClusterFacts, spec: Spec, v: ResolvedVersions) -> list[Finding]:
     out: list[Finding] = []
     if v.talos and spec.versions.talos and v.talos != spec.versions.talos:
@@ -314,6 +322,22 @@ def _version_findings(facts: ClusterFacts, spec: Spec, v: ResolvedVersions) -> l
                     "INITIAL_VERSION_NEWER",
                     f"initial {name} version {initial} is newer than the running {current}",
                     spec,
+                )
+            )
+    cluster_minor = _minor(v.talos)
+    for node in facts.nodes:
+        minor = _minor(node.talos_version) if node.error is None else None
+        if cluster_minor and minor and minor > cluster_minor:
+            # Omni's MachineSetNode validation (version_compat.go): a machine may not join a
+            # cluster of an older minor, since that would downgrade it
+            out.append(
+                finding(
+                    "MACHINE_NEWER_THAN_CLUSTER",
+                    f"{node.address} runs Talos {node.talos_version}, a newer minor than the "
+                    f"cluster's {v.talos} (its first control plane's): Omni refuses to add a "
+                    "machine it would have to downgrade",
+                    spec,
+                    node=node.address,
                 )
             )
     if v.talos and version_tuple(v.talos) <= version_tuple(MIN_TALOS_VERSION):

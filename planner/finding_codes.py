@@ -45,6 +45,13 @@ CHECKS: dict[str, Check] = {
         W, True, "make sure talos.nodes lists every node: discovery cannot confirm it"
     ),
     "TALOS_VERSIONS_DIFFER": Check(E, True, "upgrade all nodes to one Talos version first"),
+    "MACHINE_NEWER_THAN_CLUSTER": Check(
+        E,
+        True,
+        "finish the Talos upgrade first (the cluster takes its first control plane's version); "
+        "accept it only for an Omni that admits such machines: Omni refuses them when apply "
+        "adds them to the cluster, and apply then rolls back",
+    ),
     "KUBERNETES_VERSIONS_DIFFER": Check(
         E, True, "finish the Kubernetes upgrade so every component runs one version"
     ),

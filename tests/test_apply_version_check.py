@@ -35,16 +35,22 @@ def test_omni_refuses_a_newer_machine_at_its_machine_set_node_and_apply_rolls_ba
 ):
     """A cluster caught in the middle of a Talos upgrade: one worker already runs 1.12.
 
-    Planning reports TALOS_VERSIONS_DIFFER; a user may review and accept it (the equivalent of
-    omnictl's ``--force``), and the cluster's Talos version is then the first control plane's,
-    1.11, as upstream's importer picks it. omniport does not predict Omni's verdict on the
-    worker, so this is the path where only Omni's own check stands between the import and a
-    machine Omni would have to downgrade. Omni runs that check when the worker's MachineSetNode
-    is created, which omniport does after the worker joined: apply must fail there, with Omni's
-    InvalidArgument, and roll back every node and every Omni resource on its own.
+    Planning reports TALOS_VERSIONS_DIFFER, and MACHINE_NEWER_THAN_CLUSTER for the worker
+    (the cluster's Talos version is the first control plane's, 1.11, as upstream's importer
+    picks it, and the plan predicts Omni's verdict). A user may still accept both (for an Omni
+    that admits such machines; omnictl's ``--force`` skips its checks alike): then only Omni's
+    own check stands between the import and a machine Omni would have to downgrade. Omni runs
+    that check when the worker's MachineSetNode is created, which omniport does after the
+    worker joined: apply must fail there, with Omni's InvalidArgument, and roll back every node
+    and every Omni resource on its own.
     """
     world = upgrading
-    world.tune(findings={"accept": ["TALOS_VERSIONS_DIFFER"]})
+    refused = world.cli("plan", str(world.spec))
+    assert refused.code == 1, refused.text
+    assert "MACHINE_NEWER_THAN_CLUSTER" in refused.text
+    assert f"{WORKER} runs Talos 1.12.0, a newer minor than the cluster's 1.11.5" in refused.text
+
+    world.tune(findings={"accept": ["TALOS_VERSIONS_DIFFER", "MACHINE_NEWER_THAN_CLUSTER"]})
     before = world.snapshot()
     before_status = world.status(with_configs=True)
 

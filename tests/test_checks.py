@@ -137,6 +137,32 @@ def test_mixed_talos_versions_and_acceptance():
     assert accepted[0].accepted and not accepted[0].blocking
 
 
+@pytest.mark.parametrize(
+    ("worker", "refused"),
+    [
+        ("1.12.0", True),  # a newer minor: Omni would have to downgrade it
+        ("v1.12.0", True),
+        ("2.0.0", True),
+        ("1.11.9", False),  # a newer patch of the same minor joins
+        ("1.10.3", False),  # an older minor (installed): Omni upgrades it with the cluster
+        ("unknown", False),  # unreadable: TALOS_VERSIONS_DIFFER says it, this cannot
+    ],
+)
+def test_a_machine_on_a_newer_minor_than_the_cluster_is_predicted(worker, refused):
+    f = facts(nodes=(node("10.0.0.1"), node("10.0.0.2", "worker", talos_version=worker)))
+    found = check(f, spec("findings: {accept: [TALOS_VERSIONS_DIFFER]}\n"))
+    newer = [x for x in found if x.code == "MACHINE_NEWER_THAN_CLUSTER"]
+    if not refused:
+        assert newer == []
+        return
+    assert len(newer) == 1 and newer[0].node == "10.0.0.2" and newer[0].blocking
+    assert f"10.0.0.2 runs Talos {worker}, a newer minor than the cluster's 1.11.5" in (
+        newer[0].message
+    )
+    both = "findings: {accept: [TALOS_VERSIONS_DIFFER, MACHINE_NEWER_THAN_CLUSTER]}\n"
+    assert not any(x.blocking for x in check(f, spec(both)))
+
+
 def test_force_never_accepts_unacceptable_codes():
     f = facts(
         omni=OmniFacts(

@@ -529,6 +529,7 @@ MUTATIONS = [
     ("KUBERNETES_VERSIONS_DIFFER", None, "kubelet runs different versions"),
     ("IMAGE_VERSION_UNPARSEABLE", 3, "ghcr.io/siderolabs/kubelet:latest"),
     ("TALOS_VERSIONS_DIFFER", None, "1.10.7 (127.1.0.1)"),
+    ("MACHINE_NEWER_THAN_CLUSTER", 1, "runs Talos 1.11.5, a newer minor than the cluster's 1.10.7"),
     ("KUBERNETES_INCOMPATIBLE", None, "Omni does not pair Talos 1.10.7 with Kubernetes 1.34.1"),
     ("NODE_ALREADY_CONNECTED", 3, "join documents for another Omni (https://omni.elsewhere"),
     ("LEFTOVER_JOIN_DOCUMENTS", 2, "holds join documents for this Omni from an earlier import"),
