@@ -43,6 +43,20 @@ class PlanFileError(OmniportError):
     """A plan file that cannot be used: unreadable, tampered, foreign or malformed."""
 
 
+def location_data(location: SpecLocation | None) -> dict[str, Any] | None:
+    """A spec location as plan and rollback files store it."""
+    if location is None:
+        return None
+    return {"path": location.path, "in_repository": location.in_repository}
+
+
+def location_of(data: dict[str, Any] | None) -> SpecLocation | None:
+    """The spec location a plan or rollback file stored (None when it stored none)."""
+    if data is None:
+        return None
+    return SpecLocation(path=data["path"], in_repository=data["in_repository"])
+
+
 def to_dict(plan: Plan) -> dict[str, Any]:
     data: dict[str, Any] = {
         "format_version": plan.format_version,
@@ -101,11 +115,7 @@ def to_dict(plan: Plan) -> dict[str, Any]:
         ],
         "secrets_sha256": plan.secrets_sha256,
         "fingerprint": plan.fingerprint,
-        "spec_location": (
-            {"path": plan.spec_location.path, "in_repository": plan.spec_location.in_repository}
-            if plan.spec_location is not None
-            else None
-        ),
+        "spec_location": location_data(plan.spec_location),
         "seal": plan.seal,
     }
     data["checksum"] = checksum(data)
@@ -196,11 +206,7 @@ def from_dict(data: dict[str, Any]) -> Plan:
         secrets_sha256=data["secrets_sha256"],
         fingerprint=data["fingerprint"],
         nodes_source=data.get("nodes_source", "spec"),
-        spec_location=(
-            SpecLocation(path=loc["path"], in_repository=loc["in_repository"])
-            if (loc := data.get("spec_location")) is not None
-            else None
-        ),
+        spec_location=location_of(data.get("spec_location")),
         seal=data.get("seal"),
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 from omniport.planner import __version__, files
 from omniport.planner.errors import OmniportError
 from omniport.planner.plan import SpecLocation
+from omniport.planner.planfile import location_data, location_of
 from omniport.planner.sealed import (
     canonical,
     checksum,
@@ -108,10 +109,7 @@ def to_dict(plan: RollbackPlan) -> dict[str, Any]:
         "spec_base": plan.spec_base,
     }
     if plan.spec_location is not None:  # absent in files written before it was recorded
-        data["spec_location"] = {
-            "path": plan.spec_location.path,
-            "in_repository": plan.spec_location.in_repository,
-        }
+        data["spec_location"] = location_data(plan.spec_location)
     data["checksum"] = checksum(data)
     return data
 
@@ -136,11 +134,7 @@ def from_dict(data: dict[str, Any]) -> RollbackPlan:
         omni_resources=tuple(OmniRef(**r) for r in data["omni_resources"]),
         links=tuple(data["links"]),
         spec_base=data["spec_base"],
-        spec_location=(
-            SpecLocation(path=loc["path"], in_repository=loc["in_repository"])
-            if (loc := data.get("spec_location")) is not None
-            else None
-        ),
+        spec_location=location_of(data.get("spec_location")),
     )
 
 
